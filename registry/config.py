@@ -1,0 +1,71 @@
+"""Settings from LORAREG_* environment variables: the only module that reads the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.home() / ".lorareg"
+
+
+class Settings(BaseSettings):
+    """Where the catalog and the weights live, and how to reach a remote server.
+
+    Embedded defaults: a SQLite file and a blob folder under ``LORAREG_HOME``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LORAREG_", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home)
+    database_url: str | None = None
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    # Remote mode for the CLI / client.
+    url: str | None = None
+    token: str | None = None
+    cache_dir: Path | None = None
+    # Presigned URLs live this long; the resolve route reuses them for part of it.
+    presign_ttl_s: int = 3600
+    # Hard cap on a safetensors JSON header: larger headers are refused as hostile.
+    max_header_bytes: int = 16 * 1024 * 1024
+    # Multipart upload part size for S3 (and the chunk size for streaming copies).
+    part_size: int = 16 * 1024 * 1024
+    author: str | None = None
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'catalog.db'}"
+
+    @property
+    def effective_storage_url(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        return (self.home / "blobs").resolve().as_uri()
+
+    @property
+    def effective_cache_dir(self) -> Path:
+        if self.cache_dir:
+            return self.cache_dir
+        return Path.home() / ".cache" / "lorareg"
+
+    @property
+    def effective_author(self) -> str:
+        if self.author:
+            return self.author
+        import getpass
+
+        try:
+            return getpass.getuser()
+        except Exception:  # no passwd entry in some containers
+            return "unknown"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, with explicit overrides winning."""
+    return Settings(**overrides)  # type: ignore[arg-type]

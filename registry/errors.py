@@ -1,0 +1,158 @@
+"""The domain error hierarchy. Services raise these; only api/ and cli/ translate them.
+
+    LoraregError                      code            HTTP  exit
+    ├── InvalidInput                  invalid_input    422   1
+    │   ├── InvalidName               invalid_name     422   1
+    │   ├── InvalidReference          invalid_reference 422  1
+    │   ├── InvalidAdapter            invalid_adapter  422   1
+    │   │   └── UnsafeFormat          unsafe_format    422   1
+    │   └── UnsafePath                unsafe_path      422   1
+    ├── NotFound                      not_found        404   1
+    │   ├── AdapterNotFound           adapter_not_found 404  1
+    │   ├── VersionNotFound           version_not_found 404  1
+    │   ├── BlobNotFound              blob_not_found   404   1
+    │   └── BaseModelNotFound         base_model_not_found 404 1
+    ├── Conflict                      conflict         409   1
+    │   └── AlreadyExists             already_exists   409   1
+    ├── IntegrityError                integrity_error  409   1   (stored bytes != sha256)
+    ├── RangeNotSatisfiable           range_not_satisfiable 416 1
+    ├── Unauthorized                  unauthorized     401   1
+    ├── Forbidden                     forbidden        403   1
+    └── Unavailable                   unavailable      503   1   (database or storage down)
+        ├── StorageUnavailable        storage_unavailable 503 1
+        └── DatabaseUnavailable       database_unavailable 503 1
+
+Every class has a stable ``code`` (sent on the wire as ``{"error": {"code", "message"}}``
+and as ``X-Error-Code``), an HTTP status and a CLI exit status. ``tests/test_errors.py``
+checks that every subclass declares its own code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class LoraregError(Exception):
+    code: ClassVar[str] = "error"
+    http_status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class InvalidInput(LoraregError):
+    code = "invalid_input"
+    http_status = 422
+
+
+class InvalidName(InvalidInput):
+    code = "invalid_name"
+
+
+class InvalidReference(InvalidInput):
+    code = "invalid_reference"
+
+
+class InvalidAdapter(InvalidInput):
+    code = "invalid_adapter"
+
+
+class UnsafeFormat(InvalidAdapter):
+    code = "unsafe_format"
+
+
+class UnsafePath(InvalidInput):
+    code = "unsafe_path"
+
+
+class NotFound(LoraregError):
+    code = "not_found"
+    http_status = 404
+
+
+class AdapterNotFound(NotFound):
+    code = "adapter_not_found"
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+
+
+class BlobNotFound(NotFound):
+    code = "blob_not_found"
+
+
+class BaseModelNotFound(NotFound):
+    code = "base_model_not_found"
+
+
+class Conflict(LoraregError):
+    code = "conflict"
+    http_status = 409
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+
+
+class IntegrityError(LoraregError):
+    code = "integrity_error"
+    http_status = 409
+
+
+class RangeNotSatisfiable(LoraregError):
+    code = "range_not_satisfiable"
+    http_status = 416
+
+
+class Unauthorized(LoraregError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(LoraregError):
+    code = "forbidden"
+    http_status = 403
+
+
+class Unavailable(LoraregError):
+    code = "unavailable"
+    http_status = 503
+
+
+class StorageUnavailable(Unavailable):
+    code = "storage_unavailable"
+
+
+class DatabaseUnavailable(Unavailable):
+    code = "database_unavailable"
+
+
+def all_error_classes() -> list[type[LoraregError]]:
+    """Every class in the hierarchy, root first (used by the wire-mapping tests)."""
+    out: list[type[LoraregError]] = []
+    stack: list[type[LoraregError]] = [LoraregError]
+    while stack:
+        cls = stack.pop(0)
+        out.append(cls)
+        stack.extend(cls.__subclasses__())
+    return out
+
+
+_BY_CODE: dict[str, type[LoraregError]] = {}
+
+
+def error_for_code(code: str) -> type[LoraregError]:
+    """The class for a wire code; the remote client re-raises server errors with it."""
+    if not _BY_CODE:
+        _BY_CODE.update({c.code: c for c in all_error_classes()})
+    return _BY_CODE.get(code, LoraregError)

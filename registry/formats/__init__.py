@@ -1,0 +1,1 @@
+"""File formats: PEFT's adapter_config.json, safetensors headers, adapter folders."""

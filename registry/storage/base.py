@@ -1,0 +1,83 @@
+"""The BlobStore protocol: content-addressed, write-once storage of weight files.
+
+Blobs are addressed by the sha256 of their bytes. Every implementation:
+- verifies the sha256 while it streams bytes in, and stores nothing on a mismatch;
+- is write-once: storing a blob that exists is a no-op;
+- never holds a whole file in memory;
+- translates its vendor errors into ``registry.errors`` (BlobNotFound, IntegrityError,
+  StorageUnavailable, RangeNotSatisfiable) at its edge.
+``tests/storage/test_contract.py`` runs one suite against every implementation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from registry.errors import InvalidInput
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+CHUNK = 1024 * 1024
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just transferred."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    sha256: str
+    size: int
+    modified: datetime
+
+
+def check_sha256(sha256: str) -> str:
+    if not SHA256_RE.match(sha256):
+        raise InvalidInput(f"{sha256!r} is not a sha256 (64 lowercase hex digits)")
+    return sha256
+
+
+def blob_key(sha256: str) -> str:
+    """The object key of a blob, fanned out so no folder holds millions of entries."""
+    return f"sha256/{sha256[:2]}/{sha256[2:]}"
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    url: str
+
+    def exists(self, sha256: str) -> bool:
+        """True when the blob is fully stored."""
+
+    def size(self, sha256: str) -> int:
+        """The blob's size in bytes; BlobNotFound when absent."""
+
+    def put_file(self, sha256: str, path: Path, *, progress: Progress | None = None) -> bool:
+        """Store a local file under its sha256; False when it was already there."""
+
+    def put_stream(self, sha256: str, stream: BinaryIO, *, size: int | None = None) -> bool:
+        """Store bytes read from ``stream``; IntegrityError (and nothing stored) on mismatch."""
+
+    def iter_bytes(self, sha256: str, *, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        """Stream the blob's bytes; BlobNotFound when absent."""
+
+    def read_range(self, sha256: str, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset+length), fewer at the end; RangeNotSatisfiable past the end."""
+
+    def delete(self, sha256: str) -> None:
+        """Remove a blob; absent is not an error."""
+
+    def list_blobs(self) -> Iterator[BlobInfo]:
+        """Every stored blob (for gc and fsck)."""
+
+    def presign_get(self, sha256: str, *, expires_s: int, filename: str | None = None) -> str | None:
+        """A URL a client can GET without credentials, or None where the store has none."""
+
+    def presign_put(self, sha256: str, size: int, *, expires_s: int) -> str | None:
+        """A URL a client can PUT the blob's bytes to, or None (upload through the server)."""
+
+    def check(self) -> None:
+        """Raise StorageUnavailable when the store cannot be reached."""
