@@ -1,0 +1,80 @@
+"""The ``lorareg`` click group and the helpers every command shares.
+
+Exit status: 0 success, 1 refused or invalid request (one line on stderr), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from registry.config import Settings, load_settings
+from registry.errors import LoraregError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)  # type: ignore[return-value]
+
+
+def handle_errors(f: F) -> F:
+    """Turn domain errors into one line on stderr and exit status 1."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except LoraregError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        key, sep, val = v.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{v!r}: write {what} as KEY=VALUE")
+        out[key] = val
+    return out
+
+
+class Context:
+    """Lazily built settings and client, shared by the subcommands."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._client: Any = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from registry.client import connect
+
+            self._client = connect(self.settings)
+        return self._client
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lorareg")
+def cli() -> None:
+    """lorareg: a registry for LoRA adapters."""

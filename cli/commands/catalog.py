@@ -1,0 +1,198 @@
+"""push, pull, list, show, history, tag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.app import Context, cli, handle_errors, json_option, parse_pairs, pass_ctx
+from cli.output import age, emit_json, human_size, progress, table
+from registry.domain import EvalRecord
+
+
+def _evals(values: tuple[str, ...]) -> list[EvalRecord]:
+    out = []
+    for metric, raw in parse_pairs(values, "--eval").items():
+        try:
+            value = float(raw)
+        except ValueError:
+            raise click.BadParameter(f"--eval {metric}={raw!r}: the value must be a number") from None
+        out.append(EvalRecord(metric=metric, value=value))
+    return out
+
+
+def _folder_size(folder: Path) -> int:
+    if not folder.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("repo")
+@click.option("--base", help="Base model the adapter was trained on (default: its config's).")
+@click.option("--description", help="What changed in this version.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE")
+@click.option("--eval", "evals", multiple=True, metavar="METRIC=VALUE")
+@json_option
+@pass_ctx
+@handle_errors
+def push(
+    ctx: Context,
+    folder: Path,
+    repo: str,
+    base: str | None,
+    description: str | None,
+    tags: tuple[str, ...],
+    evals: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Store the PEFT adapter in FOLDER as the next version of REPO (ns/name)."""
+    tag_map = parse_pairs(tags, "--tag")
+    eval_list = _evals(evals)
+    with progress("uploading", _folder_size(folder)) as bar:
+        result = ctx.client.push(
+            folder, repo, base=base, description=description, tags=tag_map, evals=eval_list,
+            progress=bar,
+        )  # fmt: skip
+    if as_json:
+        emit_json(result)
+        return
+    v = result.version
+    if result.created:
+        click.echo(
+            f"pushed {v.ref}  content {v.content_id[:12]}  {human_size(v.size)}"
+            f"  (uploaded {human_size(result.bytes_uploaded)}, {result.blobs_reused} blob(s) reused)"
+        )
+    else:
+        click.echo(f"unchanged: identical to {v.ref} (content {v.content_id[:12]}); nothing created")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("-o", "--output", "dest", type=click.Path(path_type=Path), help="Folder to write.")
+@click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
+@json_option
+@pass_ctx
+@handle_errors
+def pull(ctx: Context, ref: str, dest: Path | None, force: bool, as_json: bool) -> None:
+    """Download REF (ns/name, ns/name:N, ns/name@label), verifying every sha256."""
+    client = ctx.client
+    version = client.show(ref)
+    with progress("downloading", version.size) as bar:
+        result = client.pull(ref, dest=dest, force=force, progress=bar)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(
+        f"pulled {result.version.ref} into {result.path}  {human_size(result.version.size)}"
+        f"  ({human_size(result.bytes_from_cache)} from cache)"
+    )
+
+
+@cli.command("list")
+@click.argument("namespace", required=False)
+@json_option
+@pass_ctx
+@handle_errors
+def list_cmd(ctx: Context, namespace: str | None, as_json: bool) -> None:
+    """List adapters, optionally in one NAMESPACE."""
+    adapters = ctx.client.list_adapters(namespace)
+    if as_json:
+        emit_json(adapters)
+        return
+    if not adapters:
+        click.echo("no adapters" + (f" in {namespace}" if namespace else ""))
+        return
+    table(
+        ["ADAPTER", "VERSIONS", "LATEST", "BASE", "UPDATED"],
+        [
+            (f"{a.namespace}/{a.name}", a.versions, a.latest, a.base_model, age(a.updated_at))
+            for a in adapters
+        ],
+    )
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--base", help="Pick the version for this base model.")
+@json_option
+@pass_ctx
+@handle_errors
+def show(ctx: Context, ref: str, base: str | None, as_json: bool) -> None:
+    """Show one version (or, for a bare ns/name, the newest) with its files."""
+    v = ctx.client.show(ref, base=base)
+    if as_json:
+        emit_json(v)
+        return
+    targets = ", ".join(v.target_modules)
+    lines = [
+        ("version", v.ref),
+        ("content id", v.content_id),
+        ("base model", v.base_model or "-"),
+        ("lora", f"r={v.r} alpha={v.lora_alpha:g} targets={targets}"),
+        ("options", _options(v.config)),
+        ("size", f"{human_size(v.size)} in {v.file_count} file(s)"),
+        ("author", v.author),
+        ("created", f"{v.created_at:%Y-%m-%d %H:%M:%S} ({age(v.created_at)})"),
+        ("parent", str(v.parent) if v.parent else "-"),
+        ("description", v.description or "-"),
+        ("tags", ", ".join(f"{k}={val}" for k, val in v.tags.items()) or "-"),
+        ("evals", ", ".join(f"{e.metric}={e.value:g}" for e in v.evals) or "-"),
+    ]
+    for k, val in lines:
+        click.echo(f"{k + ':':<13}{val}")
+    click.echo("files:")
+    for f in v.files:
+        click.echo(f"  {f.path:<40} {human_size(f.size):>10}  sha256:{f.sha256[:16]}")
+
+
+def _options(config: dict) -> str:  # type: ignore[type-arg]
+    flags = [k for k in ("use_rslora", "use_dora", "fan_in_fan_out") if config.get(k)]
+    if config.get("rank_pattern"):
+        flags.append("rank_pattern")
+    if config.get("modules_to_save"):
+        flags.append("modules_to_save")
+    return ", ".join(flags) or "-"
+
+
+@cli.command()
+@click.argument("repo")
+@json_option
+@pass_ctx
+@handle_errors
+def history(ctx: Context, repo: str, as_json: bool) -> None:
+    """Every change to REPO: versions, tags, evals, stage and alias moves."""
+    events = ctx.client.history(repo)
+    if as_json:
+        emit_json(events)
+        return
+    table(
+        ["ID", "WHEN", "WHAT", "VERSION", "WHO", "DETAILS"],
+        [
+            (e.id, f"{e.created_at:%Y-%m-%d %H:%M:%S}", e.kind, e.version, e.actor, _details(e.payload))
+            for e in events
+        ],
+    )
+
+
+def _details(payload: dict) -> str:  # type: ignore[type-arg]
+    parts = [f"{k}={v}" for k, v in payload.items() if k not in ("size",) and v is not None]
+    text = " ".join(parts)
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("pairs", nargs=-1, required=True, metavar="KEY=VALUE...")
+@json_option
+@pass_ctx
+@handle_errors
+def tag(ctx: Context, ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
+    """Set tags on a version (KEY= with no value removes a tag)."""
+    v = ctx.client.tag(ref, parse_pairs(pairs, "tags"))
+    if as_json:
+        emit_json(v)
+        return
+    click.echo(f"{v.ref}: " + (", ".join(f"{k}={val}" for k, val in v.tags.items()) or "no tags"))

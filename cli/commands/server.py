@@ -1,0 +1,68 @@
+"""``lorareg serve`` and ``lorareg db upgrade``."""
+
+from __future__ import annotations
+
+import click
+
+from cli.app import Context, cli, handle_errors, json_option, pass_ctx
+from cli.output import emit_json
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@pass_ctx
+@handle_errors
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Run the API (and, in later releases, the dashboard and an in-process worker)."""
+    import uvicorn
+
+    from registry.api.app import create_app
+    from registry.db.migrate import is_current
+    from registry.errors import InvalidInput
+    from registry.runtime import open_runtime
+
+    rt = open_runtime(ctx.settings)
+    if not is_current(rt.db):
+        raise InvalidInput(
+            "the catalog schema is not up to date; run `lorareg db upgrade` first"
+        )
+    click.echo(
+        f"lorareg serving on http://{host}:{port}  catalog={_redact(rt.db.url)}"
+        f"  storage={rt.store.url}",
+        err=True,
+    )
+    uvicorn.run(create_app(rt), host=host, port=port, log_level="warning")
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+@cli.group()
+def db() -> None:
+    """Catalog schema management."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@json_option
+@pass_ctx
+@handle_errors
+def db_upgrade(ctx: Context, revision: str, as_json: bool) -> None:
+    """Apply Alembic migrations to the configured catalog."""
+    from registry.db.database import Database
+    from registry.db.migrate import current_revision, upgrade
+
+    database = Database(ctx.settings.effective_database_url)
+    before = current_revision(database)
+    upgrade(database, revision)
+    after = current_revision(database)
+    database.dispose()
+    if as_json:
+        emit_json({"from": before, "to": after})
+    else:
+        click.echo(f"catalog schema: {before or 'empty'} -> {after}")

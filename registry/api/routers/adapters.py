@@ -1,0 +1,141 @@
+"""``/api/v1/adapters``: list, show, push (plan, upload, commit), tags, downloads."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from registry.api.deps import ActorDep, RuntimeDep
+from registry.api.files import blob_response
+from registry.api.schemas import CommitRequest, TagRequest, UploadRequest
+from registry.api.uploads import receive_blob
+from registry.catalog import metadata, queries
+from registry.catalog.push import PushRequest, commit_version, validate_metadata
+from registry.catalog.refs import Ref, Repo, check_name, parse_repo
+from registry.domain import AdapterSummary, EventInfo, PushResult, UploadPlan, VersionInfo
+from registry.errors import NotFound
+from registry.formats.adapter import check_relative_path
+from registry.storage.base import check_sha256
+
+router = APIRouter(prefix="/api/v1", tags=["adapters"])
+
+
+def _repo(namespace: str, name: str) -> Repo:
+    return parse_repo(f"{namespace}/{name}")
+
+
+@router.get("/adapters", response_model=list[AdapterSummary])
+def list_adapters(
+    rt: RuntimeDep,
+    namespace: str | None = None,
+    after: Annotated[str | None, Query(description="page after this ns/name")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AdapterSummary]:
+    if namespace is not None:
+        check_name(namespace, what="namespace")
+    with rt.db.read() as s:
+        return queries.list_adapters(s, namespace, limit=limit, after=after)
+
+
+@router.get("/adapters/{namespace}/{name}/versions", response_model=list[VersionInfo])
+def list_versions(rt: RuntimeDep, namespace: str, name: str) -> list[VersionInfo]:
+    with rt.db.read() as s:
+        return queries.list_versions(s, _repo(namespace, name))
+
+
+@router.get("/adapters/{namespace}/{name}/versions/{revision}", response_model=VersionInfo)
+def show_version(
+    rt: RuntimeDep, namespace: str, name: str, revision: str, base: str | None = None
+) -> VersionInfo:
+    with rt.db.read() as s:
+        return queries.to_info(s, queries.version_row(s, _repo(namespace, name), revision, base=base))
+
+
+@router.get("/adapters/{namespace}/{name}/history", response_model=list[EventInfo])
+def adapter_history(rt: RuntimeDep, namespace: str, name: str) -> list[EventInfo]:
+    with rt.db.read() as s:
+        return queries.history(s, _repo(namespace, name))
+
+
+@router.post("/adapters/{namespace}/{name}/uploads", response_model=UploadPlan)
+def plan_upload(rt: RuntimeDep, namespace: str, name: str, body: UploadRequest) -> UploadPlan:
+    """Which blobs the server still needs, and where to PUT each (presigned on S3)."""
+    _repo(namespace, name)
+    missing: list[str] = []
+    urls: dict[str, str | None] = {}
+    for f in body.files:
+        check_relative_path(f.path)
+        check_sha256(f.sha256)
+        if f.sha256 in urls or rt.store.exists(f.sha256):
+            continue
+        missing.append(f.sha256)
+        urls[f.sha256] = rt.store.presign_put(
+            f.sha256, f.size, expires_s=rt.settings.presign_ttl_s
+        )
+    return UploadPlan(missing=missing, upload_urls=urls)
+
+
+@router.put("/blobs/{sha256}", status_code=201)
+async def upload_blob(rt: RuntimeDep, sha256: str, request: Request) -> dict[str, object]:
+    """Upload through the server (stores without presigned URLs): verified by sha256."""
+    check_sha256(sha256)
+    created = await receive_blob(rt.store, sha256, request)
+    return {"sha256": sha256, "created": created}
+
+
+@router.post("/adapters/{namespace}/{name}/versions", response_model=PushResult)
+def commit(
+    rt: RuntimeDep,
+    actor: ActorDep,
+    namespace: str,
+    name: str,
+    body: CommitRequest,
+    response: Response,
+) -> PushResult:
+    """Create a version from stored blobs; 201 when new, 200 when identical content exists."""
+    req = PushRequest(
+        repo=_repo(namespace, name),
+        files=body.files,
+        author=actor,
+        base_model=body.base_model,
+        description=body.description,
+        tags=body.tags,
+        evals=body.evals,
+    )
+    validate_metadata(req)
+    result = commit_version(rt.db, rt.store, req, max_header_bytes=rt.settings.max_header_bytes)
+    response.status_code = 201 if result.created else 200
+    return result
+
+
+@router.patch("/adapters/{namespace}/{name}/versions/{number}/tags", response_model=VersionInfo)
+def set_tags(
+    rt: RuntimeDep, actor: ActorDep, namespace: str, name: str, number: int, body: TagRequest
+) -> VersionInfo:
+    return metadata.set_tags(rt.db, Ref(_repo(namespace, name), number=number), body.tags, actor=actor)
+
+
+@router.get("/adapters/{namespace}/{name}/versions/{revision}/files/{path:path}")
+async def download_file(
+    rt: RuntimeDep, request: Request, namespace: str, name: str, revision: str, path: str
+) -> Response:
+    def lookup() -> VersionInfo:
+        with rt.db.read() as s:
+            return queries.to_info(s, queries.version_row(s, _repo(namespace, name), revision))
+
+    version = await run_in_threadpool(lookup)
+    entry = next((f for f in version.files if f.path == path), None)
+    if entry is None:
+        raise NotFound(f"{version.ref} has no file {path!r}")
+    return await run_in_threadpool(
+        blob_response,
+        request,
+        rt.store,
+        sha256=entry.sha256,
+        size=entry.size,
+        filename=entry.path,
+        headers={"X-Content-Id": version.content_id},
+        presign_ttl_s=rt.settings.presign_ttl_s,
+    )

@@ -1,0 +1,35 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from registry.api.deps import RuntimeDep
+from registry.errors import LoraregError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(rt: RuntimeDep) -> JSONResponse:
+    """200 when the database and the store answer; 503 naming what does not."""
+    checks: dict[str, str] = {}
+    for name, probe in (("database", rt.db.ping), ("storage", rt.store.check)):
+        try:
+            await run_in_threadpool(probe)
+            checks[name] = "ok"
+        except LoraregError as exc:
+            checks[name] = exc.message
+        except Exception as exc:  # readiness must answer, whatever broke
+            checks[name] = f"error: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+    )

@@ -1,0 +1,218 @@
+"""Push: turn a manifest of already-stored blobs into a new immutable version.
+
+Order matters for "nothing is lost": every blob is stored (and its sha256 verified by the
+store) before this runs; this re-validates the adapter from storage, then one transaction
+creates the version, its files, tags, evals and an audit event. A crash before the commit
+leaves only unreferenced blobs, which ``lorareg gc`` removes after a grace period.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from registry.catalog.manifest import content_id
+from registry.catalog.queries import to_info
+from registry.catalog.refs import Repo, check_base_name
+from registry.db import models as m
+from registry.db.database import Database
+from registry.domain import EvalRecord, FileEntry, PushResult
+from registry.errors import IntegrityError, InvalidInput
+from registry.formats.adapter import AdapterFile, check_relative_path, inspect_adapter
+from registry.storage.base import BlobStore, check_sha256
+
+MAX_TAGS = 64
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    repo: Repo
+    files: list[FileEntry]
+    author: str
+    base_model: str | None = None
+    description: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    evals: list[EvalRecord] = field(default_factory=list)
+
+
+def validate_metadata(req: PushRequest) -> None:
+    """Cheap checks of everything but the bytes; run before any upload."""
+    if not req.files:
+        raise InvalidInput("the push holds no files")
+    seen: set[str] = set()
+    for f in req.files:
+        check_relative_path(f.path)
+        check_sha256(f.sha256)
+        if f.size < 0:
+            raise InvalidInput(f"{f.path}: negative size")
+        if f.path in seen:
+            raise InvalidInput(f"{f.path}: listed twice")
+        seen.add(f.path)
+    if req.base_model is not None:
+        check_base_name(req.base_model)
+    check_tags(req.tags)
+    for e in req.evals:
+        check_eval(e)
+    if req.description is not None and len(req.description) > 10_000:
+        raise InvalidInput("description is over 10,000 characters")
+
+
+def check_tags(tags: dict[str, str]) -> None:
+    if len(tags) > MAX_TAGS:
+        raise InvalidInput(f"at most {MAX_TAGS} tags per version")
+    for k, v in tags.items():
+        if not k or len(k) > 128 or not k.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise InvalidInput(f"invalid tag key {k!r}: use letters, digits, '.', '_' or '-'")
+        if len(v) > 1024:
+            raise InvalidInput(f"tag {k!r}: value over 1024 characters")
+
+
+def check_eval(e: EvalRecord) -> None:
+    if not e.metric or len(e.metric) > 128:
+        raise InvalidInput(f"invalid eval metric name {e.metric!r}")
+    if not math.isfinite(e.value):
+        raise InvalidInput(f"eval {e.metric}: value must be a finite number, got {e.value}")
+
+
+def commit_version(
+    db: Database, store: BlobStore, req: PushRequest, *, max_header_bytes: int
+) -> PushResult:
+    """Validate the stored adapter and record it as the adapter's next version.
+
+    Identical content (same manifest and base as an existing version) creates nothing and
+    returns that version with ``created=False``.
+    """
+    validate_metadata(req)
+    for f in req.files:
+        stored = store.size(f.sha256)  # BlobNotFound when the upload never happened
+        if stored != f.size:
+            raise IntegrityError(
+                f"{f.path}: stored blob {f.sha256[:12]} has {stored} bytes, manifest says {f.size}"
+            )
+    files = {
+        f.path: AdapterFile(path=f.path, size=f.size, read=_range_reader(store, f.sha256))
+        for f in req.files
+    }
+    contents = inspect_adapter(files, max_header_bytes=max_header_bytes)
+    base = req.base_model or contents.config.base_model_name_or_path
+    if base is not None:
+        base = check_base_name(base) if req.base_model is None else base
+    cid = content_id(req.files)
+
+    with db.write() as session:
+        adapter = _get_or_create_adapter(session, req.repo)
+        # Serialise pushes to this adapter: concurrent pushes wait here, then see each other.
+        session.execute(select(m.Adapter.id).where(m.Adapter.id == adapter.id).with_for_update())
+        session.refresh(adapter)
+        existing = session.scalar(
+            select(m.AdapterVersion).where(
+                m.AdapterVersion.adapter_id == adapter.id,
+                m.AdapterVersion.content_id == cid,
+                _same_base(base),
+            )
+        )
+        if existing is not None:
+            return PushResult(version=to_info(session, existing), created=False)
+        parent_id = session.scalar(
+            select(m.AdapterVersion.id)
+            .where(m.AdapterVersion.adapter_id == adapter.id)
+            .order_by(m.AdapterVersion.number.desc())
+            .limit(1)
+        )
+        number = adapter.next_number
+        session.execute(
+            update(m.Adapter).where(m.Adapter.id == adapter.id).values(next_number=number + 1)
+        )
+        _insert_blobs(session, req.files)
+        cfg = contents.config
+        row = m.AdapterVersion(
+            adapter_id=adapter.id,
+            number=number,
+            content_id=cid,
+            base_model=base,
+            peft_type=cfg.peft_type.upper(),
+            r=cfg.r,
+            lora_alpha=float(cfg.lora_alpha),
+            target_modules=cfg.target_list(),
+            config=cfg.to_json_dict(),
+            size=sum(f.size for f in req.files),
+            file_count=len(req.files),
+            author=req.author,
+            description=req.description,
+            parent_id=parent_id,
+            files=[m.VersionFile(path=f.path, sha256=f.sha256, size=f.size) for f in req.files],
+            tags=[m.Tag(key=k, value=v) for k, v in sorted(req.tags.items())],
+            evals=[
+                m.EvalScore(
+                    metric=e.metric,
+                    value=e.value,
+                    dataset=e.dataset,
+                    higher_is_better=e.higher_is_better,
+                    recorded_by=req.author,
+                )
+                for e in req.evals
+            ],
+        )
+        session.add(row)
+        session.flush()
+        session.add(
+            m.Event(
+                kind="version.created",
+                namespace=req.repo.namespace,
+                adapter=req.repo.name,
+                version=number,
+                actor=req.author,
+                payload={"content_id": cid, "base_model": base, "size": row.size},
+            )
+        )
+        session.flush()
+        session.refresh(row)
+        return PushResult(version=to_info(session, row), created=True)
+
+
+def _same_base(base: str | None):  # type: ignore[no-untyped-def]
+    col = m.AdapterVersion.base_model
+    return col.is_(None) if base is None else col == base
+
+
+def _range_reader(store: BlobStore, sha256: str):  # type: ignore[no-untyped-def]
+    def read(offset: int, length: int) -> bytes:
+        return store.read_range(sha256, offset, length)
+
+    return read
+
+
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def _get_or_create_adapter(session: Session, repo: Repo) -> m.Adapter:
+    """Create namespace and adapter if missing; safe when two pushes race to create them."""
+    ins = _insert(session)
+    session.execute(ins(m.Namespace).values(name=repo.namespace).on_conflict_do_nothing())
+    ns_id = session.scalar(select(m.Namespace.id).where(m.Namespace.name == repo.namespace))
+    session.execute(
+        ins(m.Adapter)
+        .values(namespace_id=ns_id, name=repo.name, next_number=1)
+        .on_conflict_do_nothing()
+    )
+    adapter = session.scalar(
+        select(m.Adapter).where(m.Adapter.namespace_id == ns_id, m.Adapter.name == repo.name)
+    )
+    assert adapter is not None
+    return adapter
+
+
+def _insert_blobs(session: Session, files: list[FileEntry]) -> None:
+    ins = _insert(session)
+    rows = {f.sha256: f.size for f in files}
+    session.execute(
+        ins(m.Blob)
+        .values([{"sha256": s, "size": n} for s, n in sorted(rows.items())])
+        .on_conflict_do_nothing()
+    )

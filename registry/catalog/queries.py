@@ -1,0 +1,151 @@
+"""Read use-cases: resolve a reference, show, list, history."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from registry.catalog.records import event_info, version_info
+from registry.catalog.refs import Ref, Repo, parse_revision
+from registry.db import models as m
+from registry.domain import AdapterSummary, EventInfo, VersionInfo
+from registry.errors import AdapterNotFound, VersionNotFound
+
+
+def adapter_row(session: Session, repo: Repo) -> m.Adapter:
+    row = session.scalar(
+        select(m.Adapter)
+        .join(m.Namespace)
+        .where(m.Namespace.name == repo.namespace, m.Adapter.name == repo.name)
+    )
+    if row is None:
+        raise AdapterNotFound(f"adapter {repo} does not exist; `lorareg list` shows what does")
+    return row
+
+
+def version_row(
+    session: Session, repo: Repo, revision: str, *, base: str | None = None
+) -> m.AdapterVersion:
+    """The version a revision names (see ``parse_revision``), optionally for one base model."""
+    kind, value = parse_revision(revision)
+    adapter = adapter_row(session, repo)
+    q = select(m.AdapterVersion).where(m.AdapterVersion.adapter_id == adapter.id)
+    if base is not None:
+        q = q.where(m.AdapterVersion.base_model == base)
+    if kind == "number":
+        q = q.where(m.AdapterVersion.number == value)
+    elif kind == "content":
+        q = q.where(m.AdapterVersion.content_id == value)
+    elif kind == "label":
+        return label_row(session, adapter, str(value), base=base)
+    row = session.scalar(q.order_by(m.AdapterVersion.number.desc()).limit(1))
+    if row is None:
+        on_base = f" for base {base}" if base else ""
+        raise VersionNotFound(f"{repo} has no version {revision or 'latest'}{on_base}")
+    return row
+
+
+def label_row(
+    session: Session, adapter: m.Adapter, label: str, *, base: str | None
+) -> m.AdapterVersion:
+    """Stages and aliases arrive with the lifecycle layer; until then no label resolves."""
+    raise VersionNotFound(
+        f"{adapter.namespace.name}/{adapter.name} has no version labelled {label!r}"
+    )
+
+
+def ref_row(session: Session, ref: Ref, *, base: str | None = None) -> m.AdapterVersion:
+    if ref.number is not None:
+        revision = str(ref.number)
+    elif ref.label is not None:
+        revision = ref.label
+    else:
+        revision = "latest"
+    return version_row(session, ref.repo, revision, base=base)
+
+
+def to_info(session: Session, row: m.AdapterVersion) -> VersionInfo:
+    parent = None
+    if row.parent_id is not None:
+        parent = session.scalar(
+            select(m.AdapterVersion.number).where(m.AdapterVersion.id == row.parent_id)
+        )
+    return version_info(row, parent_number=parent)
+
+
+def get_version(session: Session, ref: Ref, *, base: str | None = None) -> VersionInfo:
+    return to_info(session, ref_row(session, ref, base=base))
+
+
+def list_versions(session: Session, repo: Repo) -> list[VersionInfo]:
+    adapter = adapter_row(session, repo)
+    rows = session.scalars(
+        select(m.AdapterVersion)
+        .where(m.AdapterVersion.adapter_id == adapter.id)
+        .order_by(m.AdapterVersion.number.desc())
+    ).all()
+    return [to_info(session, r) for r in rows]
+
+
+def list_adapters(
+    session: Session, namespace: str | None = None, *, limit: int = 1000, after: str | None = None
+) -> list[AdapterSummary]:
+    """Adapters with their version count and newest version, ordered by ``ns/name``."""
+    stats = (
+        select(
+            m.AdapterVersion.adapter_id.label("aid"),
+            func.count().label("n"),
+            func.max(m.AdapterVersion.number).label("latest"),
+            func.max(m.AdapterVersion.created_at).label("updated"),
+        )
+        .group_by(m.AdapterVersion.adapter_id)
+        .subquery()
+    )
+    q = (
+        select(m.Namespace.name, m.Adapter.name, stats.c.n, stats.c.latest, stats.c.updated)
+        .select_from(m.Adapter)
+        .join(m.Namespace)
+        .join(stats, stats.c.aid == m.Adapter.id)
+        .order_by(m.Namespace.name, m.Adapter.name)
+        .limit(limit)
+    )
+    if namespace is not None:
+        q = q.where(m.Namespace.name == namespace)
+    if after:
+        ns, _, nm = after.partition("/")
+        q = q.where((m.Namespace.name > ns) | ((m.Namespace.name == ns) & (m.Adapter.name > nm)))
+    out = []
+    for ns_name, name, n, latest, updated in session.execute(q).all():
+        base = session.scalar(
+            select(m.AdapterVersion.base_model)
+            .join(m.Adapter)
+            .join(m.Namespace)
+            .where(
+                m.Namespace.name == ns_name,
+                m.Adapter.name == name,
+                m.AdapterVersion.number == latest,
+            )
+        )
+        out.append(
+            AdapterSummary(
+                namespace=ns_name,
+                name=name,
+                versions=n,
+                latest=latest,
+                base_model=base,
+                updated_at=updated,
+            )
+        )
+    return out
+
+
+def history(session: Session, repo: Repo, *, limit: int = 1000) -> list[EventInfo]:
+    """Every event of an adapter, oldest first."""
+    adapter_row(session, repo)
+    rows = session.scalars(
+        select(m.Event)
+        .where(m.Event.namespace == repo.namespace, m.Event.adapter == repo.name)
+        .order_by(m.Event.id)
+        .limit(limit)
+    ).all()
+    return [event_info(r) for r in rows]

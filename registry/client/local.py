@@ -1,0 +1,134 @@
+"""The in-process client: talks to the configured catalog and storage directly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from registry.catalog import metadata, queries
+from registry.catalog.push import PushRequest, commit_version, validate_metadata
+from registry.catalog.refs import parse_ref, parse_repo
+from registry.catalog.resolve import resolve, resolve_document
+from registry.client.transfer import BlobCache, prepare_push, write_version
+from registry.domain import (
+    AdapterSummary,
+    EvalRecord,
+    EventInfo,
+    FileEntry,
+    PullResult,
+    PushResult,
+    VersionInfo,
+)
+from registry.runtime import Runtime
+from registry.storage.base import Progress, blob_key
+
+
+class LocalClient:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.cache = BlobCache(runtime.settings.effective_cache_dir)
+
+    @property
+    def actor(self) -> str:
+        return self.rt.settings.effective_author
+
+    def push(
+        self,
+        folder: Path,
+        repo: str,
+        *,
+        base: str | None = None,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        evals: list[EvalRecord] | None = None,
+        progress: Progress | None = None,
+    ) -> PushResult:
+        target = parse_repo(repo)
+        limit = self.rt.settings.max_header_bytes
+        local = prepare_push(folder, max_header_bytes=limit)
+        req = PushRequest(
+            repo=target,
+            files=local.files,
+            author=self.actor,
+            base_model=base,
+            description=description,
+            tags=tags or {},
+            evals=evals or [],
+        )
+        validate_metadata(req)
+        sent = uploaded = reused = 0
+        for f in local.files:
+            if self.rt.store.exists(f.sha256):
+                reused += 1
+                if progress:
+                    progress(f.size)
+                continue
+            self.rt.store.put_file(f.sha256, local.paths[f.path], progress=progress)
+            sent += f.size
+            uploaded += 1
+        result = commit_version(self.rt.db, self.rt.store, req, max_header_bytes=limit)
+        return result.model_copy(
+            update={"bytes_uploaded": sent, "blobs_uploaded": uploaded, "blobs_reused": reused}
+        )
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        dest: Path | None = None,
+        force: bool = False,
+        progress: Progress | None = None,
+    ) -> PullResult:
+        version = self.show(ref)
+        out = dest if dest is not None else Path(version.name)
+
+        def fetch(entry: FileEntry) -> Iterator[bytes]:
+            return self.rt.store.iter_bytes(entry.sha256)
+
+        down, cached = write_version(
+            version, out, fetch=fetch, cache=self.cache, force=force, progress=progress
+        )
+        return PullResult(
+            version=version, path=str(out.resolve()), bytes_downloaded=down, bytes_from_cache=cached
+        )
+
+    def show(self, ref: str, *, base: str | None = None) -> VersionInfo:
+        with self.rt.db.read() as s:
+            return queries.get_version(s, parse_ref(ref), base=base)
+
+    def versions(self, repo: str) -> list[VersionInfo]:
+        with self.rt.db.read() as s:
+            return queries.list_versions(s, parse_repo(repo))
+
+    def list_adapters(self, namespace: str | None = None) -> list[AdapterSummary]:
+        if namespace is not None:
+            from registry.catalog.refs import check_name
+
+            check_name(namespace, what="namespace")
+        with self.rt.db.read() as s:
+            return queries.list_adapters(s, namespace)
+
+    def history(self, repo: str) -> list[EventInfo]:
+        with self.rt.db.read() as s:
+            return queries.history(s, parse_repo(repo))
+
+    def tag(self, ref: str, tags: dict[str, str]) -> VersionInfo:
+        return metadata.set_tags(self.rt.db, parse_ref(ref), tags, actor=self.actor)
+
+    def resolve(
+        self, repo: str, *, ref: str = "latest", base: str | None = None
+    ) -> dict[str, Any]:
+        version = resolve(self.rt.db, parse_repo(repo), ref=ref, base=base)
+        store = self.rt.store
+        ttl = self.rt.settings.presign_ttl_s
+
+        def url_for(_v: VersionInfo, f: FileEntry) -> str:
+            return store.presign_get(f.sha256, expires_s=ttl, filename=f.path) or (
+                f"{store.url.rstrip('/')}/{blob_key(f.sha256)}"
+            )
+
+        return resolve_document(version, url_for=url_for)
+
+    def close(self) -> None:
+        self.rt.close()

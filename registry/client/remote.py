@@ -1,0 +1,254 @@
+"""The HTTP client: the same operations against a ``lorareg serve`` at ``LORAREG_URL``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from registry.catalog.push import PushRequest, validate_metadata
+from registry.catalog.refs import Ref, parse_ref, parse_repo
+from registry.client.transfer import BlobCache, prepare_push, write_version
+from registry.domain import (
+    AdapterSummary,
+    EvalRecord,
+    EventInfo,
+    FileEntry,
+    PullResult,
+    PushResult,
+    UploadPlan,
+    VersionInfo,
+)
+from registry.errors import LoraregError, Unavailable, error_for_code
+from registry.storage.base import Progress
+
+CHUNK = 1024 * 1024
+
+
+class RemoteClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        actor: str = "anonymous",
+        cache_dir: Path | None = None,
+        max_header_bytes: int = 16 * 1024 * 1024,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"X-Lorareg-Actor": actor, "User-Agent": "lorareg-client"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.base = url.rstrip("/")
+        self.http = httpx.Client(
+            base_url=self.base,
+            headers=headers,
+            timeout=httpx.Timeout(30.0, read=300.0),
+            transport=transport,
+        )
+        # Presigned storage URLs must not receive our bearer token.
+        self.storage_http = httpx.Client(timeout=httpx.Timeout(30.0, read=300.0))
+        self.cache = BlobCache(cache_dir) if cache_dir else None
+        self.actor = actor
+        self.max_header_bytes = max_header_bytes
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            resp = self.http.request(method, path, **kw)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach lorareg at {self.base}: {exc}") from None
+        _raise_for_error(resp)
+        return resp
+
+    # -- operations ---------------------------------------------------------------------
+
+    def push(
+        self,
+        folder: Path,
+        repo: str,
+        *,
+        base: str | None = None,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        evals: list[EvalRecord] | None = None,
+        progress: Progress | None = None,
+    ) -> PushResult:
+        target = parse_repo(repo)
+        local = prepare_push(folder, max_header_bytes=self.max_header_bytes)
+        validate_metadata(
+            PushRequest(
+                repo=target,
+                files=local.files,
+                author=self.actor,
+                base_model=base,
+                description=description,
+                tags=tags or {},
+                evals=evals or [],
+            )
+        )
+        files_json = [f.model_dump() for f in local.files]
+        plan = UploadPlan.model_validate(
+            self._call("POST", f"/api/v1/adapters/{target}/uploads", json={"files": files_json}).json()
+        )
+        sent = 0
+        by_sha = {f.sha256: f for f in local.files}
+        for f in local.files:
+            if f.sha256 not in plan.missing and progress:
+                progress(f.size)
+        for sha in plan.missing:
+            entry = by_sha[sha]
+            self._upload(entry, local.paths[entry.path], plan.upload_urls.get(sha), progress)
+            sent += entry.size
+        body = {
+            "files": files_json,
+            "base_model": base,
+            "description": description,
+            "tags": tags or {},
+            "evals": [e.model_dump(mode="json") for e in evals or []],
+        }
+        result = PushResult.model_validate(
+            self._call("POST", f"/api/v1/adapters/{target}/versions", json=body).json()
+        )
+        return result.model_copy(
+            update={
+                "bytes_uploaded": sent,
+                "blobs_uploaded": len(plan.missing),
+                "blobs_reused": len({f.sha256 for f in local.files}) - len(plan.missing),
+            }
+        )
+
+    def _upload(
+        self, entry: FileEntry, path: Path, url: str | None, progress: Progress | None
+    ) -> None:
+        def body() -> Iterator[bytes]:
+            with open(path, "rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    if progress:
+                        progress(len(chunk))
+                    yield chunk
+
+        headers = {"Content-Length": str(entry.size), "Content-Type": "application/octet-stream"}
+        if url is None:
+            self._call("PUT", f"/api/v1/blobs/{entry.sha256}", content=body(), headers=headers)
+            return
+        try:
+            resp = self.storage_http.put(url, content=body(), headers=headers)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach storage for upload: {exc}") from None
+        if resp.status_code >= 300:
+            raise LoraregError(
+                f"storage refused the upload of {entry.path} ({resp.status_code}): {resp.text[:200]}"
+            )
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        dest: Path | None = None,
+        force: bool = False,
+        progress: Progress | None = None,
+    ) -> PullResult:
+        version = self.show(ref)
+        out = dest if dest is not None else Path(version.name)
+
+        def fetch(entry: FileEntry) -> Iterator[bytes]:
+            path = (
+                f"/api/v1/adapters/{version.namespace}/{version.name}/versions/"
+                f"{version.number}/files/{quote(entry.path)}"
+            )
+            try:
+                with self.http.stream("GET", path, follow_redirects=False) as resp:
+                    if resp.status_code in (301, 302, 303, 307, 308):
+                        resp.read()
+                        yield from self._stream_storage(resp.headers["location"])
+                        return
+                    if resp.status_code >= 400:
+                        resp.read()
+                        _raise_for_error(resp)
+                    yield from resp.iter_bytes(CHUNK)
+            except httpx.TransportError as exc:
+                raise Unavailable(f"download of {entry.path} broke off: {exc}") from None
+
+        down, cached = write_version(
+            version, out, fetch=fetch, cache=self.cache, force=force, progress=progress
+        )
+        return PullResult(
+            version=version, path=str(out.resolve()), bytes_downloaded=down, bytes_from_cache=cached
+        )
+
+    def _stream_storage(self, url: str) -> Iterator[bytes]:
+        with self.storage_http.stream("GET", url) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                raise LoraregError(f"storage answered {resp.status_code} for a download")
+            yield from resp.iter_bytes(CHUNK)
+
+    def show(self, ref: str, *, base: str | None = None) -> VersionInfo:
+        r = parse_ref(ref)
+        params = {"base": base} if base else None
+        resp = self._call("GET", f"/api/v1/adapters/{r.repo}/versions/{_revision(r)}", params=params)
+        return VersionInfo.model_validate(resp.json())
+
+    def versions(self, repo: str) -> list[VersionInfo]:
+        resp = self._call("GET", f"/api/v1/adapters/{parse_repo(repo)}/versions")
+        return [VersionInfo.model_validate(v) for v in resp.json()]
+
+    def list_adapters(self, namespace: str | None = None) -> list[AdapterSummary]:
+        out: list[AdapterSummary] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 1000}
+            if namespace:
+                params["namespace"] = namespace
+            if after:
+                params["after"] = after
+            page = [AdapterSummary.model_validate(a) for a in self._call("GET", "/api/v1/adapters", params=params).json()]
+            out.extend(page)
+            if len(page) < 1000:
+                return out
+            after = f"{page[-1].namespace}/{page[-1].name}"
+
+    def history(self, repo: str) -> list[EventInfo]:
+        resp = self._call("GET", f"/api/v1/adapters/{parse_repo(repo)}/history")
+        return [EventInfo.model_validate(e) for e in resp.json()]
+
+    def tag(self, ref: str, tags: dict[str, str]) -> VersionInfo:
+        r = parse_ref(ref)
+        number = r.number if r.number is not None else self.show(ref).number
+        resp = self._call(
+            "PATCH", f"/api/v1/adapters/{r.repo}/versions/{number}/tags", json={"tags": tags}
+        )
+        return VersionInfo.model_validate(resp.json())
+
+    def resolve(self, repo: str, *, ref: str = "latest", base: str | None = None) -> dict[str, Any]:
+        params = {"ref": ref, **({"base": base} if base else {})}
+        resp = self._call("GET", f"/api/v1/resolve/{parse_repo(repo)}", params=params)
+        return dict(resp.json())
+
+    def close(self) -> None:
+        self.http.close()
+        self.storage_http.close()
+
+
+def _revision(ref: Ref) -> str:
+    if ref.number is not None:
+        return str(ref.number)
+    return ref.label or "latest"
+
+
+def _raise_for_error(resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    try:
+        err = resp.json()["error"]
+        code, message = str(err["code"]), str(err["message"])
+    except Exception:
+        raise LoraregError(
+            f"server answered {resp.status_code}: {resp.text[:200] or resp.reason_phrase}"
+        ) from None
+    raise error_for_code(code)(message)

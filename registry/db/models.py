@@ -1,0 +1,187 @@
+"""Typed SQLAlchemy 2 models: the catalog's tables. Rows never leave the data layer.
+
+Surrogate integer keys everywhere; names are unique columns, so a rename never cascades.
+Constraints live in the database: unique (adapter, number), sha256 and content-id formats,
+foreign keys. Schema changes go through Alembic (migrations/); nothing calls create_all.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names so Alembic migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY autoincrements).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Namespace(Base):
+    __tablename__ = "namespaces"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Adapter(Base):
+    __tablename__ = "adapters"
+    __table_args__ = (UniqueConstraint("namespace_id", "name", name="uq_adapters_namespace_name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(64))
+    # Next version number to hand out; bumped with a row lock so concurrent pushes
+    # get distinct numbers without retrying on unique violations.
+    next_number: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    namespace: Mapped[Namespace] = relationship(lazy="joined")
+
+
+class Blob(Base):
+    __tablename__ = "blobs"
+    __table_args__ = (
+        CheckConstraint("length(sha256) = 64 AND lower(sha256) = sha256", name="sha256_hex"),
+        CheckConstraint("size >= 0", name="size_nonneg"),
+    )
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AdapterVersion(Base):
+    __tablename__ = "versions"
+    __table_args__ = (
+        UniqueConstraint("adapter_id", "number", name="uq_versions_adapter_number"),
+        CheckConstraint("number >= 1", name="number_positive"),
+        CheckConstraint("length(content_id) = 40", name="content_id_len"),
+        Index("ix_versions_adapter_content", "adapter_id", "content_id"),
+        Index("ix_versions_content_id", "content_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    adapter_id: Mapped[int] = mapped_column(ForeignKey("adapters.id", ondelete="RESTRICT"))
+    number: Mapped[int] = mapped_column(Integer)
+    content_id: Mapped[str] = mapped_column(String(40))
+    base_model: Mapped[str | None] = mapped_column(String(200))
+    peft_type: Mapped[str] = mapped_column(String(32))
+    r: Mapped[int] = mapped_column(Integer)
+    lora_alpha: Mapped[float] = mapped_column(Float)
+    target_modules: Mapped[list[str]] = mapped_column(JSON)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    size: Mapped[int] = mapped_column(BigInteger)
+    file_count: Mapped[int] = mapped_column(Integer)
+    author: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    adapter: Mapped[Adapter] = relationship(lazy="joined")
+    files: Mapped[list[VersionFile]] = relationship(
+        order_by="VersionFile.path", cascade="all, delete-orphan", lazy="selectin"
+    )
+    tags: Mapped[list[Tag]] = relationship(
+        order_by="Tag.key", cascade="all, delete-orphan", lazy="selectin"
+    )
+    evals: Mapped[list[EvalScore]] = relationship(
+        order_by="EvalScore.id", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class VersionFile(Base):
+    __tablename__ = "version_files"
+    __table_args__ = (UniqueConstraint("version_id", "path", name="uq_version_files_path"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256", ondelete="RESTRICT"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("version_id", "key", name="uq_tags_version_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(String(1024))
+
+
+class EvalScore(Base):
+    __tablename__ = "eval_scores"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("versions.id", ondelete="CASCADE"), index=True
+    )
+    metric: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float] = mapped_column(Float)
+    dataset: Mapped[str | None] = mapped_column(String(200))
+    higher_is_better: Mapped[bool] = mapped_column(Boolean, default=True)
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BaseModel(Base):
+    __tablename__ = "base_models"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    source: Mapped[str | None] = mapped_column(Text)
+    structure_hash: Mapped[str | None] = mapped_column(String(64))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    architecture: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Event(Base):
+    """Append-only audit log; webhooks and the change feed read from it."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_scope", "namespace", "adapter", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    namespace: Mapped[str | None] = mapped_column(String(64))
+    adapter: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
