@@ -68,6 +68,8 @@ class Context:
             from registry.client import connect
 
             self._client = connect(self.settings)
+            # Release database pools and HTTP connections when the command ends.
+            click.get_current_context().call_on_close(self._client.close)
         return self._client
 
 

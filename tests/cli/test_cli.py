@@ -1,0 +1,107 @@
+"""The CLI contract, against the embedded catalog and against a live server (LORAREG_URL)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cli.main import cli
+from registry.config import Settings
+
+
+@pytest.fixture
+def lorareg(client_kind: str, settings: Settings, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Run ``lorareg ARGS`` in-process with the environment a user would set."""
+    env = {
+        "LORAREG_HOME": str(settings.home),
+        "LORAREG_DATABASE_URL": settings.effective_database_url,
+        "LORAREG_STORAGE_URL": settings.effective_storage_url,
+        "LORAREG_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+        "LORAREG_PART_SIZE": str(settings.part_size),
+        "LORAREG_CACHE_DIR": str(tmp_path / "cli-cache"),
+        "LORAREG_AUTHOR": "cli-user",
+        "LORAREG_URL": "",
+    }
+    if client_kind == "remote":
+        env["LORAREG_URL"] = request.getfixturevalue("server_url")
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        clean = {k: v for k, v in env.items() if v}
+        unset = {k: None for k, v in env.items() if not v}
+        return runner.invoke(cli, list(args), env={**clean, **unset}, catch_exceptions=False)
+
+    return run
+
+
+def test_push_pull_list_show_history(lorareg: Any, adapter_library: dict[str, Path], tmp_path: Path) -> None:
+    r = lorareg("push", str(adapter_library["v1"]), "acme/brand-voice", "--base", "meta-llama/Llama-3.1-8B", "--tag", "owner=marketing")
+    assert r.exit_code == 0, r.output
+    assert "pushed acme/brand-voice:1" in r.stdout
+    r = lorareg("push", str(adapter_library["v2"]), "acme/brand-voice", "--base", "meta-llama/Llama-3.1-8B", "--json")
+    doc = json.loads(r.stdout)
+    assert doc["created"] is True and doc["version"]["number"] == 2
+    r = lorareg("push", str(adapter_library["v2"]), "acme/brand-voice", "--base", "meta-llama/Llama-3.1-8B")
+    assert r.exit_code == 0 and "unchanged: identical to acme/brand-voice:2" in r.stdout
+
+    r = lorareg("pull", "acme/brand-voice:1", "-o", str(tmp_path / "out"))
+    assert r.exit_code == 0, r.output
+    for f in adapter_library["v1"].iterdir():
+        assert (tmp_path / "out" / f.name).read_bytes() == f.read_bytes()
+
+    r = lorareg("list", "acme")
+    assert "acme/brand-voice" in r.stdout and "meta-llama/Llama-3.1-8B" in r.stdout
+    listed = json.loads(lorareg("list", "--json").stdout)
+    assert [(a["name"], a["versions"]) for a in listed] == [("brand-voice", 2)]
+
+    r = lorareg("show", "acme/brand-voice:2")
+    assert "acme/brand-voice:2" in r.stdout and "r=4 alpha=8" in r.stdout and "adapter_model.safetensors" in r.stdout
+    shown = json.loads(lorareg("show", "acme/brand-voice:1", "--json").stdout)
+    assert shown["tags"] == {"owner": "marketing"} and shown["author"] == "cli-user"
+
+    events = json.loads(lorareg("history", "acme/brand-voice", "--json").stdout)
+    assert [(e["kind"], e["version"]) for e in events] == [("version.created", 1), ("version.created", 2)]
+    assert "version.created" in lorareg("history", "acme/brand-voice").stdout
+
+    r = lorareg("tag", "acme/brand-voice:2", "reviewed=yes", "--json")
+    assert json.loads(r.stdout)["tags"] == {"reviewed": "yes"}
+
+
+def test_refusals_exit_1_with_one_line(lorareg: Any, adapter_dir: Path, tmp_path: Path) -> None:
+    (adapter_dir / "adapter_model.bin").write_bytes(b"pickle")
+    r = lorareg("push", str(adapter_dir), "acme/a")
+    assert r.exit_code == 1
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "safetensors" in r.stderr
+    assert "Traceback" not in r.output
+    r = lorareg("pull", "acme/none:1", "-o", str(tmp_path / "o"))
+    assert r.exit_code == 1 and "does not exist" in r.stderr
+    assert not (tmp_path / "o").exists()
+    r = lorareg("show", "Bad/Name")
+    assert r.exit_code == 1 and "invalid namespace" in r.stderr
+
+
+def test_usage_errors_exit_2(lorareg: Any, adapter_dir: Path) -> None:
+    assert lorareg("push", str(adapter_dir)).exit_code == 2
+    assert lorareg("push", str(adapter_dir), "acme/a", "--tag", "novalue").exit_code == 2
+    assert lorareg("push", str(adapter_dir), "acme/a", "--eval", "acc=high").exit_code == 2
+    assert lorareg("frobnicate").exit_code == 2
+
+
+def test_installed_console_script(adapter_dir: Path, tmp_path: Path) -> None:
+    """The real ``lorareg`` executable on the embedded defaults (SQLite and a local folder):
+    exit codes and stderr as a shell user sees them."""
+    exe = Path(sys.executable).parent / "lorareg"
+    env = {"LORAREG_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    ok = subprocess.run([exe, "push", str(adapter_dir), "acme/a"], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "pushed acme/a:1" in ok.stdout
+    bad = subprocess.run([exe, "pull", "acme/a:5"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 1 and bad.stderr.strip() == "error: acme/a has no version 5"
+    usage = subprocess.run([exe, "pull"], env=env, capture_output=True, text=True)
+    assert usage.returncode == 2
