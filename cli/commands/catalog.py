@@ -17,7 +17,9 @@ def _evals(values: tuple[str, ...]) -> list[EvalRecord]:
         try:
             value = float(raw)
         except ValueError:
-            raise click.BadParameter(f"--eval {metric}={raw!r}: the value must be a number") from None
+            raise click.BadParameter(
+                f"--eval {metric}={raw!r}: the value must be a number"
+            ) from None
         out.append(EvalRecord(metric=metric, value=value))
     return out
 
@@ -63,10 +65,13 @@ def push(
     if result.created:
         click.echo(
             f"pushed {v.ref}  content {v.content_id[:12]}  {human_size(v.size)}"
-            f"  (uploaded {human_size(result.bytes_uploaded)}, {result.blobs_reused} blob(s) reused)"
+            f"  (uploaded {human_size(result.bytes_uploaded)},"
+            f" {result.blobs_reused} blob(s) reused)"
         )
     else:
-        click.echo(f"unchanged: identical to {v.ref} (content {v.content_id[:12]}); nothing created")
+        click.echo(
+            f"unchanged: identical to {v.ref} (content {v.content_id[:12]}); nothing created"
+        )
 
 
 @cli.command()
@@ -171,14 +176,25 @@ def history(ctx: Context, repo: str, as_json: bool) -> None:
     table(
         ["ID", "WHEN", "WHAT", "VERSION", "WHO", "DETAILS"],
         [
-            (e.id, f"{e.created_at:%Y-%m-%d %H:%M:%S}", e.kind, e.version, e.actor, _details(e.payload))
+            (
+                e.id,
+                f"{e.created_at:%Y-%m-%d %H:%M:%S}",
+                e.kind,
+                e.version,
+                e.actor,
+                _details(e.payload),
+            )
             for e in events
         ],
     )
 
 
 def _details(payload: dict) -> str:  # type: ignore[type-arg]
-    parts = [f"{k}={v}" for k, v in payload.items() if k not in ("size",) and v is not None]
+    parts = [
+        f"{k}={str(v)[:12] if k == 'content_id' else v}"
+        for k, v in payload.items()
+        if k != "size" and v is not None
+    ]
     text = " ".join(parts)
     return text if len(text) < 80 else text[:77] + "..."
 

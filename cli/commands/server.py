@@ -24,9 +24,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
 
     rt = open_runtime(ctx.settings)
     if not is_current(rt.db):
-        raise InvalidInput(
-            "the catalog schema is not up to date; run `lorareg db upgrade` first"
-        )
+        raise InvalidInput("the catalog schema is not up to date; run `lorareg db upgrade` first")
     click.echo(
         f"lorareg serving on http://{host}:{port}  catalog={_redact(rt.db.url)}"
         f"  storage={rt.store.url}",
