@@ -6,12 +6,15 @@
     │   ├── InvalidReference          invalid_reference 422  1
     │   ├── InvalidAdapter            invalid_adapter  422   1
     │   │   └── UnsafeFormat          unsafe_format    422   1
-    │   └── UnsafePath                unsafe_path      422   1
+    │   ├── UnsafePath                unsafe_path      422   1
+    │   ├── InvalidBaseModel          invalid_base_model 422 1   (no safetensors, header over cap)
+    │   └── UnknownEngine             unknown_engine   422   1
     ├── NotFound                      not_found        404   1
     │   ├── AdapterNotFound           adapter_not_found 404  1
     │   ├── VersionNotFound           version_not_found 404  1
     │   ├── BlobNotFound              blob_not_found   404   1
-    │   └── BaseModelNotFound         base_model_not_found 404 1
+    │   ├── BaseModelNotFound         base_model_not_found 404 1
+    │   └── BaseSourceNotFound        base_source_not_found 404 1 (folder, s3:// or hf:// missing)
     ├── Conflict                      conflict         409   1
     │   └── AlreadyExists             already_exists   409   1
     ├── IntegrityError                integrity_error  409   1   (stored bytes != sha256)
@@ -156,3 +159,21 @@ def error_for_code(code: str) -> type[LoraregError]:
     if not _BY_CODE:
         _BY_CODE.update({c.code: c for c in all_error_classes()})
     return _BY_CODE.get(code, LoraregError)
+
+
+class InvalidBaseModel(InvalidInput):
+    """A base model source that holds no usable safetensors (or a hostile header)."""
+
+    code = "invalid_base_model"
+
+
+class UnknownEngine(InvalidInput):
+    """A serving engine name lorareg has no profile for."""
+
+    code = "unknown_engine"
+
+
+class BaseSourceNotFound(NotFound):
+    """A base model source (folder, s3:// prefix, hf:// repo or revision) that does not exist."""
+
+    code = "base_source_not_found"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from registry.catalog.push import check_eval, check_tags
 from registry.catalog.queries import ref_row, to_info
 from registry.catalog.refs import Ref
@@ -31,9 +30,7 @@ def set_tags(db: Database, ref: Ref, tags: dict[str, str], *, actor: str) -> Ver
         return to_info(session, row)
 
 
-def add_evals(
-    db: Database, ref: Ref, evals: list[EvalRecord], *, actor: str
-) -> VersionInfo:
+def add_evals(db: Database, ref: Ref, evals: list[EvalRecord], *, actor: str) -> VersionInfo:
     for e in evals:
         check_eval(e)
     with db.write() as session:
@@ -49,7 +46,9 @@ def add_evals(
                 )
             )
         session.add(
-            _event(row, "eval.recorded", actor, {"evals": [e.model_dump(mode="json") for e in evals]})
+            _event(
+                row, "eval.recorded", actor, {"evals": [e.model_dump(mode="json") for e in evals]}
+            )
         )
         session.flush()
         session.refresh(row)
@@ -65,5 +64,3 @@ def _event(row: m.AdapterVersion, kind: str, actor: str, payload: dict) -> m.Eve
         actor=actor,
         payload=payload,
     )
-
-

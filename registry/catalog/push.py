@@ -8,6 +8,7 @@ leaves only unreferenced blobs, which ``lorareg gc`` removes after a grace perio
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -66,7 +67,11 @@ def check_tags(tags: dict[str, str]) -> None:
     if len(tags) > MAX_TAGS:
         raise InvalidInput(f"at most {MAX_TAGS} tags per version")
     for k, v in tags.items():
-        if not k or len(k) > 128 or not k.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        if (
+            not k
+            or len(k) > 128
+            or not k.replace("-", "").replace("_", "").replace(".", "").isalnum()
+        ):
             raise InvalidInput(f"invalid tag key {k!r}: use letters, digits, '.', '_' or '-'")
         if len(v) > 1024:
             raise InvalidInput(f"tag {k!r}: value over 1024 characters")
@@ -80,12 +85,20 @@ def check_eval(e: EvalRecord) -> None:
 
 
 def commit_version(
-    db: Database, store: BlobStore, req: PushRequest, *, max_header_bytes: int
+    db: Database,
+    store: BlobStore,
+    req: PushRequest,
+    *,
+    max_header_bytes: int,
+    trusted_upload: bool = False,
 ) -> PushResult:
     """Validate the stored adapter and record it as the adapter's next version.
 
     Identical content (same manifest and base as an existing version) creates nothing and
-    returns that version with ``created=False``.
+    returns that version with ``created=False``. Unless ``trusted_upload`` (this process
+    hashed and stored the blobs itself), blobs no version references yet are re-hashed
+    when the store accepts unverified writes, so a client cannot plant bytes under a
+    sha256 that is not theirs.
     """
     validate_metadata(req)
     for f in req.files:
@@ -94,6 +107,8 @@ def commit_version(
             raise IntegrityError(
                 f"{f.path}: stored blob {f.sha256[:12]} has {stored} bytes, manifest says {f.size}"
             )
+    if store.accepts_unverified_writes and not trusted_upload:
+        _verify_new_blobs(db, store, req.files)
     files = {
         f.path: AdapterFile(path=f.path, size=f.size, read=_range_reader(store, f.sha256))
         for f in req.files
@@ -173,6 +188,26 @@ def commit_version(
         session.flush()
         session.refresh(row)
         return PushResult(version=to_info(session, row), created=True)
+
+
+def registered_blobs(db: Database, shas: set[str]) -> set[str]:
+    """The blobs among ``shas`` that a committed version already references (verified)."""
+    with db.read() as session:
+        return set(session.scalars(select(m.Blob.sha256).where(m.Blob.sha256.in_(shas))))
+
+
+def _verify_new_blobs(db: Database, store: BlobStore, files: list[FileEntry]) -> None:
+    known = registered_blobs(db, {f.sha256 for f in files})
+    for f in {f.sha256: f for f in files if f.sha256 not in known}.values():
+        h = hashlib.sha256()
+        for chunk in store.iter_bytes(f.sha256):
+            h.update(chunk)
+        if h.hexdigest() != f.sha256:
+            store.delete(f.sha256)  # bad bytes must not squat on the key; a retry re-uploads
+            raise IntegrityError(
+                f"{f.path}: uploaded bytes do not hash to {f.sha256[:12]}; the upload was"
+                " discarded, push again"
+            )
 
 
 def _same_base(base: str | None):  # type: ignore[no-untyped-def]

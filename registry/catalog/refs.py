@@ -1,4 +1,4 @@
-"""Names and references: ``acme/brand-voice``, ``acme/brand-voice:3``, ``acme/brand-voice@production``."""
+"""Names and references: ``acme/voice``, ``acme/voice:3``, ``acme/voice@production``."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from registry.catalog.queries import version_row, to_info
+from registry.catalog.queries import to_info, version_row
 from registry.catalog.refs import Repo
 from registry.db.database import Database
 from registry.domain import FileEntry, VersionInfo

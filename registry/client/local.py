@@ -67,7 +67,9 @@ class LocalClient:
             self.rt.store.put_file(f.sha256, local.paths[f.path], progress=progress)
             sent += f.size
             uploaded += 1
-        result = commit_version(self.rt.db, self.rt.store, req, max_header_bytes=limit)
+        result = commit_version(
+            self.rt.db, self.rt.store, req, max_header_bytes=limit, trusted_upload=True
+        )
         return result.model_copy(
             update={"bytes_uploaded": sent, "blobs_uploaded": uploaded, "blobs_reused": reused}
         )
@@ -116,9 +118,7 @@ class LocalClient:
     def tag(self, ref: str, tags: dict[str, str]) -> VersionInfo:
         return metadata.set_tags(self.rt.db, parse_ref(ref), tags, actor=self.actor)
 
-    def resolve(
-        self, repo: str, *, ref: str = "latest", base: str | None = None
-    ) -> dict[str, Any]:
+    def resolve(self, repo: str, *, ref: str = "latest", base: str | None = None) -> dict[str, Any]:
         version = resolve(self.rt.db, parse_repo(repo), ref=ref, base=base)
         store = self.rt.store
         ttl = self.rt.settings.presign_ttl_s

@@ -93,7 +93,9 @@ class RemoteClient:
         )
         files_json = [f.model_dump() for f in local.files]
         plan = UploadPlan.model_validate(
-            self._call("POST", f"/api/v1/adapters/{target}/uploads", json={"files": files_json}).json()
+            self._call(
+                "POST", f"/api/v1/adapters/{target}/uploads", json={"files": files_json}
+            ).json()
         )
         sent = 0
         by_sha = {f.sha256: f for f in local.files}
@@ -142,7 +144,8 @@ class RemoteClient:
             raise Unavailable(f"cannot reach storage for upload: {exc}") from None
         if resp.status_code >= 300:
             raise LoraregError(
-                f"storage refused the upload of {entry.path} ({resp.status_code}): {resp.text[:200]}"
+                f"storage refused the upload of {entry.path} ({resp.status_code}):"
+                f" {resp.text[:200]}"
             )
 
     def pull(
@@ -191,7 +194,9 @@ class RemoteClient:
     def show(self, ref: str, *, base: str | None = None) -> VersionInfo:
         r = parse_ref(ref)
         params = {"base": base} if base else None
-        resp = self._call("GET", f"/api/v1/adapters/{r.repo}/versions/{_revision(r)}", params=params)
+        resp = self._call(
+            "GET", f"/api/v1/adapters/{r.repo}/versions/{_revision(r)}", params=params
+        )
         return VersionInfo.model_validate(resp.json())
 
     def versions(self, repo: str) -> list[VersionInfo]:
@@ -207,7 +212,10 @@ class RemoteClient:
                 params["namespace"] = namespace
             if after:
                 params["after"] = after
-            page = [AdapterSummary.model_validate(a) for a in self._call("GET", "/api/v1/adapters", params=params).json()]
+            page = [
+                AdapterSummary.model_validate(a)
+                for a in self._call("GET", "/api/v1/adapters", params=params).json()
+            ]
             out.extend(page)
             if len(page) < 1000:
                 return out

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from registry.catalog.manifest import sha256_file
 from registry.domain import FileEntry, VersionInfo
-from registry.errors import AlreadyExists, IntegrityError, InvalidInput
+from registry.errors import AlreadyExists, IntegrityError
 from registry.formats.adapter import check_relative_path, inspect_adapter, local_files
 from registry.storage.base import blob_key
 
@@ -143,7 +143,10 @@ def write_version(
 
 
 def _download(
-    entry: FileEntry, out: Path, fetch: Callable[[FileEntry], Iterator[bytes]], progress: Progress | None
+    entry: FileEntry,
+    out: Path,
+    fetch: Callable[[FileEntry], Iterator[bytes]],
+    progress: Progress | None,
 ) -> int:
     h = hashlib.sha256()
     n = 0
@@ -176,4 +179,3 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
         os.replace(old, dest)
         raise
     shutil.rmtree(old, ignore_errors=True)
-

@@ -11,6 +11,7 @@ Blobs are addressed by the sha256 of their bytes. Every implementation:
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +41,12 @@ def check_sha256(sha256: str) -> str:
     return sha256
 
 
+def check_range(offset: int, length: int) -> None:
+    """InvalidInput for a negative offset or length (read_range's precondition)."""
+    if offset < 0 or length < 0:
+        raise InvalidInput(f"invalid range: offset={offset} length={length}")
+
+
 def blob_key(sha256: str) -> str:
     """The object key of a blob, fanned out so no folder holds millions of entries."""
     return f"sha256/{sha256[:2]}/{sha256[2:]}"
@@ -48,6 +55,9 @@ def blob_key(sha256: str) -> str:
 @runtime_checkable
 class BlobStore(Protocol):
     url: str
+    # True when bytes can reach the store without passing its sha256 check (presigned
+    # PUTs): the catalog then re-hashes a new blob before a version may reference it.
+    accepts_unverified_writes: bool
 
     def exists(self, sha256: str) -> bool:
         """True when the blob is fully stored."""
@@ -73,7 +83,9 @@ class BlobStore(Protocol):
     def list_blobs(self) -> Iterator[BlobInfo]:
         """Every stored blob (for gc and fsck)."""
 
-    def presign_get(self, sha256: str, *, expires_s: int, filename: str | None = None) -> str | None:
+    def presign_get(
+        self, sha256: str, *, expires_s: int, filename: str | None = None
+    ) -> str | None:
         """A URL a client can GET without credentials, or None where the store has none."""
 
     def presign_put(self, sha256: str, size: int, *, expires_s: int) -> str | None:
@@ -81,3 +93,49 @@ class BlobStore(Protocol):
 
     def check(self) -> None:
         """Raise StorageUnavailable when the store cannot be reached."""
+
+
+class ChunkIterator:
+    """Chunks from ``read`` until it returns ``b""``; the source is closed when the
+    iterator is exhausted, fails, is closed, or is garbage-collected unstarted.
+
+    Stores return this instead of a generator so that a missing blob raises at call
+    time (a generator would only raise on the first ``next``) while an abandoned
+    iterator still releases its file or HTTP connection.
+    """
+
+    def __init__(
+        self, read: Callable[[int], bytes], close: Callable[[], None], chunk_size: int
+    ) -> None:
+        if chunk_size <= 0:
+            raise InvalidInput(f"chunk_size must be positive, got {chunk_size}")
+        self._read = read
+        self._close: Callable[[], None] | None = close
+        self._chunk_size = chunk_size
+
+    def __iter__(self) -> ChunkIterator:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._close is None:
+            raise StopIteration
+        try:
+            chunk = self._read(self._chunk_size)
+        except BaseException:
+            self.close()
+            raise
+        if not chunk:
+            self.close()
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        """Release the source; further iteration yields nothing."""
+        close, self._close = self._close, None
+        if close is not None:
+            close()
+
+    def __del__(self) -> None:
+        # Best effort: a finaliser must not raise.
+        with contextlib.suppress(Exception):
+            self.close()

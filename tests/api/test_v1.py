@@ -38,7 +38,10 @@ def _error(resp: httpx.Response, status: int, code: str) -> str:
 def test_health_and_docs(http: httpx.Client) -> None:
     assert http.get("/healthz").json() == {"status": "ok"}
     ready = http.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "storage": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {
+        "database": "ok",
+        "storage": "ok",
+    }
     assert http.get("/docs").status_code == 200
     paths = http.get("/openapi.json").json()["paths"]
     assert "/api/v1/resolve/{namespace}/{name}" in paths
@@ -57,7 +60,9 @@ def test_list_and_show(http: httpx.Client, pushed: LocalClient) -> None:
 def test_not_found_errors_have_codes(http: httpx.Client, pushed: LocalClient) -> None:
     _error(http.get("/api/v1/adapters/acme/zzz/versions/1"), 404, "adapter_not_found")
     _error(http.get("/api/v1/adapters/acme/a/versions/9"), 404, "version_not_found")
-    _error(http.get("/api/v1/resolve/acme/a", params={"ref": "production"}), 404, "version_not_found")
+    _error(
+        http.get("/api/v1/resolve/acme/a", params={"ref": "production"}), 404, "version_not_found"
+    )
     _error(http.get("/api/v1/nothing-here"), 404, "not_found")
     _error(http.get("/api/v1/adapters/ACME/a/versions/1"), 422, "invalid_name")
     _error(http.get("/api/v1/resolve/acme/a", params={"ref": "???"}), 422, "invalid_reference")
@@ -69,7 +74,9 @@ def test_resolve_with_etag(http: httpx.Client, pushed: LocalClient) -> None:
     doc = r.json()
     assert doc["version"] == 1 and doc["config"]["r"] == 4
     assert r.headers["etag"] == f'"{doc["content_id"]}"'
-    again = http.get("/api/v1/resolve/acme/a", params={"ref": "1"}, headers={"If-None-Match": r.headers["etag"]})
+    again = http.get(
+        "/api/v1/resolve/acme/a", params={"ref": "1"}, headers={"If-None-Match": r.headers["etag"]}
+    )
     assert again.status_code == 304 and again.content == b""
     latest = http.get("/api/v1/resolve/acme/a", headers={"If-None-Match": r.headers["etag"]})
     assert latest.status_code == 200 and latest.json()["version"] == 2
@@ -90,7 +97,9 @@ def test_download_route_and_ranges(http: httpx.Client, pushed: LocalClient) -> N
     _error(http.get("/api/v1/adapters/acme/a/versions/1/files/nope.bin"), 404, "not_found")
 
 
-def test_commit_refuses_unsafe_manifests(http: httpx.Client, runtime: Runtime, pushed: LocalClient) -> None:
+def test_commit_refuses_unsafe_manifests(
+    http: httpx.Client, runtime: Runtime, pushed: LocalClient
+) -> None:
     good = [f.model_dump() for f in pushed.show("acme/a:1").files]
     before = catalog_state(runtime)
     for path in ("../escape.json", "/etc/passwd", "a/../../b", "a\\b"):
@@ -98,28 +107,48 @@ def test_commit_refuses_unsafe_manifests(http: httpx.Client, runtime: Runtime, p
         resp = http.post("/api/v1/adapters/acme/a/versions", json={"files": files})
         assert "not allowed" in _error(resp, 422, "unsafe_path")
     bad_sha = [{**good[0], "sha256": "XYZ"}]
-    _error(http.post("/api/v1/adapters/acme/a/versions", json={"files": bad_sha}), 422, "invalid_input")
+    _error(
+        http.post("/api/v1/adapters/acme/a/versions", json={"files": bad_sha}), 422, "invalid_input"
+    )
     missing = good + [{"path": "extra.txt", "sha256": "0" * 64, "size": 3}]
-    _error(http.post("/api/v1/adapters/acme/a/versions", json={"files": missing}), 404, "blob_not_found")
-    _error(http.post("/api/v1/adapters/acme/a/versions", json={"files": "nope"}), 422, "invalid_request")
+    _error(
+        http.post("/api/v1/adapters/acme/a/versions", json={"files": missing}),
+        404,
+        "blob_not_found",
+    )
+    _error(
+        http.post("/api/v1/adapters/acme/a/versions", json={"files": "nope"}),
+        422,
+        "invalid_request",
+    )
     assert catalog_state(runtime) == before
 
 
-def test_server_revalidates_adapter_at_commit(http: httpx.Client, runtime: Runtime, pushed: LocalClient) -> None:
+def test_server_revalidates_adapter_at_commit(
+    http: httpx.Client, runtime: Runtime, pushed: LocalClient
+) -> None:
     """A client that skips validation still cannot create a broken version."""
     files = [f.model_dump() for f in pushed.show("acme/a:1").files]
     bad_cfg = b'{"r": 16, "lora_alpha": 8, "target_modules": ["q_proj"], "peft_type": "LORA"}'
     sha = hashlib.sha256(bad_cfg).hexdigest()
-    plan = http.post("/api/v1/adapters/acme/a/uploads", json={"files": [{"path": "adapter_config.json", "sha256": sha, "size": len(bad_cfg)}]}).json()
+    plan = http.post(
+        "/api/v1/adapters/acme/a/uploads",
+        json={"files": [{"path": "adapter_config.json", "sha256": sha, "size": len(bad_cfg)}]},
+    ).json()
     assert plan["missing"] == [sha]
     url = plan["upload_urls"][sha]
     if url is None:
         assert http.put(f"/api/v1/blobs/{sha}", content=bad_cfg).status_code == 201
     else:
         assert httpx.put(url, content=bad_cfg).status_code == 200
-    files = [f if f["path"] != "adapter_config.json" else {**f, "sha256": sha, "size": len(bad_cfg)} for f in files]
+    files = [
+        f if f["path"] != "adapter_config.json" else {**f, "sha256": sha, "size": len(bad_cfg)}
+        for f in files
+    ]
     rows_before = catalog_state(runtime)["rows"]
-    msg = _error(http.post("/api/v1/adapters/acme/a/versions", json={"files": files}), 422, "invalid_adapter")
+    msg = _error(
+        http.post("/api/v1/adapters/acme/a/versions", json={"files": files}), 422, "invalid_adapter"
+    )
     assert "rank" in msg
     assert catalog_state(runtime)["rows"] == rows_before
 
@@ -131,5 +160,37 @@ def test_upload_through_server_verifies_sha256(http: httpx.Client, runtime: Runt
     _error(http.put(f"/api/v1/blobs/{wrong}", content=data), 409, "integrity_error")
     assert not runtime.store.exists(wrong)
     right = hashlib.sha256(data).hexdigest()
-    assert http.put(f"/api/v1/blobs/{right}", content=data).json() == {"sha256": right, "created": True}
+    assert http.put(f"/api/v1/blobs/{right}", content=data).json() == {
+        "sha256": right,
+        "created": True,
+    }
     assert runtime.store.exists(right)
+
+
+def test_planted_bytes_under_a_foreign_sha256_are_refused(
+    http: httpx.Client, runtime: Runtime, pushed: LocalClient
+) -> None:
+    """A client that PUTs other bytes to a presigned URL cannot create a version with them."""
+    files = [f.model_dump() for f in pushed.show("acme/a:1").files]
+    honest = b"# model card\n"
+    evil = b"# evil card!\n"  # same length, other bytes
+    sha = hashlib.sha256(honest).hexdigest()
+    files = [f for f in files if f["path"] != "README.md"] + [
+        {"path": "README.md", "sha256": sha, "size": len(honest)}
+    ]
+    plan = http.post("/api/v1/adapters/acme/a/uploads", json={"files": files}).json()
+    assert plan["missing"] == [sha]
+    url = plan["upload_urls"][sha]
+    if url is None:  # the server route hashes what it receives
+        _error(http.put(f"/api/v1/blobs/{sha}", content=evil), 409, "integrity_error")
+    else:
+        assert httpx.put(url, content=evil).status_code == 200
+        rows = catalog_state(runtime)["rows"]
+        msg = _error(
+            http.post("/api/v1/adapters/acme/a/versions", json={"files": files}),
+            409,
+            "integrity_error",
+        )
+        assert "push again" in msg
+        assert catalog_state(runtime)["rows"] == rows
+    assert not runtime.store.exists(sha)

@@ -12,7 +12,12 @@ from registry.api.files import blob_response
 from registry.api.schemas import CommitRequest, TagRequest, UploadRequest
 from registry.api.uploads import receive_blob
 from registry.catalog import metadata, queries
-from registry.catalog.push import PushRequest, commit_version, validate_metadata
+from registry.catalog.push import (
+    PushRequest,
+    commit_version,
+    registered_blobs,
+    validate_metadata,
+)
 from registry.catalog.refs import Ref, Repo, check_name, parse_repo
 from registry.domain import AdapterSummary, EventInfo, PushResult, UploadPlan, VersionInfo
 from registry.errors import NotFound
@@ -50,7 +55,9 @@ def show_version(
     rt: RuntimeDep, namespace: str, name: str, revision: str, base: str | None = None
 ) -> VersionInfo:
     with rt.db.read() as s:
-        return queries.to_info(s, queries.version_row(s, _repo(namespace, name), revision, base=base))
+        return queries.to_info(
+            s, queries.version_row(s, _repo(namespace, name), revision, base=base)
+        )
 
 
 @router.get("/adapters/{namespace}/{name}/history", response_model=list[EventInfo])
@@ -68,12 +75,19 @@ def plan_upload(rt: RuntimeDep, namespace: str, name: str, body: UploadRequest) 
     for f in body.files:
         check_relative_path(f.path)
         check_sha256(f.sha256)
-        if f.sha256 in urls or rt.store.exists(f.sha256):
+    # Where uploads bypass verification, only blobs a version references count as stored.
+    verified = (
+        registered_blobs(rt.db, {f.sha256 for f in body.files})
+        if rt.store.accepts_unverified_writes
+        else None
+    )
+    for f in body.files:
+        if f.sha256 in urls:
+            continue
+        if (f.sha256 in verified) if verified is not None else rt.store.exists(f.sha256):
             continue
         missing.append(f.sha256)
-        urls[f.sha256] = rt.store.presign_put(
-            f.sha256, f.size, expires_s=rt.settings.presign_ttl_s
-        )
+        urls[f.sha256] = rt.store.presign_put(f.sha256, f.size, expires_s=rt.settings.presign_ttl_s)
     return UploadPlan(missing=missing, upload_urls=urls)
 
 
@@ -114,7 +128,9 @@ def commit(
 def set_tags(
     rt: RuntimeDep, actor: ActorDep, namespace: str, name: str, number: int, body: TagRequest
 ) -> VersionInfo:
-    return metadata.set_tags(rt.db, Ref(_repo(namespace, name), number=number), body.tags, actor=actor)
+    return metadata.set_tags(
+        rt.db, Ref(_repo(namespace, name), number=number), body.tags, actor=actor
+    )
 
 
 @router.get("/adapters/{namespace}/{name}/versions/{revision}/files/{path:path}")

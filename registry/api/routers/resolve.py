@@ -50,8 +50,7 @@ def file_url(request: Request, rt: Runtime, v: VersionInfo, f: FileEntry) -> str
         return str(presigned)
     base = str(request.base_url).rstrip("/")
     return (
-        f"{base}/api/v1/adapters/{v.namespace}/{v.name}/versions/{v.number}/files/"
-        f"{quote(f.path)}"
+        f"{base}/api/v1/adapters/{v.namespace}/{v.name}/versions/{v.number}/files/{quote(f.path)}"
     )
 
 

@@ -1,0 +1,318 @@
+"""A BlobStore on an S3-compatible bucket (AWS S3, MinIO, R2, Ceph RGW).
+
+Uploads make one verified pass over the bytes (see ``s3_upload``): nothing becomes
+visible at a key unless it hashed to that key's sha256.
+
+botocore errors are translated here and nowhere else: missing keys become BlobNotFound,
+HTTP 416 RangeNotSatisfiable, and everything that means "the store is not usable"
+(connection refused, timeouts, missing bucket, denied access) StorageUnavailable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from registry.errors import (
+    BlobNotFound,
+    InvalidInput,
+    LoraregError,
+    RangeNotSatisfiable,
+    StorageUnavailable,
+)
+from registry.storage.base import (
+    CHUNK,
+    SHA256_RE,
+    BlobInfo,
+    ChunkIterator,
+    Progress,
+    blob_key,
+    check_range,
+    check_sha256,
+)
+from registry.storage.s3_upload import MIB, MIN_PART_SIZE, VerifiedUpload
+
+# SigV4 presigned URLs are valid for at most seven days.
+MAX_PRESIGN_S = 7 * 24 * 3600
+# A dead endpoint must fail in seconds: short connect timeout, few retries.
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 60.0
+MAX_ATTEMPTS = 3
+
+
+class S3BlobStore:
+    """Content-addressed, write-once blobs at ``s3://bucket/prefix/sha256/ab/cdef...``.
+
+    ``client`` injects a ready boto3 S3 client; otherwise one is built on first use (the
+    constructor does no I/O) from the standard AWS environment, with short timeouts.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        part_size: int = 16 * MIB,
+        max_concurrency: int = 4,
+        client: Any | None = None,
+    ) -> None:
+        if not bucket:
+            raise InvalidInput("an S3 store needs a bucket name")
+        if part_size < MIN_PART_SIZE:
+            raise InvalidInput(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum)")
+        if max_concurrency < 1:
+            raise InvalidInput("max_concurrency must be at least 1")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.endpoint_url = endpoint_url
+        self.part_size = part_size
+        self.max_concurrency = max_concurrency
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.accepts_unverified_writes = True  # presign_put URLs bypass the sha256 check
+        self._client = client
+        self._owns_client = client is None
+        self._client_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"S3BlobStore({self.url!r}, endpoint_url={self.endpoint_url!r})"
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client (thread-safe; shared by the part-upload threads)."""
+        if self._client is None:
+            with self._client_lock, self._translate("creating the S3 client"):
+                if self._client is None:
+                    self._client = _make_client(self.endpoint_url, self.max_concurrency)
+        return self._client
+
+    def close(self) -> None:
+        """Close the HTTP connections of a client this store built (an injected one is
+        the caller's to close); the store reconnects if used again."""
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            client.close()
+
+    def _key(self, sha256: str) -> str:
+        key = blob_key(check_sha256(sha256))
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _where(self) -> str:
+        return self.url + (f" at {self.endpoint_url}" if self.endpoint_url else "")
+
+    @contextlib.contextmanager
+    def _translate(self, doing: str, sha256: str | None = None) -> Iterator[None]:
+        """Turn botocore errors raised inside the block into registry errors."""
+        try:
+            yield
+        except ClientError as exc:
+            raise self._client_error(exc, doing, sha256) from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"S3 store {self._where()} failed {doing}: {exc}") from exc
+
+    def _client_error(self, exc: ClientError, doing: str, sha256: str | None) -> LoraregError:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code == "NoSuchBucket" or (sha256 is None and code in ("404", "NotFound")):
+            return StorageUnavailable(f"bucket {self.bucket!r} does not exist ({self._where()})")
+        if sha256 is not None and (code in ("NoSuchKey", "NotFound", "404") or status == 404):
+            return BlobNotFound(f"blob {sha256} not found")
+        if code == "InvalidRange" or status == 416:
+            return RangeNotSatisfiable(f"range is past the end of blob {sha256}")
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return StorageUnavailable(
+                f"access denied to {self._where()} {doing}; check the AWS credentials ({code})"
+            )
+        return StorageUnavailable(f"S3 store {self._where()} failed {doing}: {code or status}")
+
+    def exists(self, sha256: str) -> bool:
+        """True when the object is stored (multipart uploads are invisible until complete)."""
+        try:
+            self.size(sha256)
+        except BlobNotFound:
+            return False
+        return True
+
+    def size(self, sha256: str) -> int:
+        """The blob's size in bytes; BlobNotFound when absent."""
+        with self._translate(f"looking up blob {sha256}", sha256):
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(sha256))
+        return int(head["ContentLength"])
+
+    def put_file(self, sha256: str, path: Path, *, progress: Progress | None = None) -> bool:
+        """Upload a local file under its sha256, hashing it in the same single read.
+
+        False when the blob already exists (the file is not read). IntegrityError, with
+        nothing stored, when the bytes do not hash to ``sha256``.
+        """
+        if self.exists(sha256):
+            return False
+        with open(path, "rb") as f:
+            hint = os.fstat(f.fileno()).st_size
+            return self._upload(sha256, f, size=None, size_hint=hint, progress=progress)
+
+    def put_stream(self, sha256: str, stream: BinaryIO, *, size: int | None = None) -> bool:
+        """Upload bytes read from ``stream`` until EOF; see ``put_file``.
+
+        When ``size`` is given, a stream of any other length is an IntegrityError too.
+        """
+        if self.exists(sha256):
+            return False
+        return self._upload(sha256, stream, size=size, size_hint=size, progress=None)
+
+    def _upload(
+        self,
+        sha256: str,
+        stream: BinaryIO,
+        *,
+        size: int | None,
+        size_hint: int | None,
+        progress: Progress | None,
+    ) -> bool:
+        VerifiedUpload(
+            client=self.client,
+            bucket=self.bucket,
+            key=self._key(sha256),
+            sha256=sha256,
+            translate=self._translate,
+            part_size=self.part_size,
+            max_concurrency=self.max_concurrency,
+            progress=progress,
+        ).run(stream, size=size, size_hint=size_hint)
+        return True
+
+    def iter_bytes(self, sha256: str, *, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        """Stream the blob's bytes; BlobNotFound (raised by this call) when absent."""
+        with self._translate(f"reading blob {sha256}", sha256):
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
+
+        def read(n: int) -> bytes:
+            with self._translate(f"reading blob {sha256}", sha256):
+                return bytes(body.read(n))
+
+        return ChunkIterator(read, body.close, chunk_size)
+
+    def read_range(self, sha256: str, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset+length), fewer at the end; RangeNotSatisfiable past the end."""
+        check_range(offset, length)
+        if length == 0:
+            # HTTP cannot express an empty range; answer from the size alone.
+            if offset >= self.size(sha256):
+                raise RangeNotSatisfiable(f"offset {offset} is past the end of blob {sha256}")
+            return b""
+        with self._translate(f"reading blob {sha256}", sha256):
+            resp = self.client.get_object(
+                Bucket=self.bucket,
+                Key=self._key(sha256),
+                Range=f"bytes={offset}-{offset + length - 1}",
+            )
+            body = resp["Body"]
+            try:
+                if "ContentRange" not in resp:
+                    # The server ignored the range, which S3 does for empty objects.
+                    if int(resp.get("ContentLength", 0)) <= offset:
+                        raise RangeNotSatisfiable(
+                            f"offset {offset} is past the end of blob {sha256}"
+                        )
+                    raise StorageUnavailable(f"{self._where()} ignored a Range request")
+                return bytes(body.read())
+            finally:
+                body.close()
+
+    def delete(self, sha256: str) -> None:
+        """Remove a blob; absent is not an error (S3 deletes are idempotent)."""
+        with self._translate(f"deleting blob {sha256}"):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(sha256))
+
+    def list_blobs(self) -> Iterator[BlobInfo]:
+        """Every stored blob, paging through ``list_objects_v2``; stray keys are skipped."""
+        start = f"{self.prefix}/sha256/" if self.prefix else "sha256/"
+        paginator = self.client.get_paginator("list_objects_v2")
+        with self._translate("listing blobs"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+                for obj in page.get("Contents", []):
+                    rest = obj["Key"][len(start) :]
+                    sha = rest[:2] + rest[3:]
+                    if rest[2:3] == "/" and SHA256_RE.match(sha):
+                        yield BlobInfo(
+                            sha256=sha, size=int(obj["Size"]), modified=obj["LastModified"]
+                        )
+
+    def presign_get(
+        self, sha256: str, *, expires_s: int, filename: str | None = None
+    ) -> str | None:
+        """A URL that GETs the blob (Range requests included) without credentials.
+
+        With ``filename`` the response carries ``Content-Disposition: attachment``.
+        """
+        params = {"Bucket": self.bucket, "Key": self._key(sha256)}
+        if filename:
+            params["ResponseContentDisposition"] = content_disposition(filename)
+        with self._translate(f"signing a download of blob {sha256}"):
+            return str(
+                self.client.generate_presigned_url(
+                    "get_object", Params=params, ExpiresIn=_check_expiry(expires_s)
+                )
+            )
+
+    def presign_put(self, sha256: str, size: int, *, expires_s: int) -> str | None:
+        """A URL that accepts one PUT of exactly ``size`` bytes at the blob's key.
+
+        The length is signed (S3 refuses any other ``Content-Length``), but S3 cannot
+        check the sha256 from a bare URL: callers must verify (e.g. by streaming it back)
+        before trusting a blob uploaded this way.
+        """
+        if size < 0:
+            raise InvalidInput(f"invalid size {size}")
+        params = {"Bucket": self.bucket, "Key": self._key(sha256), "ContentLength": size}
+        with self._translate(f"signing an upload of blob {sha256}"):
+            return str(
+                self.client.generate_presigned_url(
+                    "put_object", Params=params, ExpiresIn=_check_expiry(expires_s)
+                )
+            )
+
+    def check(self) -> None:
+        """StorageUnavailable unless the bucket answers (and exists) within seconds."""
+        with self._translate("checking the bucket"):
+            self.client.head_bucket(Bucket=self.bucket)
+
+
+def _make_client(endpoint_url: str | None, max_concurrency: int) -> Any:
+    config = Config(
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=READ_TIMEOUT_S,
+        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        max_pool_connections=max(10, max_concurrency + 2),
+        signature_version="s3v4",
+        # MinIO, Ceph and most self-hosted endpoints need path-style addressing.
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )
+    # A fresh Session per store: boto3's default session is not thread-safe.
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def _check_expiry(expires_s: int) -> int:
+    if not 1 <= expires_s <= MAX_PRESIGN_S:
+        raise InvalidInput(f"expires_s must be between 1 and {MAX_PRESIGN_S}, got {expires_s}")
+    return expires_s
+
+
+_UNSAFE_IN_QUOTES = re.compile(r'[^\x20-\x7e]|["\\]')
+
+
+def content_disposition(filename: str) -> str:
+    """An ``attachment`` header value for ``filename`` (RFC 6266, with a UTF-8 form)."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1] or "download"
+    plain = _UNSAFE_IN_QUOTES.sub("_", name)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
