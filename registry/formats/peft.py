@@ -127,16 +127,11 @@ def parse_config(raw: bytes, *, name: str = CONFIG_NAME) -> PeftConfig:
     for key, kinds in (("r", (int,)), ("lora_alpha", (int, float))):
         v = doc.get(key)
         if isinstance(v, bool) or not isinstance(v, kinds):
-            raise InvalidAdapter(
-                f"{name}: {key} must be a number, got {type(v).__name__} {v!r}"
-            )
+            raise InvalidAdapter(f"{name}: {key} must be a number, got {type(v).__name__} {v!r}")
     tm = doc.get("target_modules")
-    if not (
-        isinstance(tm, str) or (isinstance(tm, list) and all(isinstance(t, str) for t in tm))
-    ):
+    if not (isinstance(tm, str) or (isinstance(tm, list) and all(isinstance(t, str) for t in tm))):
         raise InvalidAdapter(
-            f"{name}: target_modules must be a list of module names or a regex string,"
-            f" got {tm!r}"
+            f"{name}: target_modules must be a list of module names or a regex string, got {tm!r}"
         )
     return cfg
 

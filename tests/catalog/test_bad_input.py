@@ -60,12 +60,20 @@ def _symlink_out(folder: Path) -> None:
 CASES: dict[str, tuple[Callable[[Path], None], type[errors.LoraregError], str]] = {
     "missing config": (lambda d: (d / CONFIG).unlink(), errors.InvalidAdapter, CONFIG),
     "missing weights": (lambda d: (d / WEIGHTS).unlink(), errors.InvalidAdapter, WEIGHTS),
-    "invalid json": (lambda d: (d / CONFIG).write_text("{not json"), errors.InvalidAdapter, "not valid JSON"),
+    "invalid json": (
+        lambda d: (d / CONFIG).write_text("{not json"),
+        errors.InvalidAdapter,
+        "not valid JSON",
+    ),
     "r missing": (_edit_config(r=_DROP), errors.InvalidAdapter, "r"),
     "r wrong type": (_edit_config(r="4"), errors.InvalidAdapter, "r must be a number"),
     "alpha missing": (_edit_config(lora_alpha=_DROP), errors.InvalidAdapter, "lora_alpha"),
     "alpha wrong type": (_edit_config(lora_alpha=[8]), errors.InvalidAdapter, "lora_alpha"),
-    "targets missing": (_edit_config(target_modules=_DROP), errors.InvalidAdapter, "target_modules"),
+    "targets missing": (
+        _edit_config(target_modules=_DROP),
+        errors.InvalidAdapter,
+        "target_modules",
+    ),
     "targets wrong type": (_edit_config(target_modules=7), errors.InvalidAdapter, "target_modules"),
     "rank disagrees with shapes": (_edit_config(r=8), errors.InvalidAdapter, "rank"),
     "lora_A without lora_B": (_drop_lora_b, errors.InvalidAdapter, "has no lora_B"),
@@ -98,7 +106,9 @@ def test_bad_adapter_is_refused_and_nothing_changes(
 @pytest.mark.parametrize(
     "repo", ["Acme/a", "acme", "acme/a/b", "acme/..", "-acme/a", "acme/" + "x" * 65, "acme/a b"]
 )
-def test_invalid_names_are_refused(client: Any, runtime: Runtime, adapter_dir: Path, repo: str) -> None:
+def test_invalid_names_are_refused(
+    client: Any, runtime: Runtime, adapter_dir: Path, repo: str
+) -> None:
     before = catalog_state(runtime)
     with pytest.raises((errors.InvalidName, errors.InvalidReference)):
         client.push(adapter_dir, repo)

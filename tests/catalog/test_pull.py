@@ -17,10 +17,16 @@ from registry.storage.local import LocalBlobStore
 def _same_tree(a: Path, b: Path) -> bool:
     cmp = filecmp.dircmp(a, b)
     names = cmp.left_list
-    return not cmp.left_only and not cmp.right_only and filecmp.cmpfiles(a, b, names, shallow=False)[0] == sorted(names)
+    return (
+        not cmp.left_only
+        and not cmp.right_only
+        and filecmp.cmpfiles(a, b, names, shallow=False)[0] == sorted(names)
+    )
 
 
-def test_pull_gives_exact_bytes(client: Any, adapter_library: dict[str, Path], tmp_path: Path) -> None:
+def test_pull_gives_exact_bytes(
+    client: Any, adapter_library: dict[str, Path], tmp_path: Path
+) -> None:
     client.push(adapter_library["v1"], "acme/a")
     client.push(adapter_library["v2"], "acme/a")
     r = client.pull("acme/a:1", dest=tmp_path / "out")
@@ -30,7 +36,9 @@ def test_pull_gives_exact_bytes(client: Any, adapter_library: dict[str, Path], t
     assert _same_tree(adapter_library["v2"], tmp_path / "latest")
 
 
-def test_repeated_pull_comes_from_cache(client: Any, adapter_library: dict[str, Path], tmp_path: Path) -> None:
+def test_repeated_pull_comes_from_cache(
+    client: Any, adapter_library: dict[str, Path], tmp_path: Path
+) -> None:
     client.push(adapter_library["v1"], "acme/a")
     first = client.pull("acme/a:1", dest=tmp_path / "one")
     second = client.pull("acme/a:1", dest=tmp_path / "two")
@@ -40,7 +48,9 @@ def test_repeated_pull_comes_from_cache(client: Any, adapter_library: dict[str, 
     assert _same_tree(tmp_path / "one", tmp_path / "two")
 
 
-def test_pull_refuses_non_empty_destination(client: Any, adapter_library: dict[str, Path], tmp_path: Path) -> None:
+def test_pull_refuses_non_empty_destination(
+    client: Any, adapter_library: dict[str, Path], tmp_path: Path
+) -> None:
     client.push(adapter_library["v1"], "acme/a")
     out = tmp_path / "out"
     out.mkdir()
@@ -52,7 +62,9 @@ def test_pull_refuses_non_empty_destination(client: Any, adapter_library: dict[s
     assert _same_tree(adapter_library["v1"], out)
 
 
-def test_pull_unknown_reference(client: Any, adapter_library: dict[str, Path], tmp_path: Path) -> None:
+def test_pull_unknown_reference(
+    client: Any, adapter_library: dict[str, Path], tmp_path: Path
+) -> None:
     client.push(adapter_library["v1"], "acme/a")
     with pytest.raises(VersionNotFound):
         client.pull("acme/a:7", dest=tmp_path / "out")
@@ -61,7 +73,10 @@ def test_pull_unknown_reference(client: Any, adapter_library: dict[str, Path], t
 
 
 def test_corrupt_blob_fails_pull_and_writes_nothing(
-    client: Any, runtime: Runtime, adapter_library: dict[str, Path], tmp_path: Path,
+    client: Any,
+    runtime: Runtime,
+    adapter_library: dict[str, Path],
+    tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
     v = client.push(adapter_library["v1"], "acme/a").version

@@ -31,7 +31,11 @@ def test_push_creates_numbered_versions(client: Any, adapter_library: dict[str, 
     assert v1.r == 4 and v1.lora_alpha == 8 and sorted(v1.target_modules) == ["q_proj", "v_proj"]
     assert v1.base_model == "meta-llama/Llama-3.1-8B"
     assert len(v1.content_id) == 40 and v1.content_id != r2.version.content_id
-    assert {f.path for f in v1.files} == {"adapter_config.json", "adapter_model.safetensors", "README.md"}
+    assert {f.path for f in v1.files} == {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "README.md",
+    }
     assert client.show("acme/brand-voice").number == 2
 
 

@@ -16,7 +16,9 @@ from registry.config import Settings
 
 
 @pytest.fixture
-def lorareg(client_kind: str, settings: Settings, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+def lorareg(
+    client_kind: str, settings: Settings, request: pytest.FixtureRequest, tmp_path: Path
+) -> Any:
     """Run ``lorareg ARGS`` in-process with the environment a user would set."""
     env = {
         "LORAREG_HOME": str(settings.home),
@@ -40,14 +42,33 @@ def lorareg(client_kind: str, settings: Settings, request: pytest.FixtureRequest
     return run
 
 
-def test_push_pull_list_show_history(lorareg: Any, adapter_library: dict[str, Path], tmp_path: Path) -> None:
-    r = lorareg("push", str(adapter_library["v1"]), "acme/brand-voice", "--base", "meta-llama/Llama-3.1-8B", "--tag", "owner=marketing")
+def test_push_pull_list_show_history(
+    lorareg: Any, adapter_library: dict[str, Path], tmp_path: Path
+) -> None:
+    r = lorareg(
+        "push",
+        str(adapter_library["v1"]),
+        "acme/brand-voice",
+        "--base",
+        "meta-llama/Llama-3.1-8B",
+        "--tag",
+        "owner=marketing",
+    )
     assert r.exit_code == 0, r.output
     assert "pushed acme/brand-voice:1" in r.stdout
-    r = lorareg("push", str(adapter_library["v2"]), "acme/brand-voice", "--base", "meta-llama/Llama-3.1-8B", "--json")
+    r = lorareg(
+        "push",
+        str(adapter_library["v2"]),
+        "acme/brand-voice",
+        "--base",
+        "meta-llama/Llama-3.1-8B",
+        "--json",
+    )
     doc = json.loads(r.stdout)
     assert doc["created"] is True and doc["version"]["number"] == 2
-    r = lorareg("push", str(adapter_library["v2"]), "acme/brand-voice", "--base", "meta-llama/Llama-3.1-8B")
+    r = lorareg(
+        "push", str(adapter_library["v2"]), "acme/brand-voice", "--base", "meta-llama/Llama-3.1-8B"
+    )
     assert r.exit_code == 0 and "unchanged: identical to acme/brand-voice:2" in r.stdout
 
     r = lorareg("pull", "acme/brand-voice:1", "-o", str(tmp_path / "out"))
@@ -61,12 +82,19 @@ def test_push_pull_list_show_history(lorareg: Any, adapter_library: dict[str, Pa
     assert [(a["name"], a["versions"]) for a in listed] == [("brand-voice", 2)]
 
     r = lorareg("show", "acme/brand-voice:2")
-    assert "acme/brand-voice:2" in r.stdout and "r=4 alpha=8" in r.stdout and "adapter_model.safetensors" in r.stdout
+    assert (
+        "acme/brand-voice:2" in r.stdout
+        and "r=4 alpha=8" in r.stdout
+        and "adapter_model.safetensors" in r.stdout
+    )
     shown = json.loads(lorareg("show", "acme/brand-voice:1", "--json").stdout)
     assert shown["tags"] == {"owner": "marketing"} and shown["author"] == "cli-user"
 
     events = json.loads(lorareg("history", "acme/brand-voice", "--json").stdout)
-    assert [(e["kind"], e["version"]) for e in events] == [("version.created", 1), ("version.created", 2)]
+    assert [(e["kind"], e["version"]) for e in events] == [
+        ("version.created", 1),
+        ("version.created", 2),
+    ]
     assert "version.created" in lorareg("history", "acme/brand-voice").stdout
 
     r = lorareg("tag", "acme/brand-voice:2", "reviewed=yes", "--json")
@@ -77,7 +105,9 @@ def test_refusals_exit_1_with_one_line(lorareg: Any, adapter_dir: Path, tmp_path
     (adapter_dir / "adapter_model.bin").write_bytes(b"pickle")
     r = lorareg("push", str(adapter_dir), "acme/a")
     assert r.exit_code == 1
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "safetensors" in r.stderr
+    assert (
+        r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "safetensors" in r.stderr
+    )
     assert "Traceback" not in r.output
     r = lorareg("pull", "acme/none:1", "-o", str(tmp_path / "o"))
     assert r.exit_code == 1 and "does not exist" in r.stderr
@@ -98,10 +128,14 @@ def test_installed_console_script(adapter_dir: Path, tmp_path: Path) -> None:
     exit codes and stderr as a shell user sees them."""
     exe = Path(sys.executable).parent / "lorareg"
     env = {"LORAREG_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    ok = subprocess.run([exe, "push", str(adapter_dir), "acme/a"], env=env, capture_output=True, text=True)
+    ok = subprocess.run(
+        [exe, "push", str(adapter_dir), "acme/a"], env=env, capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
     assert "pushed acme/a:1" in ok.stdout
-    bad = subprocess.run([exe, "pull", "acme/a:5"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    bad = subprocess.run(
+        [exe, "pull", "acme/a:5"], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
     assert bad.returncode == 1 and bad.stderr.strip() == "error: acme/a has no version 5"
     usage = subprocess.run([exe, "pull"], env=env, capture_output=True, text=True)
     assert usage.returncode == 2
