@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cli.app import cli
-from cli.commands import catalog, server  # noqa: F401  (importing registers the commands)
+from cli.commands import catalog, imports, lifecycle, server  # noqa: F401  (registers them)
 
 
 def main() -> None:

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     # Multipart upload part size for S3 (and the chunk size for streaming copies).
     part_size: int = 16 * 1024 * 1024
     author: str | None = None
+    # "auto": open on a loopback address, tokens required anywhere else;
+    # "required": tokens always; "open": no tokens (refused off loopback).
+    auth: str = "auto"
+    # Background loops of `lorareg serve` (webhook deliveries).
+    webhook_interval_s: float = 1.0
 
     @property
     def effective_database_url(self) -> str:

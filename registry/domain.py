@@ -49,6 +49,8 @@ class VersionInfo(_Domain):
     description: str | None
     parent: int | None
     created_at: datetime
+    stage: str | None = None
+    aliases: list[str] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
     evals: list[EvalRecord] = Field(default_factory=list)
     files: list[FileEntry] = Field(default_factory=list)

@@ -16,7 +16,8 @@
     │   ├── BaseModelNotFound         base_model_not_found 404 1
     │   └── BaseSourceNotFound        base_source_not_found 404 1 (folder, s3:// or hf:// missing)
     ├── Conflict                      conflict         409   1
-    │   └── AlreadyExists             already_exists   409   1
+    │   ├── AlreadyExists             already_exists   409   1
+    │   └── GateFailed                gate_failed      409   1   (promotion policy unmet)
     ├── IntegrityError                integrity_error  409   1   (stored bytes != sha256)
     ├── RangeNotSatisfiable           range_not_satisfiable 416 1
     ├── Unauthorized                  unauthorized     401   1
@@ -177,3 +178,9 @@ class BaseSourceNotFound(NotFound):
     """A base model source (folder, s3:// prefix, hf:// repo or revision) that does not exist."""
 
     code = "base_source_not_found"
+
+
+class GateFailed(Conflict):
+    """A promotion refused by its policy; ``details["unmet"]`` lists every unmet condition."""
+
+    code = "gate_failed"

@@ -168,8 +168,9 @@ def _options(config: dict) -> str:  # type: ignore[type-arg]
 @pass_ctx
 @handle_errors
 def history(ctx: Context, repo: str, as_json: bool) -> None:
-    """Every change to REPO: versions, tags, evals, stage and alias moves."""
-    events = ctx.client.history(repo)
+    """Every change to REPO (ns/name) or to a whole NAMESPACE: versions, tags, evals,
+    stage and alias moves, policy changes."""
+    events = ctx.client.history(repo) if "/" in repo else ctx.client.namespace_history(repo)
     if as_json:
         emit_json(events)
         return

@@ -22,7 +22,21 @@ def serve(ctx: Context, host: str, port: int) -> None:
     from registry.errors import InvalidInput
     from registry.runtime import open_runtime
 
-    rt = open_runtime(ctx.settings)
+    settings = ctx.settings
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    if settings.auth not in ("auto", "required", "open"):
+        raise InvalidInput(f"LORAREG_AUTH={settings.auth!r}: use auto, required or open")
+    if settings.auth == "open" and not loopback:
+        raise InvalidInput(
+            f"refusing to serve {host} without auth; set LORAREG_AUTH=required (or auto)"
+        )
+    require_auth = settings.auth == "required" or not loopback
+    rt = open_runtime(settings)
+    if require_auth and not _has_admin_token(rt):
+        raise InvalidInput(
+            f"serving {host} needs API tokens and there is no admin token yet; create one with"
+            " `lorareg token create --name admin --role admin` (run it here, without LORAREG_URL)"
+        )
     if not is_current(rt.db):
         raise InvalidInput("the catalog schema is not up to date; run `lorareg db upgrade` first")
     click.echo(
@@ -30,7 +44,18 @@ def serve(ctx: Context, host: str, port: int) -> None:
         f"  storage={rt.store.url}",
         err=True,
     )
-    uvicorn.run(create_app(rt), host=host, port=port, log_level="warning")
+    click.echo(f"auth: {'tokens required' if require_auth else 'open (loopback only)'}", err=True)
+    app = create_app(rt, require_auth=require_auth)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _has_admin_token(rt: object) -> bool:
+    from registry.lifecycle.access import list_tokens
+
+    return any(
+        t.role == "admin" and t.revoked_at is None
+        for t in list_tokens(rt.db)  # type: ignore[attr-defined]
+    )
 
 
 def _redact(url: str) -> str:

@@ -2,25 +2,63 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from registry import __version__
 from registry.api.errors import install_error_handlers
-from registry.api.routers import adapters, health, resolve
+from registry.api.routers import adapters, admin, health, hf, lifecycle, resolve
 from registry.runtime import Runtime
+from registry.web.routes import install_dashboard
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(
+    runtime: Runtime, *, require_auth: bool | None = None, background: bool = True
+) -> FastAPI:
+    """The API for ``runtime``.
+
+    ``require_auth``: every request needs a bearer token (default: settings.auth ==
+    "required"); otherwise requests without a token act as the local admin, which
+    ``lorareg serve`` allows only on a loopback address. ``background`` runs the webhook
+    delivery loop while the app is up.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        dispatcher = None
+        if background:
+            from registry.lifecycle.dispatcher import WebhookDispatcher
+
+            dispatcher = WebhookDispatcher(
+                runtime.db, interval_s=runtime.settings.webhook_interval_s
+            )
+            dispatcher.start()
+        try:
+            yield
+        finally:
+            if dispatcher is not None:
+                dispatcher.stop()
+
     app = FastAPI(
         title="lorareg",
         version=__version__,
         description="A registry for LoRA adapters. Errors are "
         '`{"error": {"code": "...", "message": "..."}}` with a stable code.',
+        lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.auth_required = (
+        runtime.settings.auth == "required" if require_auth is None else require_auth
+    )
     app.state.presign_cache = resolve.PresignCache()
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(adapters.router)
+    app.include_router(lifecycle.router)
+    app.include_router(admin.router)
     app.include_router(resolve.router)
+    install_dashboard(app)  # /ui/ pages and their static files; / redirects there
+    app.include_router(hf.router)  # last: /{ns}/{name}/resolve/... would shadow other routes
     return app

@@ -1,11 +1,20 @@
-"""FastAPI dependencies: the runtime and the acting user, as ``Annotated`` aliases."""
+"""FastAPI dependencies: the runtime, the caller, and per-route role checks.
+
+``allow(role)`` is attached to every route. It authenticates the bearer token (or, on a
+server running open, treats the caller as the local admin), hides namespaces outside the
+token's scope as 404, then requires the role (403 with code ``forbidden``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
+from registry.errors import AdapterNotFound, Unauthorized
+from registry.lifecycle.access import OPEN_ACCESS, Principal, authenticate
 from registry.runtime import Runtime
 
 
@@ -16,9 +25,55 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_actor(request: Request) -> str:
-    """Who is acting. Until tokens carry identities, the client's declared author."""
-    return request.headers.get("x-lorareg-actor", "anonymous")[:200]
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send the token as 'Authorization: Bearer <token>'")
+    return token.strip()
 
 
-ActorDep = Annotated[str, Depends(get_actor)]
+async def get_principal(request: Request) -> Principal:
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    token = bearer_token(request)
+    if token is not None:
+        rt: Runtime = request.app.state.runtime
+        principal = await run_in_threadpool(authenticate, rt.db, token)
+    elif request.app.state.auth_required:
+        raise Unauthorized(
+            "this server needs a token: set LORAREG_TOKEN (or send 'Authorization: Bearer"
+            " <token>'); an admin creates one with `lorareg token create`"
+        )
+    else:
+        # Open server: the client's declared name goes into the audit log.
+        declared = request.headers.get("x-lorareg-actor", "")[:200]
+        principal = Principal(name=declared or OPEN_ACCESS.name, role=OPEN_ACCESS.role)
+    request.state.principal = principal
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(get_principal)]
+
+
+def allow(role: str) -> Callable[..., object]:
+    """A route dependency: the caller sees the path's namespace and holds ``role``."""
+
+    async def check(request: Request, principal: CurrentUser) -> Principal:
+        ns = request.path_params.get("namespace")
+        if ns is not None and not principal.sees(ns):
+            name = request.path_params.get("name", "")
+            raise AdapterNotFound(f"adapter {ns}/{name} does not exist")
+        principal.require(role)
+        return principal
+
+    return check
+
+
+Reader = Depends(allow("reader"))
+Writer = Depends(allow("writer"))
+Maintainer = Depends(allow("maintainer"))
+Admin = Depends(allow("admin"))

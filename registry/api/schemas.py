@@ -21,3 +21,31 @@ class CommitRequest(BaseModel):
 
 class TagRequest(BaseModel):
     tags: dict[str, str]
+
+
+class PromoteRequest(BaseModel):
+    to: str = Field(max_length=32)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class AliasRequest(BaseModel):
+    version: int = Field(ge=1)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class EvalsRequest(BaseModel):
+    evals: list[EvalRecord] = Field(min_length=1, max_length=256)
+
+
+class TokenRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    role: str
+    namespaces: list[str] | None = None
+    expires_in_days: float | None = Field(default=None, gt=0)
+
+
+class WebhookRequest(BaseModel):
+    url: str = Field(max_length=2048)
+    namespace: str | None = None
+    kinds: list[str] | None = None
+    secret: str | None = Field(default=None, min_length=16, max_length=128)

@@ -9,7 +9,7 @@ from registry.catalog.records import event_info, version_info
 from registry.catalog.refs import Ref, Repo, parse_revision
 from registry.db import models as m
 from registry.domain import AdapterSummary, EventInfo, VersionInfo
-from registry.errors import AdapterNotFound, VersionNotFound
+from registry.errors import AdapterNotFound, InvalidReference, VersionNotFound
 
 
 def adapter_row(session: Session, repo: Repo) -> m.Adapter:
@@ -45,13 +45,46 @@ def version_row(
     return row
 
 
+STAGES = ("staging", "production", "archived")
+
+
 def label_row(
     session: Session, adapter: m.Adapter, label: str, *, base: str | None
 ) -> m.AdapterVersion:
-    """Stages and aliases arrive with the lifecycle layer; until then no label resolves."""
-    raise VersionNotFound(
-        f"{adapter.namespace.name}/{adapter.name} has no version labelled {label!r}"
+    """The version a stage or alias names.
+
+    ``production`` is unique per base model: without ``base`` it resolves only when one
+    base has a production version. ``staging``/``archived`` give the newest in that stage.
+    """
+    repo = f"{adapter.namespace.name}/{adapter.name}"
+    if label in STAGES:
+        q = select(m.AdapterVersion).where(
+            m.AdapterVersion.adapter_id == adapter.id, m.AdapterVersion.stage == label
+        )
+        if base is not None:
+            q = q.where(m.AdapterVersion.base_model == base)
+        rows = session.scalars(q.order_by(m.AdapterVersion.number.desc())).all()
+        if not rows:
+            on_base = f" for base {base}" if base else ""
+            raise VersionNotFound(f"{repo} has no version in {label}{on_base}")
+        if label == "production" and len({r.base_model for r in rows}) > 1:
+            bases = ", ".join(sorted(str(r.base_model) for r in rows))
+            raise InvalidReference(
+                f"{repo} is in production for several base models ({bases}); pass --base"
+                " (or ?base=) to pick one"
+            )
+        return rows[0]
+    q = (
+        select(m.AdapterVersion)
+        .join(m.Alias, m.Alias.version_id == m.AdapterVersion.id)
+        .where(m.Alias.adapter_id == adapter.id, m.Alias.name == label)
     )
+    if base is not None:
+        q = q.where(m.AdapterVersion.base_model == base)
+    row = session.scalar(q)
+    if row is None:
+        raise VersionNotFound(f"{repo} has no version labelled {label!r}")
+    return row
 
 
 def ref_row(session: Session, ref: Ref, *, base: str | None = None) -> m.AdapterVersion:
@@ -70,7 +103,8 @@ def to_info(session: Session, row: m.AdapterVersion) -> VersionInfo:
         parent = session.scalar(
             select(m.AdapterVersion.number).where(m.AdapterVersion.id == row.parent_id)
         )
-    return version_info(row, parent_number=parent)
+    aliases = list(session.scalars(select(m.Alias.name).where(m.Alias.version_id == row.id)))
+    return version_info(row, parent_number=parent, aliases=aliases)
 
 
 def get_version(session: Session, ref: Ref, *, base: str | None = None) -> VersionInfo:
@@ -88,7 +122,12 @@ def list_versions(session: Session, repo: Repo) -> list[VersionInfo]:
 
 
 def list_adapters(
-    session: Session, namespace: str | None = None, *, limit: int = 1000, after: str | None = None
+    session: Session,
+    namespace: str | None = None,
+    *,
+    limit: int = 1000,
+    after: str | None = None,
+    visible: frozenset[str] | None = None,
 ) -> list[AdapterSummary]:
     """Adapters with their version count and newest version, ordered by ``ns/name``."""
     stats = (
@@ -111,6 +150,8 @@ def list_adapters(
     )
     if namespace is not None:
         q = q.where(m.Namespace.name == namespace)
+    if visible is not None:
+        q = q.where(m.Namespace.name.in_(sorted(visible)))
     if after:
         ns, _, nm = after.partition("/")
         q = q.where((m.Namespace.name > ns) | ((m.Namespace.name == ns) & (m.Adapter.name > nm)))

@@ -6,7 +6,9 @@ from registry.db import models as m
 from registry.domain import EvalRecord, EventInfo, FileEntry, VersionInfo
 
 
-def version_info(row: m.AdapterVersion, *, parent_number: int | None = None) -> VersionInfo:
+def version_info(
+    row: m.AdapterVersion, *, parent_number: int | None = None, aliases: list[str] | None = None
+) -> VersionInfo:
     return VersionInfo(
         namespace=row.adapter.namespace.name,
         name=row.adapter.name,
@@ -24,6 +26,8 @@ def version_info(row: m.AdapterVersion, *, parent_number: int | None = None) -> 
         description=row.description,
         parent=parent_number,
         created_at=row.created_at,
+        stage=row.stage,
+        aliases=sorted(aliases or []),
         tags={t.key: t.value for t in row.tags},
         evals=[
             EvalRecord(

@@ -10,6 +10,7 @@ from registry.catalog import metadata, queries
 from registry.catalog.push import PushRequest, commit_version, validate_metadata
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.catalog.resolve import resolve, resolve_document
+from registry.client.lifecycle_ops import LocalLifecycle
 from registry.client.transfer import BlobCache, prepare_push, write_version
 from registry.domain import (
     AdapterSummary,
@@ -24,7 +25,7 @@ from registry.runtime import Runtime
 from registry.storage.base import Progress, blob_key
 
 
-class LocalClient:
+class LocalClient(LocalLifecycle):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.cache = BlobCache(runtime.settings.effective_cache_dir)

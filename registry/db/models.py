@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -92,6 +93,23 @@ class AdapterVersion(Base):
         CheckConstraint("length(content_id) = 40", name="content_id_len"),
         Index("ix_versions_adapter_content", "adapter_id", "content_id"),
         Index("ix_versions_content_id", "content_id"),
+        CheckConstraint(
+            "stage IS NULL OR stage IN ('staging', 'production', 'archived')", name="stage_known"
+        ),
+        # Production is per base model, so a production version must name its base.
+        CheckConstraint(
+            "stage IS NULL OR stage <> 'production' OR base_model IS NOT NULL",
+            name="production_has_base",
+        ),
+        # At most one production version per (adapter, base model), even under racing promotes.
+        Index(
+            "uq_versions_one_production",
+            "adapter_id",
+            "base_model",
+            unique=True,
+            sqlite_where=text("stage = 'production'"),
+            postgresql_where=text("stage = 'production'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -109,6 +127,7 @@ class AdapterVersion(Base):
     author: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id", ondelete="SET NULL"))
+    stage: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     adapter: Mapped[Adapter] = relationship(lazy="joined")
@@ -168,6 +187,30 @@ class BaseModel(Base):
     structure_hash: Mapped[str | None] = mapped_column(String(64))
     content_hash: Mapped[str | None] = mapped_column(String(64))
     architecture: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Every tensor's name, dtype and shape plus per-file sha256s (compat.BaseModelInfo).
+    info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    total_size: Mapped[int | None] = mapped_column(BigInteger)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CheckResult(Base):
+    """One compatibility check of a version against a base model; the newest one counts."""
+
+    __tablename__ = "check_results"
+    __table_args__ = (
+        CheckConstraint("verdict IN ('pass', 'warn', 'fail')", name="verdict_known"),
+        Index("ix_check_results_version_base", "version_id", "base_model", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    base_model: Mapped[str] = mapped_column(String(200))
+    verdict: Mapped[str] = mapped_column(String(8))
+    # engine -> {"verdict", "settings", ...}; the whole report for display.
+    engines: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -185,3 +228,92 @@ class Event(Base):
     actor: Mapped[str] = mapped_column(String(200))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Alias(Base):
+    """A movable label (``champion``, ``canary-b``) pointing at one version of an adapter."""
+
+    __tablename__ = "aliases"
+    __table_args__ = (UniqueConstraint("adapter_id", "name", name="uq_aliases_adapter_name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    adapter_id: Mapped[int] = mapped_column(ForeignKey("adapters.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Policy(Base):
+    """Promotion gates for a namespace (``acme``) or one adapter (``acme/brand-voice``)."""
+
+    __tablename__ = "policies"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    target: Mapped[str] = mapped_column(String(130), unique=True)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Token(Base):
+    """An API token; only its sha256 is stored."""
+
+    __tablename__ = "tokens"
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('reader', 'writer', 'maintainer', 'admin')", name="role_known"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))
+    # None: every namespace; otherwise the only namespaces this token can see.
+    namespaces: Mapped[list[str] | None] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Webhook(Base):
+    """A subscription: events (optionally of one namespace) are POSTed, HMAC-signed."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(128))
+    namespace: Mapped[str | None] = mapped_column(String(64))
+    kinds: Mapped[list[str] | None] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The delivery loop's cursor: every event up to here has been queued for this hook.
+    last_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WebhookDelivery(Base):
+    """One event to one webhook: attempts, backoff and the last outcome."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "event_id", name="uq_webhook_deliveries_event"),
+        CheckConstraint("state IN ('pending', 'delivered', 'failed')", name="state_known"),
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Every attempt: [{"at", "status", "error"}], newest last.
+    attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

@@ -1,0 +1,1 @@
+"""Lifecycle: stages and aliases, promotion policies, tokens and roles, events and webhooks."""

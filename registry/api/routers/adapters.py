@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from registry.api.deps import ActorDep, RuntimeDep
+from registry.api.deps import CurrentUser, Reader, RuntimeDep, Writer
 from registry.api.files import blob_response
 from registry.api.schemas import CommitRequest, TagRequest, UploadRequest
 from registry.api.uploads import receive_blob
@@ -31,9 +31,10 @@ def _repo(namespace: str, name: str) -> Repo:
     return parse_repo(f"{namespace}/{name}")
 
 
-@router.get("/adapters", response_model=list[AdapterSummary])
+@router.get("/adapters", response_model=list[AdapterSummary], dependencies=[Reader])
 def list_adapters(
     rt: RuntimeDep,
+    user: CurrentUser,
     namespace: str | None = None,
     after: Annotated[str | None, Query(description="page after this ns/name")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -41,16 +42,24 @@ def list_adapters(
     if namespace is not None:
         check_name(namespace, what="namespace")
     with rt.db.read() as s:
-        return queries.list_adapters(s, namespace, limit=limit, after=after)
+        return queries.list_adapters(
+            s, namespace, limit=limit, after=after, visible=user.namespaces
+        )
 
 
-@router.get("/adapters/{namespace}/{name}/versions", response_model=list[VersionInfo])
+@router.get(
+    "/adapters/{namespace}/{name}/versions", response_model=list[VersionInfo], dependencies=[Reader]
+)
 def list_versions(rt: RuntimeDep, namespace: str, name: str) -> list[VersionInfo]:
     with rt.db.read() as s:
         return queries.list_versions(s, _repo(namespace, name))
 
 
-@router.get("/adapters/{namespace}/{name}/versions/{revision}", response_model=VersionInfo)
+@router.get(
+    "/adapters/{namespace}/{name}/versions/{revision}",
+    response_model=VersionInfo,
+    dependencies=[Reader],
+)
 def show_version(
     rt: RuntimeDep, namespace: str, name: str, revision: str, base: str | None = None
 ) -> VersionInfo:
@@ -60,13 +69,17 @@ def show_version(
         )
 
 
-@router.get("/adapters/{namespace}/{name}/history", response_model=list[EventInfo])
+@router.get(
+    "/adapters/{namespace}/{name}/history", response_model=list[EventInfo], dependencies=[Reader]
+)
 def adapter_history(rt: RuntimeDep, namespace: str, name: str) -> list[EventInfo]:
     with rt.db.read() as s:
         return queries.history(s, _repo(namespace, name))
 
 
-@router.post("/adapters/{namespace}/{name}/uploads", response_model=UploadPlan)
+@router.post(
+    "/adapters/{namespace}/{name}/uploads", response_model=UploadPlan, dependencies=[Writer]
+)
 def plan_upload(rt: RuntimeDep, namespace: str, name: str, body: UploadRequest) -> UploadPlan:
     """Which blobs the server still needs, and where to PUT each (presigned on S3)."""
     _repo(namespace, name)
@@ -91,7 +104,7 @@ def plan_upload(rt: RuntimeDep, namespace: str, name: str, body: UploadRequest) 
     return UploadPlan(missing=missing, upload_urls=urls)
 
 
-@router.put("/blobs/{sha256}", status_code=201)
+@router.put("/blobs/{sha256}", status_code=201, dependencies=[Writer])
 async def upload_blob(rt: RuntimeDep, sha256: str, request: Request) -> dict[str, object]:
     """Upload through the server (stores without presigned URLs): verified by sha256."""
     check_sha256(sha256)
@@ -99,10 +112,12 @@ async def upload_blob(rt: RuntimeDep, sha256: str, request: Request) -> dict[str
     return {"sha256": sha256, "created": created}
 
 
-@router.post("/adapters/{namespace}/{name}/versions", response_model=PushResult)
+@router.post(
+    "/adapters/{namespace}/{name}/versions", response_model=PushResult, dependencies=[Writer]
+)
 def commit(
     rt: RuntimeDep,
-    actor: ActorDep,
+    user: CurrentUser,
     namespace: str,
     name: str,
     body: CommitRequest,
@@ -112,7 +127,7 @@ def commit(
     req = PushRequest(
         repo=_repo(namespace, name),
         files=body.files,
-        author=actor,
+        author=user.name,
         base_model=body.base_model,
         description=body.description,
         tags=body.tags,
@@ -124,16 +139,22 @@ def commit(
     return result
 
 
-@router.patch("/adapters/{namespace}/{name}/versions/{number}/tags", response_model=VersionInfo)
+@router.patch(
+    "/adapters/{namespace}/{name}/versions/{number}/tags",
+    response_model=VersionInfo,
+    dependencies=[Writer],
+)
 def set_tags(
-    rt: RuntimeDep, actor: ActorDep, namespace: str, name: str, number: int, body: TagRequest
+    rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, number: int, body: TagRequest
 ) -> VersionInfo:
     return metadata.set_tags(
-        rt.db, Ref(_repo(namespace, name), number=number), body.tags, actor=actor
+        rt.db, Ref(_repo(namespace, name), number=number), body.tags, actor=user.name
     )
 
 
-@router.get("/adapters/{namespace}/{name}/versions/{revision}/files/{path:path}")
+@router.get(
+    "/adapters/{namespace}/{name}/versions/{revision}/files/{path:path}", dependencies=[Reader]
+)
 async def download_file(
     rt: RuntimeDep, request: Request, namespace: str, name: str, revision: str, path: str
 ) -> Response:

@@ -1,0 +1,125 @@
+"""Stages, aliases, evals, diffs, policies and history: ``/api/v1/...``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from registry.api.deps import Admin, CurrentUser, Maintainer, Reader, RuntimeDep, Writer
+from registry.api.schemas import AliasRequest, EvalsRequest, PromoteRequest
+from registry.catalog import metadata, queries
+from registry.catalog.diff import diff_versions
+from registry.catalog.refs import Ref, Repo, check_name, parse_repo
+from registry.domain import EventInfo, VersionInfo
+from registry.lifecycle import events, policies, stages
+from registry.lifecycle.gates import compat_problems
+
+router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
+
+
+def _repo(namespace: str, name: str) -> Repo:
+    return parse_repo(f"{namespace}/{name}")
+
+
+@router.post(
+    "/adapters/{namespace}/{name}/versions/{number}/promote",
+    response_model=dict[str, Any],
+    dependencies=[Maintainer],
+)
+def promote(
+    rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, number: int, body: PromoteRequest
+) -> dict[str, Any]:
+    """Move a version to a stage if its policy allows; 409 ``gate_failed`` lists what is unmet."""
+    result = stages.promote(
+        rt.db,
+        Ref(_repo(namespace, name), number=number),
+        to=body.to,
+        reason=body.reason,
+        principal=user,
+        compat_problems=compat_problems,
+    )
+    return {
+        "version": result.version.model_dump(mode="json"),
+        "previous_stage": result.previous_stage,
+        "archived": result.archived,
+    }
+
+
+@router.put(
+    "/adapters/{namespace}/{name}/aliases/{label}",
+    response_model=VersionInfo,
+    dependencies=[Maintainer],
+)
+def set_alias(
+    rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, label: str, body: AliasRequest
+) -> VersionInfo:
+    return stages.set_alias(
+        rt.db, _repo(namespace, name), label, body.version, principal=user, reason=body.reason
+    )
+
+
+@router.delete(
+    "/adapters/{namespace}/{name}/aliases/{label}", status_code=204, dependencies=[Maintainer]
+)
+def delete_alias(rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, label: str) -> None:
+    stages.delete_alias(rt.db, _repo(namespace, name), label, principal=user)
+
+
+@router.post(
+    "/adapters/{namespace}/{name}/versions/{number}/evals",
+    response_model=VersionInfo,
+    dependencies=[Writer],
+)
+def add_evals(
+    rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, number: int, body: EvalsRequest
+) -> VersionInfo:
+    ref = Ref(_repo(namespace, name), number=number)
+    return metadata.add_evals(rt.db, ref, body.evals, actor=user.name)
+
+
+@router.get("/adapters/{namespace}/{name}/diff", dependencies=[Reader])
+def diff(rt: RuntimeDep, namespace: str, name: str, a: str, b: str) -> dict[str, Any]:
+    repo = _repo(namespace, name)
+    with rt.db.read() as s:
+        va = queries.to_info(s, queries.version_row(s, repo, a))
+        vb = queries.to_info(s, queries.version_row(s, repo, b))
+    return diff_versions(va, vb)
+
+
+@router.get("/policies/{namespace}", dependencies=[Reader])
+def get_namespace_policy(rt: RuntimeDep, namespace: str) -> dict[str, Any]:
+    rules = policies.get_policy(rt.db, check_name(namespace, what="namespace"))
+    return {"target": namespace, "rules": rules.model_dump() if rules else None}
+
+
+@router.get("/policies/{namespace}/{name}", dependencies=[Reader])
+def get_adapter_policy(rt: RuntimeDep, namespace: str, name: str) -> dict[str, Any]:
+    repo = _repo(namespace, name)
+    with rt.db.read() as s:
+        source, rules = policies.effective_policy(s, repo.namespace, repo.name)
+    return {"target": str(repo), "effective_from": source, "rules": rules.model_dump()}
+
+
+@router.put("/policies/{namespace}", dependencies=[Admin])
+def set_namespace_policy(
+    rt: RuntimeDep, user: CurrentUser, namespace: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    rules = policies.set_policy(rt.db, namespace, policies.parse_rules(body), actor=user.name)
+    return {"target": namespace, "rules": rules.model_dump()}
+
+
+@router.put("/policies/{namespace}/{name}", dependencies=[Admin])
+def set_adapter_policy(
+    rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    target = str(_repo(namespace, name))
+    rules = policies.set_policy(rt.db, target, policies.parse_rules(body), actor=user.name)
+    return {"target": target, "rules": rules.model_dump()}
+
+
+@router.get(
+    "/namespaces/{namespace}/history", response_model=list[EventInfo], dependencies=[Reader]
+)
+def namespace_history(rt: RuntimeDep, namespace: str) -> list[EventInfo]:
+    return events.namespace_history(rt.db, check_name(namespace, what="namespace"))

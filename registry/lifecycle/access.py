@@ -1,0 +1,162 @@
+"""Who may do what: API tokens, roles and namespace scopes.
+
+Roles are ordered: a reader pulls; a writer also pushes and records evals; a maintainer
+also promotes and moves aliases; an admin also manages tokens, policies and webhooks.
+A token scoped to namespaces sees nothing outside them: callers turn "not allowed to see"
+into NotFound, never Forbidden, so a client's adapters do not leak their existence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from registry.catalog.refs import check_name
+from registry.db import models as m
+from registry.db.database import Database
+from registry.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+
+ROLES = ("reader", "writer", "maintainer", "admin")
+TOKEN_PREFIX = "lrg_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a token's identity, role and namespace scope (None = all namespaces)."""
+
+    name: str
+    role: str
+    namespaces: frozenset[str] | None = None
+    token_id: int | None = None
+
+    def can(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+    def sees(self, namespace: str) -> bool:
+        return self.namespaces is None or namespace in self.namespaces
+
+    def require(self, role: str) -> None:
+        if not self.can(role):
+            raise Forbidden(f"this needs the {role} role; the token {self.name!r} is a {self.role}")
+
+    def require_namespace(self, namespace: str, what: str = "adapter") -> None:
+        if not self.sees(namespace):
+            raise NotFound(f"{what} not found")
+
+
+# The caller when the server runs open (embedded mode on loopback).
+OPEN_ACCESS = Principal(name="local", role="admin")
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: int
+    name: str
+    prefix: str
+    role: str
+    namespaces: list[str] | None
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise InvalidInput(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    return role
+
+
+def create_token(
+    db: Database,
+    *,
+    name: str,
+    role: str,
+    actor: str,
+    namespaces: list[str] | None = None,
+    expires_in_days: float | None = None,
+) -> tuple[str, TokenInfo]:
+    """Create a token; the plaintext is returned once and never stored."""
+    check_role(role)
+    if not name or len(name) > 128:
+        raise InvalidInput("a token needs a name of 1-128 characters")
+    for ns in namespaces or []:
+        check_name(ns, what="namespace")
+    if expires_in_days is not None and expires_in_days <= 0:
+        raise InvalidInput("--expires-in-days must be positive")
+    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    with db.write() as s:
+        row = m.Token(
+            name=name,
+            token_hash=_hash(plaintext),
+            prefix=plaintext[:10],
+            role=role,
+            namespaces=sorted(set(namespaces)) if namespaces else None,
+            created_by=actor,
+            expires_at=expires,
+        )
+        s.add(row)
+        s.add(m.Event(kind="token.created", actor=actor, payload={"name": name, "role": role}))
+        s.flush()
+        return plaintext, _info(row)
+
+
+def list_tokens(db: Database) -> list[TokenInfo]:
+    with db.read() as s:
+        return [_info(r) for r in s.scalars(select(m.Token).order_by(m.Token.id))]
+
+
+def revoke_token(db: Database, token_id: int, *, actor: str) -> TokenInfo:
+    with db.write() as s:
+        row = s.get(m.Token, token_id)
+        if row is None:
+            raise NotFound(f"no token with id {token_id}; `lorareg token list` shows them")
+        if row.revoked_at is None:
+            row.revoked_at = datetime.now(UTC)
+            s.add(m.Event(kind="token.revoked", actor=actor, payload={"name": row.name}))
+        s.flush()
+        return _info(row)
+
+
+def authenticate(db: Database, token: str) -> Principal:
+    """The principal for a bearer token; Unauthorized when unknown, revoked or expired."""
+    digest = _hash(token)
+    with db.read() as s:
+        row = s.scalar(select(m.Token).where(m.Token.token_hash == digest))
+    # The lookup is by hash; compare again in constant time so timing reveals nothing.
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        raise Unauthorized("invalid token; create one with `lorareg token create`")
+    if row.revoked_at is not None:
+        raise Unauthorized(f"token {row.name!r} was revoked")
+    expires = row.expires_at
+    if expires is not None:
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=UTC)
+        if expires <= datetime.now(UTC):
+            raise Unauthorized(f"token {row.name!r} expired at {expires:%Y-%m-%d %H:%M} UTC")
+    scope = frozenset(row.namespaces) if row.namespaces else None
+    return Principal(name=row.name, role=row.role, namespaces=scope, token_id=row.id)
+
+
+def _info(row: m.Token) -> TokenInfo:
+    return TokenInfo(
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        role=row.role,
+        namespaces=row.namespaces,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )

@@ -1,0 +1,257 @@
+"""Stages and aliases: moving labels between versions, each move kept in the history.
+
+A version is in at most one stage (staging, production, archived). At most one version
+of an adapter is in production per base model: the database enforces it with a partial
+unique index, and promotions of one adapter serialise on its row lock, so two racing
+promotes never leave two productions. Promoting to production archives the previous
+production for that base in the same transaction; promoting an older version is the
+rollback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.catalog.queries import adapter_row, ref_row, to_info
+from registry.catalog.refs import LABEL_RE, Ref, Repo
+from registry.db import models as m
+from registry.db.database import Database
+from registry.domain import VersionInfo
+from registry.errors import GateFailed, InvalidInput, NotFound
+from registry.lifecycle.access import Principal
+from registry.lifecycle.policies import STAGES, effective_policy, unmet_conditions
+
+# Labels that mean something else in references and revisions.
+RESERVED_LABELS = set(STAGES) | {"main", "latest", "head"}
+
+# Given the version and the engines a policy names, the compatibility problems to report.
+CompatProbe = Callable[[Session, m.AdapterVersion, list[str]], list[str]]
+
+
+@dataclass(frozen=True)
+class Promotion:
+    version: VersionInfo
+    previous_stage: str | None
+    archived: int | None  # the production version this promotion replaced
+
+
+def check_stage(stage: str) -> str:
+    if stage not in STAGES:
+        raise InvalidInput(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    return stage
+
+
+def lock_adapter(session: Session, adapter_id: int) -> None:
+    """Serialise lifecycle changes of one adapter (a no-op lock on SQLite, whose write
+    transactions are already exclusive)."""
+    session.execute(select(m.Adapter.id).where(m.Adapter.id == adapter_id).with_for_update())
+
+
+def current_production(
+    session: Session, adapter_id: int, base: str | None
+) -> m.AdapterVersion | None:
+    return session.scalar(
+        select(m.AdapterVersion).where(
+            m.AdapterVersion.adapter_id == adapter_id,
+            m.AdapterVersion.base_model == base,
+            m.AdapterVersion.stage == "production",
+        )
+    )
+
+
+def promote(
+    db: Database,
+    ref: Ref,
+    *,
+    to: str,
+    principal: Principal,
+    reason: str | None = None,
+    compat_problems: CompatProbe | None = None,
+) -> Promotion:
+    """Move a version to a stage, if the adapter's policy allows it.
+
+    Raises GateFailed listing every unmet condition, Forbidden when the principal lacks the
+    role the policy asks for.
+    """
+    check_stage(to)
+    if reason is not None and len(reason) > 2000:
+        raise InvalidInput("reason is over 2000 characters")
+    with db.write() as s:
+        row = ref_row(s, ref)
+        principal.require_namespace(row.adapter.namespace.name)
+        lock_adapter(s, row.adapter_id)
+        s.refresh(row)
+        ns, name = row.adapter.namespace.name, row.adapter.name
+        _, rules = effective_policy(s, ns, name)
+        principal.require(rules.role)
+        if to == "production" and row.base_model is None:
+            raise InvalidInput(
+                f"{ns}/{name}:{row.number} has no base model; production is per base model,"
+                " so push it again with --base"
+            )
+        production = current_production(s, row.adapter_id, row.base_model)
+        if to in rules.stages and to != "archived":
+            problems = compat_problems(s, row, rules.engines) if compat_problems else []
+            unmet = unmet_conditions(
+                rules, row, production=production, reason=reason, compatibility=problems
+            )
+            if unmet:
+                raise GateFailed(
+                    f"cannot promote {ns}/{name}:{row.number} to {to}: " + "; ".join(unmet),
+                    details={"unmet": unmet},
+                )
+        previous = row.stage
+        archived = None
+        if to == "production" and production is not None and production.id != row.id:
+            production.stage = "archived"
+            archived = production.number
+            s.add(
+                _event(
+                    row,
+                    "stage.changed",
+                    principal.name,
+                    {
+                        "version": production.number,
+                        "from": "production",
+                        "to": "archived",
+                        "reason": f"replaced by v{row.number}",
+                    },
+                    number=production.number,
+                )
+            )
+            s.flush()  # free the production slot before taking it
+        row.stage = to
+        s.add(
+            _event(
+                row,
+                "stage.changed",
+                principal.name,
+                {
+                    "from": previous,
+                    "to": to,
+                    "reason": reason,
+                    "base_model": row.base_model,
+                    "replaced": archived,
+                },
+            )
+        )
+        s.flush()
+        return Promotion(version=to_info(s, row), previous_stage=previous, archived=archived)
+
+
+def set_alias(
+    db: Database,
+    repo: Repo,
+    label: str,
+    number: int,
+    *,
+    principal: Principal,
+    reason: str | None = None,
+) -> VersionInfo:
+    """Point ``label`` at version ``number`` (creating or moving it)."""
+    check_alias(label)
+    principal.require("maintainer")
+    principal.require_namespace(repo.namespace)
+    with db.write() as s:
+        row = ref_row(s, Ref(repo, number=number))
+        lock_adapter(s, row.adapter_id)
+        alias = s.scalar(
+            select(m.Alias).where(m.Alias.adapter_id == row.adapter_id, m.Alias.name == label)
+        )
+        previous = None
+        if alias is None:
+            s.add(
+                m.Alias(
+                    adapter_id=row.adapter_id,
+                    name=label,
+                    version_id=row.id,
+                    updated_by=principal.name,
+                )
+            )
+        else:
+            previous = s.scalar(
+                select(m.AdapterVersion.number).where(m.AdapterVersion.id == alias.version_id)
+            )
+            alias.version_id = row.id
+            alias.updated_by = principal.name
+        s.add(
+            _event(
+                row,
+                "alias.moved",
+                principal.name,
+                {"alias": label, "from": previous, "to": row.number, "reason": reason},
+            )
+        )
+        s.flush()
+        return to_info(s, row)
+
+
+def delete_alias(db: Database, repo: Repo, label: str, *, principal: Principal) -> None:
+    check_alias(label)
+    principal.require("maintainer")
+    principal.require_namespace(repo.namespace)
+    with db.write() as s:
+        adapter = adapter_row(s, repo)
+        alias = s.scalar(
+            select(m.Alias).where(m.Alias.adapter_id == adapter.id, m.Alias.name == label)
+        )
+        if alias is None:
+            raise NotFound(f"{repo} has no alias {label!r}")
+        number = s.scalar(
+            select(m.AdapterVersion.number).where(m.AdapterVersion.id == alias.version_id)
+        )
+        s.delete(alias)
+        s.add(
+            m.Event(
+                kind="alias.deleted",
+                namespace=repo.namespace,
+                adapter=repo.name,
+                version=number,
+                actor=principal.name,
+                payload={"alias": label},
+            )
+        )
+
+
+def aliases_of(session: Session, adapter_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(m.Alias.name, m.AdapterVersion.number)
+        .join(m.AdapterVersion, m.AdapterVersion.id == m.Alias.version_id)
+        .where(m.Alias.adapter_id == adapter_id)
+    )
+    return {name: number for name, number in rows}
+
+
+def check_alias(label: str) -> str:
+    if not LABEL_RE.match(label or ""):
+        raise InvalidInput(
+            f"invalid alias {label!r}: use a lowercase name such as 'champion' or 'canary-b'"
+        )
+    if label in RESERVED_LABELS:
+        raise InvalidInput(
+            f"{label!r} is a stage or a reserved revision name; promote to stages with"
+            " `lorareg promote`, and pick another alias name"
+        )
+    return label
+
+
+def _event(
+    row: m.AdapterVersion,
+    kind: str,
+    actor: str,
+    payload: dict[str, object],
+    *,
+    number: int | None = None,
+) -> m.Event:
+    return m.Event(
+        kind=kind,
+        namespace=row.adapter.namespace.name,
+        adapter=row.adapter.name,
+        version=number if number is not None else row.number,
+        actor=actor,
+        payload=payload,
+    )
