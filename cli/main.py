@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from cli.app import cli
-from cli.commands import catalog, imports, lifecycle, server  # noqa: F401  (registers them)
+from cli.commands import (  # noqa: F401  (importing registers the commands)
+    catalog,
+    compat,
+    imports,
+    lifecycle,
+    server,
+)
 
 
 def main() -> None:

@@ -92,6 +92,8 @@ class PushResult(_Domain):
     bytes_uploaded: int = 0
     blobs_uploaded: int = 0
     blobs_reused: int = 0
+    # The automatic compatibility check, when the base model is registered.
+    check: dict[str, Any] | None = None
 
 
 class PullResult(_Domain):

@@ -128,14 +128,17 @@ def list_cmd(ctx: Context, namespace: str | None, as_json: bool) -> None:
 def show(ctx: Context, ref: str, base: str | None, as_json: bool) -> None:
     """Show one version (or, for a bare ns/name, the newest) with its files."""
     v = ctx.client.show(ref, base=base)
+    checks = ctx.client.checks(v.ref)
     if as_json:
-        emit_json(v)
+        emit_json({**v.model_dump(mode="json"), "checks": checks})
         return
     targets = ", ".join(v.target_modules)
     lines = [
         ("version", v.ref),
         ("content id", v.content_id),
         ("base model", v.base_model or "-"),
+        ("stage", v.stage or "-"),
+        ("aliases", ", ".join(v.aliases) or "-"),
         ("lora", f"r={v.r} alpha={v.lora_alpha:g} targets={targets}"),
         ("options", _options(v.config)),
         ("size", f"{human_size(v.size)} in {v.file_count} file(s)"),
@@ -148,6 +151,13 @@ def show(ctx: Context, ref: str, base: str | None, as_json: bool) -> None:
     ]
     for k, val in lines:
         click.echo(f"{k + ':':<13}{val}")
+    for c in checks:
+        engines = c["report"].get("engines", {})
+        ok = [e["display_name"] for e in engines.values() if e["verdict"] in ("pass", "warn")]
+        click.echo(
+            f"{'check:':<13}{c['verdict']} against {c['base_model']}"
+            f" (servable by: {', '.join(ok) or 'none'})"
+        )
     click.echo("files:")
     for f in v.files:
         click.echo(f"  {f.path:<40} {human_size(f.size):>10}  sha256:{f.sha256[:16]}")

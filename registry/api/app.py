@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from registry import __version__
 from registry.api.errors import install_error_handlers
-from registry.api.routers import adapters, admin, health, hf, lifecycle, resolve
+from registry.api.routers import adapters, admin, compat, health, hf, lifecycle, resolve
 from registry.runtime import Runtime
 from registry.web.routes import install_dashboard
 
@@ -58,6 +58,7 @@ def create_app(
     app.include_router(adapters.router)
     app.include_router(lifecycle.router)
     app.include_router(admin.router)
+    app.include_router(compat.router)
     app.include_router(resolve.router)
     install_dashboard(app)  # /ui/ pages and their static files; / redirects there
     app.include_router(hf.router)  # last: /{ns}/{name}/resolve/... would shadow other routes

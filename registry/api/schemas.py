@@ -49,3 +49,13 @@ class WebhookRequest(BaseModel):
     namespace: str | None = None
     kinds: list[str] | None = None
     secret: str | None = Field(default=None, min_length=16, max_length=128)
+
+
+class BaseRequest(BaseModel):
+    name: str = Field(max_length=200)
+    source: str = Field(max_length=2048)
+
+
+class CheckRequest(BaseModel):
+    base: str = Field(max_length=200)
+    engines: list[str] = Field(default_factory=list, max_length=8)

@@ -10,8 +10,10 @@ from registry.catalog import metadata, queries
 from registry.catalog.push import PushRequest, commit_version, validate_metadata
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.catalog.resolve import resolve, resolve_document
+from registry.client.compat_ops import LocalCompat
 from registry.client.lifecycle_ops import LocalLifecycle
 from registry.client.transfer import BlobCache, prepare_push, write_version
+from registry.compat.version_checks import check_after_push
 from registry.domain import (
     AdapterSummary,
     EvalRecord,
@@ -25,7 +27,7 @@ from registry.runtime import Runtime
 from registry.storage.base import Progress, blob_key
 
 
-class LocalClient(LocalLifecycle):
+class LocalClient(LocalLifecycle, LocalCompat):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.cache = BlobCache(runtime.settings.effective_cache_dir)
@@ -71,8 +73,18 @@ class LocalClient(LocalLifecycle):
         result = commit_version(
             self.rt.db, self.rt.store, req, max_header_bytes=limit, trusted_upload=True
         )
+        check = None
+        if result.created:
+            check = check_after_push(
+                self.rt.db, self.rt.store, result.version, actor=self.actor, max_header_bytes=limit
+            )
         return result.model_copy(
-            update={"bytes_uploaded": sent, "blobs_uploaded": uploaded, "blobs_reused": reused}
+            update={
+                "bytes_uploaded": sent,
+                "blobs_uploaded": uploaded,
+                "blobs_reused": reused,
+                "check": check,
+            }
         )
 
     def pull(

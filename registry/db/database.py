@@ -69,12 +69,10 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for queries; rolled back at the end."""
+        """A session for queries. Closing it ends the transaction without expiring what was
+        loaded, so objects read inside stay readable after the block."""
         with _translated(), self._read() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:

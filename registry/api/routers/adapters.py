@@ -19,6 +19,7 @@ from registry.catalog.push import (
     validate_metadata,
 )
 from registry.catalog.refs import Ref, Repo, check_name, parse_repo
+from registry.compat.version_checks import check_after_push
 from registry.domain import AdapterSummary, EventInfo, PushResult, UploadPlan, VersionInfo
 from registry.errors import NotFound
 from registry.formats.adapter import check_relative_path
@@ -134,8 +135,14 @@ def commit(
         evals=body.evals,
     )
     validate_metadata(req)
-    result = commit_version(rt.db, rt.store, req, max_header_bytes=rt.settings.max_header_bytes)
+    limit = rt.settings.max_header_bytes
+    result = commit_version(rt.db, rt.store, req, max_header_bytes=limit)
     response.status_code = 201 if result.created else 200
+    if result.created:
+        check = check_after_push(
+            rt.db, rt.store, result.version, actor=user.name, max_header_bytes=limit
+        )
+        result = result.model_copy(update={"check": check})
     return result
 
 

@@ -1,0 +1,68 @@
+"""Base models and compatibility checks: ``/api/v1/bases``, ``.../checks``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from registry.api.deps import CurrentUser, Maintainer, Reader, RuntimeDep, Writer
+from registry.api.schemas import BaseRequest, CheckRequest
+from registry.catalog.queries import version_row
+from registry.catalog.refs import Ref, parse_repo
+from registry.compat import bases
+from registry.compat.version_checks import check_version, latest_checks
+
+router = APIRouter(prefix="/api/v1", tags=["compatibility"])
+
+
+@router.post("/bases", dependencies=[Maintainer])
+def add_base(
+    rt: RuntimeDep, user: CurrentUser, body: BaseRequest, response: Response
+) -> dict[str, Any]:
+    """Register a base model from a folder on the server, ``s3://`` or ``hf://repo@rev``."""
+    doc, created = bases.add_base(rt.db, rt.settings, body.name, body.source, actor=user.name)
+    response.status_code = 201 if created else 200
+    return {**doc, "created": created}
+
+
+@router.get("/bases", dependencies=[Reader])
+def list_bases(rt: RuntimeDep) -> list[dict[str, Any]]:
+    return bases.list_bases(rt.db)
+
+
+@router.get("/bases/{base:path}", dependencies=[Reader])
+def get_base(rt: RuntimeDep, base: str) -> dict[str, Any]:
+    return bases.get_base(rt.db, base)
+
+
+def _numbered(rt: RuntimeDep, namespace: str, name: str, revision: str) -> Ref:
+    repo = parse_repo(f"{namespace}/{name}")
+    with rt.db.read() as s:
+        return Ref(repo, number=version_row(s, repo, revision).number)
+
+
+@router.post("/adapters/{namespace}/{name}/versions/{revision}/checks", dependencies=[Writer])
+def run_check(
+    rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, revision: str, body: CheckRequest
+) -> dict[str, Any]:
+    version, report = check_version(
+        rt.db,
+        rt.store,
+        _numbered(rt, namespace, name, revision),
+        base=body.base,
+        engines=body.engines,
+        actor=user.name,
+        max_header_bytes=rt.settings.max_header_bytes,
+    )
+    return {
+        "version": version.ref,
+        "base_model": body.base,
+        "report": report.to_json(),
+        "lines": report.lines(),
+    }
+
+
+@router.get("/adapters/{namespace}/{name}/versions/{revision}/checks", dependencies=[Reader])
+def get_checks(rt: RuntimeDep, namespace: str, name: str, revision: str) -> list[dict[str, Any]]:
+    return latest_checks(rt.db, _numbered(rt, namespace, name, revision))

@@ -1,0 +1,88 @@
+"""Base model and check operations for both clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from registry.catalog.refs import Ref, parse_ref
+from registry.compat import bases
+from registry.compat.version_checks import check_version, latest_checks
+from registry.runtime import Runtime
+
+
+class LocalCompat:
+    rt: Runtime
+
+    @property
+    def actor(self) -> str:  # pragma: no cover - provided by LocalClient
+        raise NotImplementedError
+
+    def add_base(self, name: str, source: str) -> dict[str, Any]:
+        doc, created = bases.add_base(self.rt.db, self.rt.settings, name, source, actor=self.actor)
+        return {**doc, "created": created}
+
+    def list_bases(self) -> list[dict[str, Any]]:
+        return bases.list_bases(self.rt.db)
+
+    def get_base(self, name: str) -> dict[str, Any]:
+        return bases.get_base(self.rt.db, name)
+
+    def check(self, ref: str, *, base: str, engines: list[str] | None = None) -> dict[str, Any]:
+        version, report = check_version(
+            self.rt.db,
+            self.rt.store,
+            self._pinned(ref),
+            base=base,
+            engines=engines,
+            actor=self.actor,
+            max_header_bytes=self.rt.settings.max_header_bytes,
+        )
+        return {
+            "version": version.ref,
+            "base_model": base,
+            "report": report.to_json(),
+            "lines": report.lines(),
+        }
+
+    def checks(self, ref: str) -> list[dict[str, Any]]:
+        return latest_checks(self.rt.db, self._pinned(ref))
+
+    def _pinned(self, ref: str) -> Ref:
+        from registry.catalog.queries import ref_row
+
+        r = parse_ref(ref)
+        with self.rt.db.read() as s:
+            return Ref(r.repo, number=ref_row(s, r).number)
+
+
+class RemoteCompat:
+    def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:  # pragma: no cover
+        raise NotImplementedError
+
+    def add_base(self, name: str, source: str) -> dict[str, Any]:
+        return dict(
+            self._call("POST", "/api/v1/bases", json={"name": name, "source": source}).json()
+        )
+
+    def list_bases(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/v1/bases").json())
+
+    def get_base(self, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/api/v1/bases/{name}").json())
+
+    def check(self, ref: str, *, base: str, engines: list[str] | None = None) -> dict[str, Any]:
+        r = parse_ref(ref)
+        path = f"/api/v1/adapters/{r.repo}/versions/{_rev(r)}/checks"
+        return dict(self._call("POST", path, json={"base": base, "engines": engines or []}).json())
+
+    def checks(self, ref: str) -> list[dict[str, Any]]:
+        r = parse_ref(ref)
+        return list(
+            self._call("GET", f"/api/v1/adapters/{r.repo}/versions/{_rev(r)}/checks").json()
+        )
+
+
+def _rev(r: Ref) -> str:
+    return str(r.number) if r.number is not None else r.label or "latest"

@@ -1,0 +1,121 @@
+"""Registered base models: the catalog's record of what a base model is (headers only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.catalog.refs import check_base_name
+from registry.compat.fingerprint import BaseModelInfo
+from registry.compat.sources import inspect_base
+from registry.config import Settings
+from registry.db import models as m
+from registry.db.database import Database
+from registry.errors import AlreadyExists, BaseModelNotFound
+
+
+def base_summary(row: m.BaseModel) -> dict[str, Any]:
+    info = row.info or {}
+    return {
+        "name": row.name,
+        "source": row.source,
+        "structure_hash": row.structure_hash,
+        "content_hash": row.content_hash,
+        "architecture": row.architecture,
+        "tensors": len(info.get("tensors", {})),
+        "files": len(info.get("files", [])),
+        "total_size": row.total_size,
+        "created_by": row.created_by,
+        "created_at": row.created_at.isoformat() if row.created_at else None,
+    }
+
+
+def add_base(
+    db: Database,
+    settings: Settings,
+    name: str,
+    source: str,
+    *,
+    actor: str,
+    hf_token: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Read ``source`` (folder, s3://, hf://repo@rev) and record it as base ``name``.
+
+    Registering the same name again with the same fingerprint changes nothing (returns
+    created=False); with another fingerprint it is refused: a base model's name must
+    keep meaning the same weights, or earlier checks would silently lie.
+    """
+    check_base_name(name)
+    info = inspect_base(
+        source,
+        max_header_bytes=settings.max_header_bytes,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        hf_token=hf_token,
+    )
+    with db.write() as s:
+        row = s.scalar(select(m.BaseModel).where(m.BaseModel.name == name))
+        if row is not None:
+            same = row.structure_hash == info.structure_hash and (
+                row.content_hash == info.content_hash or info.content_hash is None
+            )
+            if same:
+                return base_summary(row), False
+            raise AlreadyExists(
+                f"base model {name} is already registered with other weights"
+                f" (structure {row.structure_hash[:12] if row.structure_hash else '?'});"
+                " register the new weights under a new name"
+            )
+        row = m.BaseModel(
+            name=name,
+            source=info.source or source,  # an hf:// source pinned to its commit
+            structure_hash=info.structure_hash,
+            content_hash=info.content_hash,
+            architecture=info.architecture,
+            info=info.to_json(),
+            total_size=info.total_size,
+            created_by=actor,
+        )
+        s.add(row)
+        s.add(
+            m.Event(
+                kind="base.registered",
+                actor=actor,
+                payload={"name": name, "source": source, "structure_hash": info.structure_hash},
+            )
+        )
+        s.flush()
+        return base_summary(row), True
+
+
+def list_bases(db: Database) -> list[dict[str, Any]]:
+    with db.read() as s:
+        return [base_summary(r) for r in s.scalars(select(m.BaseModel).order_by(m.BaseModel.name))]
+
+
+def base_row(session: Session, name: str) -> m.BaseModel:
+    row = session.scalar(select(m.BaseModel).where(m.BaseModel.name == name))
+    if row is None:
+        raise BaseModelNotFound(
+            f"base model {name} is not registered; register it with"
+            f" `lorareg base add {name} SOURCE` (a folder, s3://... or hf://repo@rev)"
+        )
+    return row
+
+
+def get_base(db: Database, name: str) -> dict[str, Any]:
+    check_base_name(name)
+    with db.read() as s:
+        row = base_row(s, name)
+        doc = base_summary(row)
+        doc["tensor_list"] = [
+            {"name": k, "dtype": v[0], "shape": v[1]}
+            for k, v in sorted((row.info or {}).get("tensors", {}).items())
+        ]
+        return doc
+
+
+def base_info(session: Session, name: str) -> BaseModelInfo:
+    row = base_row(session, name)
+    return BaseModelInfo.from_json(row.info or {})
