@@ -139,3 +139,67 @@ def test_installed_console_script(adapter_dir: Path, tmp_path: Path) -> None:
     assert bad.returncode == 1 and bad.stderr.strip() == "error: acme/a has no version 5"
     usage = subprocess.run([exe, "pull"], env=env, capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+def test_lifecycle_commands(lorareg: Any, adapter_library: dict[str, Path]) -> None:
+    base = ["--base", "meta-llama/Llama-3.1-8B"]
+    lorareg("push", str(adapter_library["v1"]), "acme/v", *base)
+    lorareg("push", str(adapter_library["v2"]), "acme/v", *base)
+    r = lorareg(
+        "eval",
+        "add",
+        "acme/v:2",
+        "helpfulness=0.82",
+        "brand_tone=0.91",
+        "--dataset",
+        "brand-eval-v2",
+    )
+    assert r.exit_code == 0, r.output
+    assert "helpfulness=0.82" in r.stdout
+    assert lorareg("eval", "add", "acme/v:2", "helpfulness=lots").exit_code == 2
+    r = lorareg("promote", "acme/v:1", "--to", "production", "--reason", "baseline")
+    assert r.exit_code == 0 and "acme/v:1 -> production" in r.stdout
+    r = lorareg("promote", "acme/v:2", "--to", "production", "--reason", "wins the A/B test")
+    assert "v1 archived" in r.stdout
+    assert lorareg("promote", "acme/v:2", "--to", "prod").exit_code == 2
+    r = lorareg("alias", "set", "acme/v", "canary-b", "1")
+    assert r.exit_code == 0 and "acme/v@canary-b -> 1" in r.stdout
+    r = lorareg("diff", "acme/v:1", "acme/v:2")
+    assert (
+        r.exit_code == 0 and "helpfulness" in r.stdout and "adapter_model.safetensors" in r.stdout
+    )
+    r = lorareg("policy", "set", "acme", "--min-eval", "helpfulness=0.9", "--require-reason")
+    assert r.exit_code == 0, r.output
+    r = lorareg("promote", "acme/v:1", "--to", "production")
+    assert r.exit_code == 1
+    assert "a reason is required" in r.stderr and "helpfulness is required" in r.stderr
+    assert (
+        "production" in json.loads(lorareg("show", "acme/v@production", "--json").stdout)["stage"]
+    )
+    history = lorareg("history", "acme/v").stdout
+    assert "stage.changed" in history and "alias.moved" in history
+    assert "policy.changed" in lorareg("history", "acme").stdout
+    tok = lorareg("token", "create", "--name", "ci", "--role", "reader", "--json")
+    assert json.loads(tok.stdout)["token"].startswith("lrg_")
+    assert "ci" in lorareg("token", "list").stdout
+
+
+def test_serve_refuses_a_public_address_without_tokens(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "lorareg"
+    env = {"LORAREG_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    r = subprocess.run(
+        [exe, "serve", "--host", "0.0.0.0", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1 and "no admin token" in r.stderr
+    r = subprocess.run(
+        [exe, "serve", "--host", "0.0.0.0"],
+        env={**env, "LORAREG_AUTH": "open"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1 and "without auth" in r.stderr
