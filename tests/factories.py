@@ -41,7 +41,13 @@ def make_gpt2(seed: int = 0) -> Any:
 
     torch.manual_seed(seed)
     cfg = GPT2Config(
-        vocab_size=128, n_positions=64, n_embd=32, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=0
+        vocab_size=128,
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=0,
+        eos_token_id=0,
     )
     return GPT2LMHeadModel(cfg).eval()
 

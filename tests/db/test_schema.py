@@ -21,7 +21,10 @@ def test_models_match_migrations(db: Database) -> None:
 def _seed(db: Database) -> tuple[int, int]:
     with db.write() as s:
         ns = s.execute(
-            text("INSERT INTO namespaces (name, created_at) VALUES ('acme', CURRENT_TIMESTAMP) RETURNING id")
+            text(
+                "INSERT INTO namespaces (name, created_at)"
+                " VALUES ('acme', CURRENT_TIMESTAMP) RETURNING id"
+            )
         ).scalar_one()
         ad = s.execute(
             text(
