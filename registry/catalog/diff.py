@@ -35,7 +35,11 @@ def diff_versions(a: VersionInfo, b: VersionInfo) -> dict[str, Any]:
         "b": b.ref,
         "base_model": {"a": a.base_model, "b": b.base_model},
         "config": config,
-        "targets": {"added": sorted(tb - ta), "removed": sorted(ta - tb), "common": sorted(ta & tb)},
+        "targets": {
+            "added": sorted(tb - ta),
+            "removed": sorted(ta - tb),
+            "common": sorted(ta & tb),
+        },
         "evals": evals,
         "files": {
             "added": sorted(set(fb) - set(fa)),

@@ -7,7 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from registry.catalog import metadata, queries
-from registry.catalog.push import PushRequest, commit_version, validate_metadata
+from registry.catalog.push import (
+    PushRequest,
+    commit_version,
+    registered_blobs,
+    validate_metadata,
+)
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.catalog.resolve import resolve, resolve_document
 from registry.client.compat_ops import LocalCompat
@@ -61,8 +66,11 @@ class LocalClient(LocalLifecycle, LocalCompat):
         )
         validate_metadata(req)
         sent = uploaded = reused = 0
+        registered = registered_blobs(self.rt.db, {f.sha256 for f in local.files})
         for f in local.files:
             if self.rt.store.exists(f.sha256):
+                if f.sha256 not in registered:
+                    self.rt.store.touch(f.sha256)  # an orphan gc may be about to remove
                 reused += 1
                 if progress:
                     progress(f.size)

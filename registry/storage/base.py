@@ -80,6 +80,10 @@ class BlobStore(Protocol):
     def delete(self, sha256: str) -> None:
         """Remove a blob; absent is not an error."""
 
+    def touch(self, sha256: str) -> None:
+        """Make the blob's modified time now, restarting gc's grace period for it (a push
+        about to reference an unreferenced blob calls this); BlobNotFound when absent."""
+
     def list_blobs(self) -> Iterator[BlobInfo]:
         """Every stored blob (for gc and fsck)."""
 

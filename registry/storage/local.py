@@ -87,6 +87,13 @@ class LocalBlobStore:
         with open(path, "rb") as src:
             return self._write(sha256, src, size=None, progress=progress)
 
+    def touch(self, sha256: str) -> None:
+        """Restart the blob's gc grace period."""
+        try:
+            os.utime(self._path(sha256))
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {sha256} not found") from None
+
     def put_stream(self, sha256: str, stream: BinaryIO, *, size: int | None = None) -> bool:
         """Store bytes read from ``stream`` until EOF; see ``put_file``.
 

@@ -161,6 +161,19 @@ class S3BlobStore:
             hint = os.fstat(f.fileno()).st_size
             return self._upload(sha256, f, size=None, size_hint=hint, progress=progress)
 
+    def touch(self, sha256: str) -> None:
+        """Restart the blob's gc grace period: copy the object onto itself (S3 has no
+        other way to move LastModified), keeping its metadata."""
+        key = self._key(sha256)
+        with self._translate("refreshing", sha256):
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket, "Key": key},
+                Metadata={"sha256": sha256},
+                MetadataDirective="REPLACE",
+            )
+
     def put_stream(self, sha256: str, stream: BinaryIO, *, size: int | None = None) -> bool:
         """Upload bytes read from ``stream`` until EOF; see ``put_file``.
 

@@ -269,3 +269,21 @@ def test_presign_put_accepts_the_blob(blob_store: BlobStore) -> None:
 
 def test_check_passes(blob_store: BlobStore) -> None:
     blob_store.check()
+
+
+def test_touch_restarts_the_grace_period(blob_store: BlobStore, tmp_path: Path) -> None:
+    import time as _time
+
+    data = b"touch me"
+    sha = hashlib.sha256(data).hexdigest()
+    src = tmp_path / "t"
+    src.write_bytes(data)
+    blob_store.put_file(sha, src)
+    [first] = [b for b in blob_store.list_blobs() if b.sha256 == sha]
+    _time.sleep(1.1)  # S3 LastModified has one-second resolution
+    blob_store.touch(sha)
+    [second] = [b for b in blob_store.list_blobs() if b.sha256 == sha]
+    assert second.modified > first.modified
+    assert b"".join(blob_store.iter_bytes(sha)) == data
+    with pytest.raises(BlobNotFound):
+        blob_store.touch(hashlib.sha256(b"absent").hexdigest())

@@ -98,7 +98,12 @@ def plan_upload(rt: RuntimeDep, namespace: str, name: str, body: UploadRequest) 
     for f in body.files:
         if f.sha256 in urls:
             continue
-        if (f.sha256 in verified) if verified is not None else rt.store.exists(f.sha256):
+        if verified is not None:
+            if f.sha256 in verified:
+                continue
+        elif rt.store.exists(f.sha256):
+            if f.sha256 not in registered_blobs(rt.db, {f.sha256}):
+                rt.store.touch(f.sha256)  # an orphan gc may be about to remove
             continue
         missing.append(f.sha256)
         urls[f.sha256] = rt.store.presign_put(f.sha256, f.size, expires_s=rt.settings.presign_ttl_s)
