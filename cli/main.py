@@ -8,7 +8,9 @@ from cli.commands import (  # noqa: F401  (importing registers the commands)
     compat,
     imports,
     lifecycle,
+    merge,
     server,
+    sync,
     upkeep,
 )
 

@@ -51,6 +51,7 @@ class VersionInfo(_Domain):
     created_at: datetime
     stage: str | None = None
     aliases: list[str] = Field(default_factory=list)
+    kind: str = "adapter"
     tags: dict[str, str] = Field(default_factory=dict)
     evals: list[EvalRecord] = Field(default_factory=list)
     files: list[FileEntry] = Field(default_factory=list)

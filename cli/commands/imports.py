@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from cli.app import Context, cli, handle_errors, json_option, parse_pairs, pass_ctx
@@ -36,6 +38,11 @@ def import_cmd(
     version, with every check of `lorareg push`."""
     from registry.catalog.importer import import_from_hub
 
+    if not sys.stderr.isatty():
+        # huggingface_hub draws its bars regardless; keep logs and pipes clean.
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     result = import_from_hub(
         ctx.client,
         source,

@@ -45,7 +45,8 @@ def serve(ctx: Context, host: str, port: int) -> None:
         err=True,
     )
     click.echo(f"auth: {'tokens required' if require_auth else 'open (loopback only)'}", err=True)
-    app = create_app(rt, require_auth=require_auth)
+    # Embedded (SQLite) mode runs merges in-process; production runs `lorareg worker`s.
+    app = create_app(rt, require_auth=require_auth, worker=rt.db.is_sqlite)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -89,3 +90,25 @@ def db_upgrade(ctx: Context, revision: str, as_json: bool) -> None:
         emit_json({"from": before, "to": after})
     else:
         click.echo(f"catalog schema: {before or 'empty'} -> {after}")
+
+
+@cli.command()
+@click.option("--lease-seconds", default=30.0, show_default=True, type=float)
+@click.option("--poll-seconds", default=1.0, show_default=True, type=float)
+@pass_ctx
+@handle_errors
+def worker(ctx: Context, lease_seconds: float, poll_seconds: float) -> None:
+    """Claim and run merge jobs from the catalog until interrupted."""
+    import signal
+
+    from registry.merge.worker import Worker
+    from registry.runtime import open_runtime
+
+    rt = open_runtime(ctx.settings)
+    w = Worker(rt, lease_s=lease_seconds, poll_s=poll_seconds)
+    signal.signal(signal.SIGTERM, lambda *_: w.stop.set())
+    click.echo(f"worker {w.worker_id} waiting for jobs", err=True)
+    try:
+        w.run_forever()
+    finally:
+        rt.close()

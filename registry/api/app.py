@@ -9,20 +9,25 @@ from fastapi import FastAPI
 
 from registry import __version__
 from registry.api.errors import install_error_handlers
-from registry.api.routers import adapters, admin, compat, health, hf, lifecycle, resolve
+from registry.api.routers import adapters, admin, compat, health, hf, jobs, lifecycle, resolve
 from registry.runtime import Runtime
 from registry.web.routes import install_dashboard
 
 
 def create_app(
-    runtime: Runtime, *, require_auth: bool | None = None, background: bool = True
+    runtime: Runtime,
+    *,
+    require_auth: bool | None = None,
+    background: bool = True,
+    worker: bool = False,
 ) -> FastAPI:
     """The API for ``runtime``.
 
     ``require_auth``: every request needs a bearer token (default: settings.auth ==
     "required"); otherwise requests without a token act as the local admin, which
     ``lorareg serve`` allows only on a loopback address. ``background`` runs the webhook
-    delivery loop while the app is up.
+    delivery loop while the app is up; ``worker`` runs a merge worker thread
+    (embedded mode, so a merge needs no extra process).
     """
 
     @asynccontextmanager
@@ -35,11 +40,25 @@ def create_app(
                 runtime.db, interval_s=runtime.settings.webhook_interval_s
             )
             dispatcher.start()
+        merge_worker, thread = None, None
+        if worker:
+            import threading
+
+            from registry.merge.worker import Worker
+
+            merge_worker = Worker(runtime)
+            thread = threading.Thread(
+                target=merge_worker.run_forever, name="merge-worker", daemon=True
+            )
+            thread.start()
         try:
             yield
         finally:
             if dispatcher is not None:
                 dispatcher.stop()
+            if merge_worker is not None and thread is not None:
+                merge_worker.stop.set()
+                thread.join(timeout=30)
 
     app = FastAPI(
         title="lorareg",
@@ -59,6 +78,7 @@ def create_app(
     app.include_router(lifecycle.router)
     app.include_router(admin.router)
     app.include_router(compat.router)
+    app.include_router(jobs.router)
     app.include_router(resolve.router)
     install_dashboard(app)  # /ui/ pages and their static files; / redirects there
     app.include_router(hf.router)  # last: /{ns}/{name}/resolve/... would shadow other routes

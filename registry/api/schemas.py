@@ -59,3 +59,14 @@ class BaseRequest(BaseModel):
 class CheckRequest(BaseModel):
     base: str = Field(max_length=200)
     engines: list[str] = Field(default_factory=list, max_length=8)
+
+
+class MergeRequest(BaseModel):
+    adapters: list[str] = Field(min_length=1, max_length=32)
+    base: str = Field(max_length=200)
+    weights: list[float] | None = None
+    method: str = "linear"
+    svd_rank: int | None = Field(default=None, ge=1)
+    output: str | None = None
+    device: str = "auto"
+    dtype: str | None = None

@@ -117,77 +117,115 @@ def commit_version(
     base = req.base_model or contents.config.base_model_name_or_path
     if base is not None:
         base = check_base_name(base) if req.base_model is None else base
-    cid = content_id(req.files)
 
+    cfg = contents.config
+    fields = VersionFields(
+        base_model=base,
+        peft_type=cfg.peft_type.upper(),
+        r=cfg.r,
+        lora_alpha=float(cfg.lora_alpha),
+        target_modules=cfg.target_list(),
+        config=cfg.to_json_dict(),
+    )
     with db.write() as session:
-        adapter = _get_or_create_adapter(session, req.repo)
-        # Serialise pushes to this adapter: concurrent pushes wait here, then see each other.
-        session.execute(select(m.Adapter.id).where(m.Adapter.id == adapter.id).with_for_update())
-        session.refresh(adapter)
-        existing = session.scalar(
-            select(m.AdapterVersion).where(
-                m.AdapterVersion.adapter_id == adapter.id,
-                m.AdapterVersion.content_id == cid,
-                _same_base(base),
+        row, created = record_version(session, req, fields)
+        return PushResult(version=to_info(session, row), created=created)
+
+
+@dataclass(frozen=True)
+class VersionFields:
+    """What a version records besides its files: from adapter_config.json for adapters,
+    from the merge for merged models."""
+
+    base_model: str | None
+    peft_type: str
+    r: int
+    lora_alpha: float
+    target_modules: list[str]
+    config: dict[str, object]
+    kind: str = "adapter"
+
+
+def record_version(
+    session: Session, req: PushRequest, fields: VersionFields
+) -> tuple[m.AdapterVersion, bool]:
+    """Inside a write transaction: the existing version with identical content and base,
+    or a new one numbered next, with its files, tags, evals and a ``version.created`` event.
+    """
+    adapter = _get_or_create_adapter(session, req.repo)
+    # Serialise pushes to this adapter: concurrent pushes wait here, then see each other.
+    session.execute(select(m.Adapter.id).where(m.Adapter.id == adapter.id).with_for_update())
+    session.refresh(adapter)
+    cid = content_id(req.files)
+    existing = session.scalar(
+        select(m.AdapterVersion).where(
+            m.AdapterVersion.adapter_id == adapter.id,
+            m.AdapterVersion.content_id == cid,
+            _same_base(fields.base_model),
+        )
+    )
+    if existing is not None:
+        return existing, False
+    parent_id = session.scalar(
+        select(m.AdapterVersion.id)
+        .where(m.AdapterVersion.adapter_id == adapter.id)
+        .order_by(m.AdapterVersion.number.desc())
+        .limit(1)
+    )
+    number = adapter.next_number
+    session.execute(
+        update(m.Adapter).where(m.Adapter.id == adapter.id).values(next_number=number + 1)
+    )
+    _insert_blobs(session, req.files)
+    row = m.AdapterVersion(
+        adapter_id=adapter.id,
+        number=number,
+        content_id=cid,
+        base_model=fields.base_model,
+        peft_type=fields.peft_type,
+        r=fields.r,
+        lora_alpha=fields.lora_alpha,
+        target_modules=fields.target_modules,
+        config=fields.config,
+        kind=fields.kind,
+        size=sum(f.size for f in req.files),
+        file_count=len(req.files),
+        author=req.author,
+        description=req.description,
+        parent_id=parent_id,
+        files=[m.VersionFile(path=f.path, sha256=f.sha256, size=f.size) for f in req.files],
+        tags=[m.Tag(key=k, value=v) for k, v in sorted(req.tags.items())],
+        evals=[
+            m.EvalScore(
+                metric=e.metric,
+                value=e.value,
+                dataset=e.dataset,
+                higher_is_better=e.higher_is_better,
+                recorded_by=req.author,
             )
+            for e in req.evals
+        ],
+    )
+    session.add(row)
+    session.flush()
+    session.add(
+        m.Event(
+            kind="version.created",
+            namespace=req.repo.namespace,
+            adapter=req.repo.name,
+            version=number,
+            actor=req.author,
+            payload={
+                "content_id": cid,
+                "base_model": fields.base_model,
+                "size": row.size,
+                "kind": fields.kind,
+            },
         )
-        if existing is not None:
-            return PushResult(version=to_info(session, existing), created=False)
-        parent_id = session.scalar(
-            select(m.AdapterVersion.id)
-            .where(m.AdapterVersion.adapter_id == adapter.id)
-            .order_by(m.AdapterVersion.number.desc())
-            .limit(1)
-        )
-        number = adapter.next_number
-        session.execute(
-            update(m.Adapter).where(m.Adapter.id == adapter.id).values(next_number=number + 1)
-        )
-        _insert_blobs(session, req.files)
-        cfg = contents.config
-        row = m.AdapterVersion(
-            adapter_id=adapter.id,
-            number=number,
-            content_id=cid,
-            base_model=base,
-            peft_type=cfg.peft_type.upper(),
-            r=cfg.r,
-            lora_alpha=float(cfg.lora_alpha),
-            target_modules=cfg.target_list(),
-            config=cfg.to_json_dict(),
-            size=sum(f.size for f in req.files),
-            file_count=len(req.files),
-            author=req.author,
-            description=req.description,
-            parent_id=parent_id,
-            files=[m.VersionFile(path=f.path, sha256=f.sha256, size=f.size) for f in req.files],
-            tags=[m.Tag(key=k, value=v) for k, v in sorted(req.tags.items())],
-            evals=[
-                m.EvalScore(
-                    metric=e.metric,
-                    value=e.value,
-                    dataset=e.dataset,
-                    higher_is_better=e.higher_is_better,
-                    recorded_by=req.author,
-                )
-                for e in req.evals
-            ],
-        )
-        session.add(row)
-        session.flush()
-        session.add(
-            m.Event(
-                kind="version.created",
-                namespace=req.repo.namespace,
-                adapter=req.repo.name,
-                version=number,
-                actor=req.author,
-                payload={"content_id": cid, "base_model": base, "size": row.size},
-            )
-        )
-        session.flush()
-        session.refresh(row)
-        return PushResult(version=to_info(session, row), created=True)
+    )
+    session.flush()
+    session.refresh(row)
+    return row, True
 
 
 def registered_blobs(db: Database, shas: set[str]) -> set[str]:

@@ -27,6 +27,7 @@ def version_info(
         parent=parent_number,
         created_at=row.created_at,
         stage=row.stage,
+        kind=row.kind,
         aliases=sorted(aliases or []),
         tags={t.key: t.value for t in row.tags},
         evals=[

@@ -27,11 +27,16 @@ def resolve_document(
     version: VersionInfo, *, url_for: Callable[[VersionInfo, FileEntry], str]
 ) -> dict[str, Any]:
     """The JSON a serving system gets: version, content id, config summary, files + URLs."""
-    summary = PeftConfig.model_validate(version.config).summary()
+    summary = (
+        PeftConfig.model_validate(version.config).summary()
+        if version.kind == "adapter"
+        else {"kind": version.kind, **{k: version.config.get(k) for k in ("method", "inputs")}}
+    )
     return {
         "namespace": version.namespace,
         "name": version.name,
         "version": version.number,
+        "kind": version.kind,
         "content_id": version.content_id,
         "base_model": version.base_model,
         "config": summary,

@@ -128,6 +128,8 @@ class AdapterVersion(Base):
     description: Mapped[str | None] = mapped_column(Text)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id", ondelete="SET NULL"))
     stage: Mapped[str | None] = mapped_column(String(16))
+    # "adapter" (a PEFT LoRA adapter) or "merged" (a full model a merge job produced).
+    kind: Mapped[str] = mapped_column(String(16), default="adapter", server_default="adapter")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     adapter: Mapped[Adapter] = relationship(lazy="joined")
@@ -261,9 +263,7 @@ class Token(Base):
 
     __tablename__ = "tokens"
     __table_args__ = (
-        CheckConstraint(
-            "role IN ('reader', 'writer', 'maintainer', 'admin')", name="role_known"
-        ),
+        CheckConstraint("role IN ('reader', 'writer', 'maintainer', 'admin')", name="role_known"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -317,3 +317,57 @@ class WebhookDelivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Every attempt: [{"at", "status", "error"}], newest last.
     attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class MergeInput(Base):
+    """Lineage of a merged model: which adapter versions went in, with which weight."""
+
+    __tablename__ = "merge_inputs"
+    __table_args__ = (
+        UniqueConstraint("output_id", "input_id", name="uq_merge_inputs_pair"),
+        Index("ix_merge_inputs_input", "input_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    output_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    input_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="RESTRICT"))
+    weight: Mapped[float] = mapped_column(Float)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class Job(Base):
+    """A merge job. Workers claim queued jobs (or running ones whose lease expired) with
+    ``FOR UPDATE SKIP LOCKED`` and renew the lease by heartbeat; the job finishes in one
+    transaction that checks the worker still owns it, so it completes exactly once."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
+            name="state_known",
+        ),
+        Index("ix_jobs_state", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="merge")
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    # Live detail for `lorareg jobs show`: current shard, rate, ETA.
+    status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    output_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("versions.id", ondelete="SET NULL")
+    )
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

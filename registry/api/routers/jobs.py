@@ -1,0 +1,65 @@
+"""Merge jobs: ``POST /api/v1/merges``, ``/api/v1/jobs``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from registry.api.deps import CurrentUser, Reader, RuntimeDep, Writer
+from registry.api.schemas import MergeRequest
+from registry.catalog.refs import parse_ref, parse_repo
+from registry.errors import NotFound
+from registry.lifecycle.access import Principal
+from registry.merge import jobs
+from registry.merge.inputs import request_merge
+
+router = APIRouter(prefix="/api/v1", tags=["jobs"])
+
+
+def _visible(user: Principal, job: jobs.JobInfo) -> jobs.JobInfo:
+    if not user.sees(str(job.spec.get("output", "")).split("/")[0]):
+        raise NotFound(f"no job {job.id}")
+    return job
+
+
+@router.post("/merges", status_code=202, dependencies=[Writer])
+def create_merge(
+    rt: RuntimeDep, user: CurrentUser, body: MergeRequest, response: Response
+) -> dict[str, Any]:
+    """Queue a merge after checking it can be done exactly; 202 with the job and the
+    interference report of the adapters."""
+    for ref in body.adapters:
+        user.require_namespace(parse_ref(ref).repo.namespace)
+    if body.output:
+        user.require_namespace(parse_repo(body.output).namespace)
+    job, report = request_merge(
+        rt,
+        body.adapters,
+        base=body.base,
+        actor=user.name,
+        weights=body.weights,
+        method=body.method,
+        svd_rank=body.svd_rank,
+        output=body.output,
+        device=body.device,
+        dtype=body.dtype,
+    )
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return {"job": job.to_json(), "interference": report}
+
+
+@router.get("/jobs", dependencies=[Reader])
+def list_jobs(rt: RuntimeDep, user: CurrentUser) -> list[dict[str, Any]]:
+    return [j.to_json() for j in jobs.list_jobs(rt.db, namespaces=user.namespaces)]
+
+
+@router.get("/jobs/{job_id}", dependencies=[Reader])
+def show_job(rt: RuntimeDep, user: CurrentUser, job_id: int) -> dict[str, Any]:
+    return _visible(user, jobs.get_job(rt.db, job_id)).to_json()
+
+
+@router.post("/jobs/{job_id}/cancel", dependencies=[Writer])
+def cancel_job(rt: RuntimeDep, user: CurrentUser, job_id: int) -> dict[str, Any]:
+    _visible(user, jobs.get_job(rt.db, job_id))
+    return jobs.cancel(rt.db, job_id, actor=user.name).to_json()

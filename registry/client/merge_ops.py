@@ -1,0 +1,93 @@
+"""Merge and job operations for both clients."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from registry.merge import jobs
+from registry.runtime import Runtime
+
+JobProgress = Callable[[dict[str, Any]], None]
+
+
+class LocalMerge:
+    rt: Runtime
+
+    @property
+    def actor(self) -> str:  # pragma: no cover - provided by LocalClient
+        raise NotImplementedError
+
+    def merge(self, refs: list[str], *, base: str, **options: Any) -> dict[str, Any]:
+        from registry.merge.inputs import request_merge
+
+        job, report = request_merge(self.rt, refs, base=base, actor=self.actor, **options)
+        return {"job": job.to_json(), "interference": report}
+
+    def wait_job(self, job_id: int, *, progress: JobProgress | None = None) -> dict[str, Any]:
+        """Without a server, run the job in this process (``lorareg merge --wait``)."""
+        from registry.merge.worker import Worker
+
+        worker = Worker(self.rt, lease_s=30.0)
+        if progress is not None:
+            done = {"stop": False}
+
+            def watch() -> None:
+                while not done["stop"]:
+                    progress(jobs.get_job(self.rt.db, job_id).to_json())
+                    time.sleep(0.5)
+
+            import threading
+
+            t = threading.Thread(target=watch, daemon=True)
+            t.start()
+            try:
+                return worker.run_one(job_id).to_json()
+            finally:
+                done["stop"] = True
+                t.join(timeout=5)
+        return worker.run_one(job_id).to_json()
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return [j.to_json() for j in jobs.list_jobs(self.rt.db)]
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return jobs.get_job(self.rt.db, job_id).to_json()
+
+    def cancel_job(self, job_id: int) -> dict[str, Any]:
+        return jobs.cancel(self.rt.db, job_id, actor=self.actor).to_json()
+
+
+class RemoteMerge:
+    def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:  # pragma: no cover
+        raise NotImplementedError
+
+    def merge(self, refs: list[str], *, base: str, **options: Any) -> dict[str, Any]:
+        body = {
+            "adapters": refs,
+            "base": base,
+            **{k: v for k, v in options.items() if v is not None},
+        }
+        return dict(self._call("POST", "/api/v1/merges", json=body).json())
+
+    def wait_job(self, job_id: int, *, progress: JobProgress | None = None) -> dict[str, Any]:
+        """Poll the server until the job ends (a worker elsewhere runs it)."""
+        while True:
+            doc = self.job(job_id)
+            if progress is not None:
+                progress(doc)
+            if doc["state"] in jobs.TERMINAL:
+                return doc
+            time.sleep(0.5)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/v1/jobs").json())
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return dict(self._call("GET", f"/api/v1/jobs/{job_id}").json())
+
+    def cancel_job(self, job_id: int) -> dict[str, Any]:
+        return dict(self._call("POST", f"/api/v1/jobs/{job_id}/cancel").json())

@@ -1,0 +1,251 @@
+"""The merge job queue in the catalog database: enqueue, claim, heartbeat, finish, cancel.
+
+A worker claims the oldest queued job, or a running one whose lease expired (its worker
+died), with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite's write transactions are
+exclusive anyway). It renews its lease by heartbeat; a heartbeat that finds the job no
+longer its own (lease lost, or cancel requested) tells the worker to stop. Finishing
+checks ownership in the same transaction that records the output, so a job completes
+exactly once even when a slow worker and its replacement both reach the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from registry.db import models as m
+from registry.db.database import Database
+from registry.errors import Conflict, NotFound
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: int
+    kind: str
+    state: str
+    spec: dict[str, Any]
+    progress: float
+    status: dict[str, Any]
+    attempts: int
+    error: str | None
+    result: dict[str, Any] | None
+    output: str | None
+    worker_id: str | None
+    created_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        doc = dict(self.__dict__)
+        for k in ("created_at", "started_at", "finished_at"):
+            doc[k] = doc[k].isoformat() if doc[k] else None
+        return doc
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def job_info(session: Session, row: m.Job) -> JobInfo:
+    output = None
+    if row.output_version_id is not None:
+        v = session.get(m.AdapterVersion, row.output_version_id)
+        if v is not None:
+            output = f"{v.adapter.namespace.name}/{v.adapter.name}:{v.number}"
+    return JobInfo(
+        id=row.id,
+        kind=row.kind,
+        state=row.state,
+        spec=dict(row.spec),
+        progress=row.progress,
+        status=dict(row.status or {}),
+        attempts=row.attempts,
+        error=row.error,
+        result=row.result,
+        output=output,
+        worker_id=row.worker_id,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def enqueue(db: Database, spec: dict[str, Any], *, actor: str, max_attempts: int = 3) -> JobInfo:
+    with db.write() as s:
+        row = m.Job(kind="merge", spec=spec, created_by=actor, max_attempts=max_attempts, status={})
+        s.add(row)
+        s.flush()
+        out_ns, _, out_name = str(spec.get("output", "")).partition("/")
+        s.add(
+            m.Event(
+                kind="job.queued",
+                namespace=out_ns or None,
+                adapter=out_name or None,
+                actor=actor,
+                payload={"job": row.id},
+            )
+        )
+        s.flush()
+        return job_info(s, row)
+
+
+def get_job(db: Database, job_id: int) -> JobInfo:
+    with db.read() as s:
+        row = s.get(m.Job, job_id)
+        if row is None:
+            raise NotFound(f"no job {job_id}; `lorareg jobs` lists them")
+        return job_info(s, row)
+
+
+def list_jobs(
+    db: Database, *, limit: int = 100, namespaces: frozenset[str] | None = None
+) -> list[JobInfo]:
+    with db.read() as s:
+        rows = s.scalars(select(m.Job).order_by(m.Job.id.desc()).limit(limit)).all()
+        out = [job_info(s, r) for r in rows]
+    if namespaces is not None:
+        out = [j for j in out if str(j.spec.get("output", "")).split("/")[0] in namespaces]
+    return out
+
+
+def claim(
+    db: Database, worker_id: str, *, lease_s: float, job_id: int | None = None
+) -> JobInfo | None:
+    """Take the next runnable job (or ``job_id``) for ``worker_id``; None when there is none.
+
+    A job whose lease expired goes back to work with one more attempt; past
+    ``max_attempts`` it fails instead of looping forever on a job that kills workers.
+    """
+    t = now()
+    with db.write() as s:
+        q = (
+            select(m.Job)
+            .where(
+                or_(
+                    m.Job.state == "queued",
+                    (m.Job.state == "running") & (m.Job.lease_expires_at < t),
+                )
+            )
+            .order_by(m.Job.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if job_id is not None:
+            q = q.where(m.Job.id == job_id)
+        row = s.scalar(q)
+        if row is None:
+            return None
+        if row.cancel_requested:
+            finish(s, row, "cancelled", error="cancelled before it ran")
+            return None
+        if row.attempts >= row.max_attempts:
+            _finish(
+                s,
+                row,
+                "failed",
+                error=f"gave up after {row.attempts} attempts"
+                f" (workers died or lost their lease); last worker {row.worker_id}",
+            )
+            return None
+        row.state = "running"
+        row.worker_id = worker_id
+        row.attempts += 1
+        row.started_at = row.started_at or t
+        row.heartbeat_at = t
+        row.lease_expires_at = t + timedelta(seconds=lease_s)
+        s.add(_event(row, "job.started", worker_id, {"attempt": row.attempts}))
+        s.flush()
+        return job_info(s, row)
+
+
+def heartbeat(
+    db: Database,
+    job_id: int,
+    worker_id: str,
+    *,
+    lease_s: float,
+    progress: float,
+    status: dict[str, Any],
+) -> bool:
+    """Renew the lease and publish progress; False when the worker must stop (the job was
+    cancelled or taken over)."""
+    t = now()
+    with db.write() as s:
+        row = s.get(m.Job, job_id, with_for_update=True)
+        if row is None or row.state != "running" or row.worker_id != worker_id:
+            return False
+        if row.cancel_requested:
+            return False
+        row.heartbeat_at = t
+        row.lease_expires_at = t + timedelta(seconds=lease_s)
+        row.progress = max(0.0, min(1.0, progress))
+        row.status = status
+        return True
+
+
+def owns(
+    session: Session, job_id: int, worker_id: str, *, cancel_ok: bool = False
+) -> m.Job | None:
+    """The job row, locked, if ``worker_id`` still holds it (and, unless ``cancel_ok``, no
+    cancel was requested); else None."""
+    row = session.get(m.Job, job_id, with_for_update=True)
+    if row is None or row.state != "running" or row.worker_id != worker_id:
+        return None
+    if row.cancel_requested and not cancel_ok:
+        return None
+    return row
+
+
+def fail(db: Database, job_id: int, worker_id: str, error: str, *, cancelled: bool = False) -> bool:
+    with db.write() as s:
+        row = owns(s, job_id, worker_id, cancel_ok=True)
+        if row is None:
+            return False
+        if row.cancel_requested:
+            cancelled, error = True, "cancelled"
+        finish(s, row, "cancelled" if cancelled else "failed", error=error)
+        return True
+
+
+def cancel(db: Database, job_id: int, *, actor: str) -> JobInfo:
+    """Cancel a queued job now, or ask a running one to stop (its worker sees it at the next
+    heartbeat and cleans up)."""
+    with db.write() as s:
+        row = s.get(m.Job, job_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"no job {job_id}")
+        if row.state in TERMINAL:
+            raise Conflict(f"job {job_id} already {row.state}; nothing to cancel")
+        row.cancel_requested = True
+        if row.state == "queued":
+            finish(s, row, "cancelled", error=f"cancelled by {actor}")
+        s.add(_event(row, "job.cancel_requested", actor, {}))
+        s.flush()
+        return job_info(s, row)
+
+
+def finish(s: Session, row: m.Job, state: str, *, error: str | None = None) -> None:
+    row.state = state
+    row.error = error
+    row.finished_at = now()
+    row.lease_expires_at = None
+    s.add(_event(row, f"job.{state}", row.worker_id or row.created_by, {"error": error}))
+
+
+def _event(row: m.Job, kind: str, actor: str, payload: dict[str, Any]) -> m.Event:
+    out_ns, _, out_name = str(row.spec.get("output", "")).partition("/")
+    return m.Event(
+        kind=kind,
+        namespace=out_ns or None,
+        adapter=out_name or None,
+        actor=actor,
+        payload={"job": row.id, **payload},
+    )

@@ -1,0 +1,254 @@
+"""The merge worker: claims jobs, runs the engine, stores the output, finishes exactly once.
+
+``lorareg worker`` runs ``Worker.run_forever``; embedded ``lorareg serve`` runs one in a
+thread; ``lorareg merge --wait`` without a server runs its own job with ``run_one``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from registry.catalog.manifest import sha256_file
+from registry.catalog.push import PushRequest, VersionFields, record_version
+from registry.catalog.refs import parse_repo
+from registry.db import models as m
+from registry.domain import FileEntry
+from registry.errors import LoraregError
+from registry.merge import jobs
+from registry.merge.engine import MergeResult, merge_adapters
+from registry.merge.inputs import materialize_adapter, materialize_base
+from registry.merge.jobs import JobInfo
+from registry.merge.stream import MergeCancelled, MergeProgress
+from registry.runtime import Runtime
+
+log = logging.getLogger("lorareg.worker")
+
+
+class Worker:
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        worker_id: str | None = None,
+        lease_s: float = 30.0,
+        poll_s: float = 1.0,
+    ) -> None:
+        self.rt = rt
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.stop = threading.Event()
+
+    def run_forever(self) -> None:
+        while not self.stop.is_set():
+            try:
+                job = jobs.claim(self.rt.db, self.worker_id, lease_s=self.lease_s)
+            except LoraregError:
+                log.exception("cannot claim jobs; retrying")
+                job = None
+            if job is None:
+                self.stop.wait(self.poll_s)
+                continue
+            self.run(job)
+
+    def run_one(self, job_id: int) -> JobInfo:
+        """Claim and run one given job (``lorareg merge --wait`` without a server)."""
+        job = jobs.claim(self.rt.db, self.worker_id, lease_s=self.lease_s, job_id=job_id)
+        if job is not None:
+            self.run(job)
+        return jobs.get_job(self.rt.db, job_id)
+
+    def run(self, job: JobInfo) -> None:
+        """Run a claimed job to an end state (or leave it to another worker if we lose it)."""
+        beat = _Heartbeat(self, job.id)
+        work = Path(tempfile.mkdtemp(prefix=f"lorareg-job-{job.id}-"))
+        try:
+            beat.start()
+            result = self._merge(job, work, beat)
+            if beat.lost.is_set():
+                raise MergeCancelled()
+            files = self._store_output(result.out_dir)
+            if not self._finish(job, files, result):
+                # Cancelled (or taken over) at the last moment: the output blobs are
+                # unreferenced and gc collects them.
+                jobs.fail(self.rt.db, job.id, self.worker_id, "cancelled", cancelled=True)
+        except MergeCancelled:
+            jobs.fail(self.rt.db, job.id, self.worker_id, "cancelled", cancelled=True)
+        except LoraregError as exc:
+            jobs.fail(self.rt.db, job.id, self.worker_id, exc.message)
+        except Exception as exc:  # a bug must fail the job, not kill the worker
+            log.exception("job %s crashed", job.id)
+            jobs.fail(
+                self.rt.db, job.id, self.worker_id, f"internal error: {type(exc).__name__}: {exc}"
+            )
+        finally:
+            beat.stop()
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _merge(self, job: JobInfo, work: Path, beat: _Heartbeat) -> MergeResult:
+        spec = job.spec
+        base_dir = materialize_base(self.rt, spec["base"])
+        from registry.catalog.queries import get_version
+        from registry.catalog.refs import Ref
+
+        inputs = []
+        for i, item in enumerate(spec["inputs"]):
+            with self.rt.db.read() as s:
+                v = get_version(s, Ref(parse_repo(item["repo"]), number=item["number"]))
+            inputs.append(materialize_adapter(self.rt, v, work / f"adapter-{i}"))
+        return merge_adapters(
+            base_dir,
+            inputs,
+            work / "out",
+            method=spec["method"],
+            weights=[item["weight"] for item in spec["inputs"]],
+            svd_rank=spec.get("svd_rank"),
+            device=spec.get("device") or "auto",
+            dtype=spec.get("dtype"),
+            progress=beat.report,
+            should_cancel=beat.lost.is_set,
+        )
+
+    def _store_output(self, out: Path) -> list[FileEntry]:
+        """Upload every output file as a content-addressed blob (before any row commits)."""
+        entries = []
+        for path in sorted(p for p in out.rglob("*") if p.is_file()):
+            sha = sha256_file(path)
+            self.rt.store.put_file(sha, path)
+            entries.append(
+                FileEntry(
+                    path=path.relative_to(out).as_posix(), sha256=sha, size=path.stat().st_size
+                )
+            )
+        return entries
+
+    def _finish(self, job: JobInfo, files: list[FileEntry], result: MergeResult) -> bool:
+        """Record the output and succeed, in one transaction, if the job is still ours."""
+        spec = job.spec
+        doc = result.to_dict()
+        doc.pop("out_dir", None)
+        with self.rt.db.write() as s:
+            row = jobs.owns(s, job.id, self.worker_id)
+            if row is None:
+                return False
+            req = PushRequest(
+                repo=parse_repo(spec["output"]),
+                files=files,
+                author=job.created_by,
+                description=f"merged by job {job.id}: {spec['method']} of "
+                + ", ".join(f"{i['ref']}x{i['weight']:g}" for i in spec["inputs"]),
+            )
+            fields = VersionFields(
+                base_model=spec["base"],
+                peft_type="MERGED",
+                r=0,
+                lora_alpha=0.0,
+                target_modules=[],
+                kind="merged",
+                config={
+                    "method": spec["method"],
+                    "job": job.id,
+                    "inputs": spec["inputs"],
+                    "svd_rank": spec.get("svd_rank"),
+                },
+            )
+            version, _ = record_version(s, req, fields)
+            known = set(
+                s.scalars(select(m.MergeInput.input_id).where(m.MergeInput.output_id == version.id))
+            )
+            for pos, item in enumerate(spec["inputs"]):
+                inp = _version_id(s, item["repo"], item["number"])
+                if inp is not None and inp not in known:
+                    known.add(inp)
+                    s.add(
+                        m.MergeInput(
+                            output_id=version.id, input_id=inp, weight=item["weight"], position=pos
+                        )
+                    )
+            row.output_version_id = version.id
+            row.result = doc
+            row.progress = 1.0
+            jobs.finish(s, row, "succeeded")
+            return True
+
+
+def _version_id(s: Any, repo: str, number: int) -> int | None:
+    r = parse_repo(repo)
+    return s.scalar(
+        select(m.AdapterVersion.id)
+        .join(m.Adapter)
+        .join(m.Namespace)
+        .where(
+            m.Namespace.name == r.namespace,
+            m.Adapter.name == r.name,
+            m.AdapterVersion.number == number,
+        )
+    )
+
+
+class _Heartbeat:
+    """Renews the lease every third of it and publishes progress; sets ``lost`` when the job
+    is cancelled or taken over, which makes the engine stop at its next chunk."""
+
+    def __init__(self, worker: Worker, job_id: int) -> None:
+        self.worker = worker
+        self.job_id = job_id
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._progress: tuple[float, dict[str, Any]] = (0.0, {"phase": "preparing"})
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def report(self, p: MergeProgress) -> None:
+        rate = p.rate
+        eta = (p.bytes_total - p.bytes_done) / rate if rate > 0 else None
+        self._progress = (
+            p.fraction,
+            {
+                "phase": "merging",
+                "shard": p.shard,
+                "shards_done": p.shards_done,
+                "shards_total": p.shards_total,
+                "bytes_done": p.bytes_done,
+                "bytes_total": p.bytes_total,
+                "rate_bytes_s": rate,
+                "eta_s": eta,
+            },
+        )
+
+    def _beat(self) -> None:
+        frac, status = self._progress
+        try:
+            ok = jobs.heartbeat(
+                self.worker.rt.db,
+                self.job_id,
+                self.worker.worker_id,
+                lease_s=self.worker.lease_s,
+                progress=frac,
+                status=status,
+            )
+        except LoraregError:
+            return  # database hiccup: try again next beat; the lease has slack
+        if not ok:
+            self.lost.set()
+
+    def _run(self) -> None:
+        interval = max(0.2, min(self.worker.lease_s / 3, 2.0))
+        while not self._done.wait(interval):
+            self._beat()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
