@@ -147,7 +147,7 @@ def claim(
             finish(s, row, "cancelled", error="cancelled before it ran")
             return None
         if row.attempts >= row.max_attempts:
-            _finish(
+            finish(
                 s,
                 row,
                 "failed",
@@ -191,9 +191,7 @@ def heartbeat(
         return True
 
 
-def owns(
-    session: Session, job_id: int, worker_id: str, *, cancel_ok: bool = False
-) -> m.Job | None:
+def owns(session: Session, job_id: int, worker_id: str, *, cancel_ok: bool = False) -> m.Job | None:
     """The job row, locked, if ``worker_id`` still holds it (and, unless ``cancel_ok``, no
     cancel was requested); else None."""
     row = session.get(m.Job, job_id, with_for_update=True)
