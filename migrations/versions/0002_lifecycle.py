@@ -153,8 +153,8 @@ def downgrade() -> None:
             sqlite_where=sa.text("stage = 'production'"),
             postgresql_where=sa.text("stage = 'production'"),
         )
-        batch_op.drop_constraint("ck_versions_production_has_base", type_="check")
-        batch_op.drop_constraint("ck_versions_stage_known", type_="check")
+        batch_op.drop_constraint(op.f("ck_versions_production_has_base"), type_="check")
+        batch_op.drop_constraint(op.f("ck_versions_stage_known"), type_="check")
         batch_op.drop_column("stage")
 
     op.drop_table("aliases")
