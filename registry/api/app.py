@@ -74,12 +74,12 @@ def create_app(
     app.state.presign_cache = resolve.PresignCache()
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(resolve.router)  # early: routes are matched in order, this is the hot one
     app.include_router(adapters.router)
     app.include_router(lifecycle.router)
     app.include_router(admin.router)
     app.include_router(compat.router)
     app.include_router(jobs.router)
-    app.include_router(resolve.router)
     install_dashboard(app)  # /ui/ pages and their static files; / redirects there
     app.include_router(hf.router)  # last: /{ns}/{name}/resolve/... would shadow other routes
     return app

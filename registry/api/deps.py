@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 
 from registry.errors import AdapterNotFound, Unauthorized
@@ -77,3 +77,10 @@ Reader = Depends(allow("reader"))
 Writer = Depends(allow("writer"))
 Maintainer = Depends(allow("maintainer"))
 Admin = Depends(allow("admin"))
+
+
+# Path integers bounded to what the database stores, so a huge number is a 422, not a
+# driver overflow.
+MAX_ID = 2**62
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+NumberPath = Annotated[int, Path(ge=1, le=2**31 - 1)]

@@ -29,7 +29,7 @@ class PromoteRequest(BaseModel):
 
 
 class AliasRequest(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)
     reason: str | None = Field(default=None, max_length=2000)
 
 
@@ -41,7 +41,7 @@ class TokenRequest(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     role: str
     namespaces: list[str] | None = None
-    expires_in_days: float | None = Field(default=None, gt=0)
+    expires_in_days: float | None = Field(default=None, gt=0, le=36500)
 
 
 class WebhookRequest(BaseModel):
@@ -66,7 +66,7 @@ class MergeRequest(BaseModel):
     base: str = Field(max_length=200)
     weights: list[float] | None = None
     method: str = "linear"
-    svd_rank: int | None = Field(default=None, ge=1)
+    svd_rank: int | None = Field(default=None, ge=1, le=65536)
     output: str | None = None
     device: str = "auto"
     dtype: str | None = None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from registry.errors import InvalidName, InvalidReference
 
+MAX_VERSION = 2**31 - 1  # version numbers are 32-bit integers in the catalog
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 LABEL_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
 CONTENT_ID_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -74,7 +75,7 @@ def parse_ref(text: str) -> Ref:
         return Ref(parse_repo(repo_text), label=parse_selector_label(label, text))
     if ":" in text:
         repo_text, num = text.split(":", 1)
-        if not num.isdigit() or int(num) < 1:
+        if not (num.isascii() and num.isdigit()) or not 1 <= int(num) <= MAX_VERSION:
             raise InvalidReference(
                 f"invalid reference {text!r}: the part after ':' must be a version number ≥ 1"
             )
@@ -96,10 +97,9 @@ def parse_revision(rev: str) -> tuple[str, int | str | None]:
     content id, or a label. Returns (kind, value) with kind in latest|number|content|label."""
     if rev in ("", "latest", "main", "head"):
         return ("latest", None)
-    if rev.isdigit() and int(rev) >= 1:
-        return ("number", int(rev))
-    if rev.startswith("v") and rev[1:].isdigit() and int(rev[1:]) >= 1:
-        return ("number", int(rev[1:]))
+    digits = rev[1:] if rev.startswith("v") else rev
+    if digits.isascii() and digits.isdigit() and 1 <= int(digits) <= MAX_VERSION:
+        return ("number", int(digits))
     if CONTENT_ID_RE.match(rev):
         return ("content", rev)
     if LABEL_RE.match(rev):

@@ -91,8 +91,8 @@ def create_token(
         raise InvalidInput("a token needs a name of 1-128 characters")
     for ns in namespaces or []:
         check_name(ns, what="namespace")
-    if expires_in_days is not None and expires_in_days <= 0:
-        raise InvalidInput("--expires-in-days must be positive")
+    if expires_in_days is not None and not 0 < expires_in_days <= 36500:
+        raise InvalidInput("--expires-in-days must be between 0 and 36500")
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
     with db.write() as s:

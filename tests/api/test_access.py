@@ -64,6 +64,10 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", f"{ADAPTER}/versions/1/checks"): "reader",
     ("POST", f"{ADAPTER}/versions/1/checks"): "writer",
     ("GET", "/api/v1/resolve/acme/a"): "reader",
+    ("POST", "/api/v1/merges"): "writer",
+    ("GET", "/api/v1/jobs"): "reader",
+    ("GET", "/api/v1/jobs/999"): "reader",
+    ("POST", "/api/v1/jobs/999/cancel"): "writer",
 }
 for prefix in HF_PREFIXES:
     ROUTES.update(
@@ -87,6 +91,7 @@ BODIES: dict[str, Any] = {
     f"PUT {ADAPTER}/aliases/champion": {"version": 1},
     f"POST {ADAPTER}/versions/1/evals": {"evals": [{"metric": "m", "value": 1}]},
     f"PATCH {ADAPTER}/versions/1/tags": {"tags": {"k": "v"}},
+    "POST /api/v1/merges": {"adapters": ["acme/a:1"], "base": "tiny-llama"},
 }
 
 
@@ -121,6 +126,7 @@ def _template(path: str) -> str:
     )
     p = re.sub(r"/tokens/\d+", "/tokens/{token_id}", p)
     p = re.sub(r"/webhooks/\d+", "/webhooks/{webhook_id}", p)
+    p = re.sub(r"/jobs/\d+", "/jobs/{job_id}", p)
     return p.replace("/bases/tiny-llama", "/bases/{base}")
 
 

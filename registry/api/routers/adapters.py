@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from registry.api.deps import CurrentUser, Reader, RuntimeDep, Writer
+from registry.api.deps import CurrentUser, NumberPath, Reader, RuntimeDep, Writer
 from registry.api.files import blob_response
 from registry.api.schemas import CommitRequest, TagRequest, UploadRequest
 from registry.api.uploads import receive_blob
@@ -157,7 +157,12 @@ def commit(
     dependencies=[Writer],
 )
 def set_tags(
-    rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, number: int, body: TagRequest
+    rt: RuntimeDep,
+    user: CurrentUser,
+    namespace: str,
+    name: str,
+    number: NumberPath,
+    body: TagRequest,
 ) -> VersionInfo:
     return metadata.set_tags(
         rt.db, Ref(_repo(namespace, name), number=number), body.tags, actor=user.name

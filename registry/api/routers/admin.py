@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
-from registry.api.deps import Admin, CurrentUser, Reader, RuntimeDep
+from registry.api.deps import MAX_ID, Admin, CurrentUser, IdPath, Reader, RuntimeDep
 from registry.api.schemas import TokenRequest, WebhookRequest
 from registry.catalog.refs import check_name
 from registry.domain import EventInfo
@@ -39,7 +39,7 @@ def list_tokens(rt: RuntimeDep) -> list[dict[str, Any]]:
 
 
 @router.delete("/tokens/{token_id}", dependencies=[Admin])
-def revoke_token(rt: RuntimeDep, user: CurrentUser, token_id: int) -> dict[str, Any]:
+def revoke_token(rt: RuntimeDep, user: CurrentUser, token_id: IdPath) -> dict[str, Any]:
     return asdict(access.revoke_token(rt.db, token_id, actor=user.name))
 
 
@@ -62,12 +62,12 @@ def list_webhooks(rt: RuntimeDep) -> list[dict[str, Any]]:
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, dependencies=[Admin])
-def delete_webhook(rt: RuntimeDep, user: CurrentUser, webhook_id: int) -> None:
+def delete_webhook(rt: RuntimeDep, user: CurrentUser, webhook_id: IdPath) -> None:
     webhooks.delete_webhook(rt.db, webhook_id, actor=user.name)
 
 
 @router.get("/webhooks/{webhook_id}/deliveries", dependencies=[Admin])
-def webhook_deliveries(rt: RuntimeDep, webhook_id: int) -> list[dict[str, Any]]:
+def webhook_deliveries(rt: RuntimeDep, webhook_id: IdPath) -> list[dict[str, Any]]:
     return webhooks.deliveries(rt.db, webhook_id)
 
 
@@ -75,7 +75,7 @@ def webhook_deliveries(rt: RuntimeDep, webhook_id: int) -> list[dict[str, Any]]:
 async def follow_events(
     rt: RuntimeDep,
     user: CurrentUser,
-    since: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     namespace: str | None = None,
     wait: Annotated[float, Query(ge=0, le=60)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

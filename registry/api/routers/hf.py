@@ -34,10 +34,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from registry.api import hf_documents as docs
-from registry.api.deps import Reader, RuntimeDep
+from registry.api.deps import Reader
 from registry.api.files import blob_response, parse_range
 from registry.api.hf_errors import HubRoute, hub_error
-from registry.api.routers.resolve import cached_version
+from registry.api.routers.resolve import FastRuntime, cached_version
 from registry.catalog.export import ExportCache, export_version, resolve_export
 from registry.catalog.refs import parse_repo
 from registry.catalog.resolve import resolve
@@ -172,13 +172,13 @@ def _routes(prefix: str, *, export: bool) -> APIRouter:
     mode = " (export: adapter_config.json names the canonical base model)" if export else ""
 
     @r.get("/api/models/{namespace}/{name}", summary=f"Model info at main{mode}")
-    async def model_info(rt: RuntimeDep, request: Request, namespace: str, name: str) -> Any:
+    async def model_info(rt: FastRuntime, request: Request, namespace: str, name: str) -> Any:
         view = await hub_view(request, rt, namespace, name, "main", export=export)
         return JSONResponse(docs.model_info(view))
 
     @r.get("/api/models/{namespace}/{name}/revision/{revision}", summary=f"Model info{mode}")
     async def model_info_at(
-        rt: RuntimeDep, request: Request, namespace: str, name: str, revision: str
+        rt: FastRuntime, request: Request, namespace: str, name: str, revision: str
     ) -> Any:
         view = await hub_view(request, rt, namespace, name, revision, export=export)
         return JSONResponse(docs.model_info(view))
@@ -186,7 +186,7 @@ def _routes(prefix: str, *, export: bool) -> APIRouter:
     @r.get("/api/models/{namespace}/{name}/tree/{revision}", summary=f"List files{mode}")
     @r.get("/api/models/{namespace}/{name}/tree/{revision}/{path:path}", summary=f"List{mode}")
     async def tree(
-        rt: RuntimeDep,
+        rt: FastRuntime,
         request: Request,
         namespace: str,
         name: str,
@@ -209,7 +209,7 @@ def _routes(prefix: str, *, export: bool) -> APIRouter:
 
     @r.post("/api/models/{namespace}/{name}/paths-info/{revision}", summary=f"Paths info{mode}")
     async def paths_info(
-        rt: RuntimeDep, request: Request, namespace: str, name: str, revision: str
+        rt: FastRuntime, request: Request, namespace: str, name: str, revision: str
     ) -> Any:
         form = await request.form()
         paths = [str(p) for p in form.getlist("paths")]
@@ -223,7 +223,7 @@ def _routes(prefix: str, *, export: bool) -> APIRouter:
     @r.head(file_path, name="resolve_file_head", summary=f"File metadata{mode}")
     @r.get(file_path, summary=f"Download a file{mode}")
     async def resolve_file(
-        rt: RuntimeDep, request: Request, namespace: str, name: str, revision: str, path: str
+        rt: FastRuntime, request: Request, namespace: str, name: str, revision: str, path: str
     ) -> Response:
         check_relative_path(path)
         view = await hub_view(request, rt, namespace, name, revision, export=export)

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from registry.api.deps import CurrentUser, Reader, RuntimeDep, Writer
+from registry.api.deps import CurrentUser, IdPath, Reader, RuntimeDep, Writer
 from registry.api.schemas import MergeRequest
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.errors import NotFound
@@ -55,11 +55,11 @@ def list_jobs(rt: RuntimeDep, user: CurrentUser) -> list[dict[str, Any]]:
 
 
 @router.get("/jobs/{job_id}", dependencies=[Reader])
-def show_job(rt: RuntimeDep, user: CurrentUser, job_id: int) -> dict[str, Any]:
+def show_job(rt: RuntimeDep, user: CurrentUser, job_id: IdPath) -> dict[str, Any]:
     return _visible(user, jobs.get_job(rt.db, job_id)).to_json()
 
 
 @router.post("/jobs/{job_id}/cancel", dependencies=[Writer])
-def cancel_job(rt: RuntimeDep, user: CurrentUser, job_id: int) -> dict[str, Any]:
+def cancel_job(rt: RuntimeDep, user: CurrentUser, job_id: IdPath) -> dict[str, Any]:
     _visible(user, jobs.get_job(rt.db, job_id))
     return jobs.cancel(rt.db, job_id, actor=user.name).to_json()

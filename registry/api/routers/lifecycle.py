@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from registry.api.deps import Admin, CurrentUser, Maintainer, Reader, RuntimeDep, Writer
+from registry.api.deps import Admin, CurrentUser, Maintainer, NumberPath, Reader, RuntimeDep, Writer
 from registry.api.schemas import AliasRequest, EvalsRequest, PromoteRequest
 from registry.catalog import metadata, queries
 from registry.catalog.diff import diff_versions
@@ -28,7 +28,12 @@ def _repo(namespace: str, name: str) -> Repo:
     dependencies=[Maintainer],
 )
 def promote(
-    rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, number: int, body: PromoteRequest
+    rt: RuntimeDep,
+    user: CurrentUser,
+    namespace: str,
+    name: str,
+    number: NumberPath,
+    body: PromoteRequest,
 ) -> dict[str, Any]:
     """Move a version to a stage if its policy allows; 409 ``gate_failed`` lists what is unmet."""
     result = stages.promote(
@@ -72,7 +77,12 @@ def delete_alias(rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, l
     dependencies=[Writer],
 )
 def add_evals(
-    rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, number: int, body: EvalsRequest
+    rt: RuntimeDep,
+    user: CurrentUser,
+    namespace: str,
+    name: str,
+    number: NumberPath,
+    body: EvalsRequest,
 ) -> VersionInfo:
     ref = Ref(_repo(namespace, name), number=number)
     return metadata.add_evals(rt.db, ref, body.evals, actor=user.name)

@@ -9,19 +9,19 @@ so a promotion made through any replica is seen by every replica within a second
 
 from __future__ import annotations
 
+import json
 import time
 import weakref
 from collections.abc import Callable, Hashable
 from threading import Lock
-from typing import Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from sqlalchemy import event
 
-from registry.api.deps import Reader, RuntimeDep
+from registry.api.deps import Reader
 from registry.catalog.refs import parse_repo
 from registry.catalog.resolve import resolve, resolve_document
 from registry.db.database import Database
@@ -30,6 +30,16 @@ from registry.lifecycle.events import last_event_id
 from registry.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["resolve"])
+_COMMITTED = "lorareg.version_cache.committed"
+
+
+async def get_runtime(request: Request) -> Runtime:
+    """The app's Runtime. Async on purpose: FastAPI runs a plain ``def`` dependency in the
+    threadpool, a hop that costs more than the whole cached lookup."""
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+FastRuntime = Annotated[Runtime, Depends(get_runtime)]
 
 
 class PresignCache:
@@ -74,7 +84,7 @@ class VersionCache:
         self._entries: dict[Hashable, VersionInfo] = {}
         self._stamp: int | None = None
         self._checked_at = float("-inf")
-        self._dirty_until = 0.0
+        self._changes = 0  # local commits seen; a check that overlaps one does not count
         self._generation = 0
         self._lock = Lock()
         self._check_lock = Lock()
@@ -82,28 +92,34 @@ class VersionCache:
 
     def _watch_commits(self, db: Database) -> None:
         # This process's own writes (HTTP or an in-process client on the same Database)
-        # force a check on the next lookup instead of waiting for the interval.
+        # force a check on the next lookup instead of waiting for the interval. The
+        # "commit" event fires before the commit lands, so it only marks the connection;
+        # the pool's "checkin" (after the commit, when the session lets go) acts on it.
         ref = weakref.ref(self)
 
-        def on_commit(_conn: Any) -> None:
+        def on_commit(conn: Any) -> None:
+            conn.info[_COMMITTED] = True
+
+        def on_checkin(_dbapi_conn: Any, record: Any) -> None:
             cache = ref()
-            if cache is not None:
+            if record is not None and record.info.pop(_COMMITTED, False) and cache is not None:
                 cache.mark_changed()
 
-        event.listen(db.engine, "commit", on_commit)
+        engines = [db.engine]
         # SQLite writes go through a second engine; Database has no public name for it.
         writer = getattr(db, "_write_engine", db.engine)
         if writer is not db.engine:
-            event.listen(writer, "commit", on_commit)
+            engines.append(writer)
+        for engine in engines:
+            event.listen(engine, "commit", on_commit)
+            event.listen(engine, "checkin", on_checkin)
 
     def mark_changed(self) -> None:
-        """Check the catalog before the next answer (a commit may be landing now)."""
-        # The commit event fires just before the commit lands: keep checking for a moment.
+        """Check the catalog before the next answer."""
         self._checked_at = float("-inf")
-        self._dirty_until = time.monotonic() + 0.1
 
     def _fresh(self, now: float) -> bool:
-        return now - self._checked_at <= self._interval and now > self._dirty_until
+        return now - self._checked_at <= self._interval
 
     def lookup(self, key: Hashable) -> VersionInfo | None:
         """The cached version when the cache is known to be fresh; None means call ``load``."""
@@ -134,36 +150,45 @@ class VersionCache:
             started = time.monotonic()
             if self._fresh(started):
                 return  # another thread checked while this one waited
+            changes = self._changes
             stamp = last_event_id(self._db)  # max(id): one primary-key index lookup
             with self._lock:
                 if stamp != self._stamp:
                     self._entries.clear()
                     self._generation += 1
                     self._stamp = stamp
-                # Fresh as of when the query started, not when it returned.
-                self._checked_at = started
+                # Fresh as of when the query started, unless a local commit landed since.
+                if changes == self._changes:
+                    self._checked_at = started
 
 
-def version_cache(app: FastAPI, rt: Runtime) -> VersionCache:
-    """The app's VersionCache, made on first use (the app factory stays unchanged)."""
-    cache: VersionCache | None = getattr(app.state, "version_cache", None)
-    if cache is None:
-        with _CREATE_LOCK:
-            cache = getattr(app.state, "version_cache", None)
-            if cache is None:
-                cache = VersionCache(rt.db)
-                app.state.version_cache = cache
-    return cache
-
-
+T = TypeVar("T")
 _CREATE_LOCK = Lock()
+
+
+def _app_singleton(app: FastAPI, name: str, factory: Callable[[], T]) -> T:
+    """``app.state.<name>``, made on first use (the app factory stays unchanged)."""
+    value: T | None = getattr(app.state, name, None)
+    if value is None:
+        with _CREATE_LOCK:
+            value = getattr(app.state, name, None)
+            if value is None:
+                value = factory()
+                setattr(app.state, name, value)
+    return value
+
+
+def version_cache(app: FastAPI) -> VersionCache:
+    """The app's VersionCache."""
+    rt: Runtime = app.state.runtime
+    return _app_singleton(app, "version_cache", lambda: VersionCache(rt.db))
 
 
 async def cached_version(
     request: Request, key: Hashable, resolver: Callable[[], VersionInfo]
 ) -> VersionInfo:
     """The version for ``key``: from the cache on the event loop, else resolved in a thread."""
-    cache = version_cache(request.app, request.app.state.runtime)
+    cache = version_cache(request.app)
     hit = cache.lookup(key)
     if hit is not None:
         return hit
@@ -180,9 +205,47 @@ def file_url(request: Request, rt: Runtime, v: VersionInfo, f: FileEntry) -> str
     )
 
 
+class BodyCache:
+    """Rendered resolve documents by (version, base URL). A version never changes, so only
+    the presigned URLs inside a body age: such bodies are re-rendered after ``max_age_s``,
+    long before the URLs (reused for at most half their lifetime) expire."""
+
+    def __init__(self, *, max_entries: int = 50_000) -> None:
+        self._bodies: dict[Hashable, tuple[bytes, float]] = {}
+        self._max = max_entries
+
+    def get(self, key: Hashable) -> bytes | None:
+        hit = self._bodies.get(key)
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
+    def put(self, key: Hashable, body: bytes, *, max_age_s: float) -> None:
+        if len(self._bodies) >= self._max:
+            self._bodies.clear()
+        self._bodies[key] = (body, time.monotonic() + max_age_s)
+
+
+def _render(request: Request, rt: Runtime, version: VersionInfo) -> bytes:
+    bodies: BodyCache = _app_singleton(request.app, "resolve_bodies", BodyCache)
+    key = (version.namespace, version.name, version.number, str(request.base_url))
+    body = bodies.get(key)
+    if body is None:
+        presigned = False
+
+        def url_for(v: VersionInfo, f: FileEntry) -> str:
+            nonlocal presigned
+            url = file_url(request, rt, v, f)
+            presigned = presigned or not url.startswith(str(request.base_url))
+            return url
+
+        doc = resolve_document(version, url_for=url_for)
+        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        max_age = min(60.0, rt.settings.presign_ttl_s / 4) if presigned else float("inf")
+        bodies.put(key, body, max_age_s=max_age)
+    return body
+
+
 @router.get("/resolve/{namespace}/{name}", dependencies=[Reader])
 async def resolve_route(
-    rt: RuntimeDep,
     request: Request,
     namespace: str,
     name: str,
@@ -191,6 +254,7 @@ async def resolve_route(
 ) -> Response:
     """The version ``ref`` names (``latest``, ``3``/``v3``, a content id, a stage or alias),
     with its content id, config summary and download URLs. ``If-None-Match`` gives 304."""
+    rt: Runtime = request.app.state.runtime
 
     def resolver() -> VersionInfo:
         return resolve(rt.db, parse_repo(f"{namespace}/{name}"), ref=ref, base=base)
@@ -200,10 +264,7 @@ async def resolve_route(
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if etag in _etags(request.headers.get("if-none-match")):
         return Response(status_code=304, headers=headers)
-    doc: dict[str, Any] = resolve_document(
-        version, url_for=lambda v, f: file_url(request, rt, v, f)
-    )
-    return JSONResponse(doc, headers=headers)
+    return Response(_render(request, rt, version), media_type="application/json", headers=headers)
 
 
 def _etags(header: str | None) -> set[str]:

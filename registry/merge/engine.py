@@ -1,0 +1,248 @@
+"""Merging LoRA adapters into a base model's safetensors, streaming, with PEFT's semantics.
+
+``merge_adapters`` reads the base shard by shard and tensor by tensor (in chunks of rows),
+applies every adapter's change in fp32 on the chosen device, casts back to each tensor's
+dtype, and writes shards with the base's file names, tensor order, index and config files.
+Bytes no adapter touches are copied file to file by the kernel. Memory stays at a few
+chunks (tens of MiB) whatever the model size; reading, computing, copying and writing
+overlap (``pipeline.py``). Output goes to a hidden sibling folder that is renamed into
+place only after the merge has been verified, so ``out_dir`` either holds a complete merged
+model or does not exist.
+
+The math lives in ``delta.py`` (per-chunk formulas), ``compose.py`` (linear / cat / svd and
+the interference report) and ``verify.py`` (random-probe checks); what is refused, and why,
+in ``adapters.py`` and ``plan.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from registry.errors import AlreadyExists, IntegrityError, InvalidInput
+from registry.merge.adapters import AdapterInput, LoadedAdapter, Replacement, load_adapters
+from registry.merge.delta import PreparedTensor
+from registry.merge.output import (
+    copy_side_files,
+    layout_shards,
+    write_index,
+)
+from registry.merge.plan import BaseLayout, build_plan, check_options, read_base
+from registry.merge.stream import MergeProgress, StreamSpec, stream_merge, torch_settings
+from registry.merge.tensor_io import (
+    TORCH_DTYPES,
+    TensorFile,
+    disk_full,
+    dtype_name,
+    rows_of,
+)
+from registry.merge.verify import Verification, check_tensor, choose_sample, summarise
+
+_CHUNK_BYTES = {"cpu": 16 * 2**20, "cuda": 128 * 2**20}
+_PROGRESS_EVERY_S = 0.5
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """A finished merge: what was written where, how it was computed, and how it checked out."""
+
+    out_dir: Path
+    method: str
+    device: str
+    dtype: str | None
+    adapters: list[str]
+    weights: list[float]
+    files: list[str]
+    shards: list[str]
+    tensors_total: int
+    tensors_changed: int
+    lora_modules: int
+    bytes_total: int
+    bytes_computed: int
+    bytes_copied: int
+    elapsed_s: float
+    verification: Verification
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready, for a job's result."""
+        doc = dict(self.__dict__)
+        doc["out_dir"] = str(self.out_dir)
+        doc["verification"] = self.verification.to_dict()
+        return doc
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` is CUDA when available, else the CPU; asking for absent CUDA is refused."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInput(f"device {device!r} requested but no CUDA device is available here")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise InvalidInput(f"device {device!r} is not supported; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def merge_adapters(
+    base_dir: Path,
+    adapters: Sequence[AdapterInput],
+    out_dir: Path,
+    *,
+    method: str = "linear",
+    weights: Sequence[float] | None = None,
+    svd_rank: int | None = None,
+    device: str = "auto",
+    dtype: str | torch.dtype | None = None,
+    progress: Callable[[MergeProgress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    verify_modules: int = 8,
+    chunk_bytes: int | None = None,
+) -> MergeResult:
+    """Merge ``adapters`` (composed by ``method`` with ``weights``) into the base in ``base_dir``.
+
+    Writes a complete model folder at ``out_dir`` (which must not exist): the base's shards
+    with every adapted tensor replaced, its index and its config / tokenizer files. A single
+    adapter with weight 1 gives exactly what PEFT's ``merge_and_unload`` computes; see
+    ``compose.py`` for several adapters. ``dtype`` (e.g. ``"bfloat16"``) casts every float
+    tensor of the output; by default each keeps the base's dtype.
+
+    Raises InvalidInput / InvalidAdapter (nothing written) for what cannot be merged exactly,
+    AlreadyExists if ``out_dir`` exists, StorageUnavailable if the disk fills up,
+    IntegrityError if the probes disagree beyond rounding, MergeCancelled when
+    ``should_cancel()`` turns True. On any failure no output folder is left behind (a
+    process killed outright leaves a hidden ``.<out_dir name>.partial-*`` sibling to delete).
+    ``progress`` and ``should_cancel`` are called from the calling thread, about twice a
+    second.
+    """
+    t_start = time.perf_counter()
+    base_dir, out_dir = Path(base_dir), Path(out_dir)
+    dev = resolve_device(device)
+    out_dtype = dtype_name(dtype) if dtype is not None else None
+    loaded = load_adapters(adapters)
+    weight_list = check_options(len(loaded), method, weights, svd_rank)
+    base = read_base(base_dir)
+    plans = build_plan(
+        base, loaded, weight_list, method, out_dtype, same_as_base=_identical_copy(base)
+    )
+    elems = (chunk_bytes or _CHUNK_BYTES[dev.type]) // 4
+    layouts, copies, jobs = layout_shards(base, plans, chunk_elems=max(1, elems))
+    if out_dir.exists():
+        raise AlreadyExists(f"merge output folder {out_dir} already exists")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    bytes_total = sum(len(s.header) + s.data_size for s in layouts)
+    if shutil.disk_usage(out_dir.parent).free < bytes_total:
+        raise disk_full(out_dir / layouts[0].name, bytes_total)
+    tmp = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    t_plan = time.perf_counter()
+    try:
+        spec = StreamSpec(
+            base=base,
+            adapters=loaded,
+            jobs=jobs,
+            copies=copies,
+            layouts=layouts,
+            out_dir=tmp,
+            device=dev,
+            method=method,
+            svd_rank=svd_rank,
+            sample=set(choose_sample((j.plan for j in jobs), verify_modules)),
+        )
+        computed, checks_prep = stream_merge(
+            spec, progress=progress, should_cancel=should_cancel, t_start=t_start
+        )
+        t_merge = time.perf_counter()
+        # Small fp64 products: one thread beats a pool's wake-ups.
+        with torch_settings(torch.device("cpu"), cpu_threads=1):
+            verification = _verify(base, tmp, checks_prep, min(elems, 4 * 2**20))
+        if not verification.passed:
+            raise IntegrityError(
+                f"merge verification failed: {verification.worst_module} differs from the"
+                f" adapters' delta by {verification.max_error_ratio:.1f}x what rounding to the"
+                " output dtype explains; the output was discarded"
+            )
+        t_verify = time.perf_counter()
+        side = copy_side_files(base_dir, tmp, out_dtype)
+        index = write_index(base, tmp, layouts)
+        os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    t_end = time.perf_counter()
+    shards = [s.name for s in layouts]
+    return MergeResult(
+        out_dir=out_dir,
+        method=method,
+        device=str(dev),
+        dtype=out_dtype,
+        adapters=[a.label for a in loaded],
+        weights=weight_list,
+        files=sorted([*shards, *side, *([index] if index else [])]),
+        shards=shards,
+        tensors_total=len(base.tensor_shard),
+        tensors_changed=sum(1 for p in plans.values() if p.contributions),
+        lora_modules=sum(len(a.loras) for a in loaded),
+        bytes_total=bytes_total,
+        bytes_computed=computed,
+        bytes_copied=sum(c.length for c in copies),
+        elapsed_s=t_end - t_start,
+        verification=verification,
+        timings={
+            "plan_s": t_plan - t_start,
+            "merge_s": t_merge - t_plan,
+            "verify_s": t_verify - t_merge,
+            "finish_s": t_end - t_verify,
+        },
+    )
+
+
+def _verify(
+    base: BaseLayout, tmp: Path, preps: list[PreparedTensor], chunk_elems: int
+) -> Verification:
+    checks = []
+    outs: dict[str, TensorFile] = {}
+    bases: dict[str, TensorFile] = {}
+    try:
+        for prep in preps:
+            shard = prep.plan.shard
+            if shard not in outs:
+                outs[shard] = TensorFile(tmp / shard)
+                bases[shard] = TensorFile(base.folder / shard)
+            cols = prep.plan.info.shape[1]
+            checks.append(
+                check_tensor(
+                    prep, bases[shard], outs[shard], chunk_rows=max(1, chunk_elems // cols)
+                )
+            )
+    finally:
+        for f in [*outs.values(), *bases.values()]:
+            f.close()
+    return summarise(checks)
+
+
+def _identical_copy(base: BaseLayout) -> Callable[[str, LoadedAdapter, Replacement], bool]:
+    """Whether an adapter's saved base_layer copy holds the base tensor's values (chunked)."""
+
+    def same(name: str, adapter: LoadedAdapter, rep: Replacement) -> bool:
+        info = base.info(name)
+        dtype = TORCH_DTYPES[info.dtype]
+        step = max(1, (8 * 2**20) // max(1, info.numel // max(1, rows_of(info))))
+        with (
+            TensorFile(base.folder / base.tensor_shard[name]) as bf,
+            TensorFile(adapter.weights_path) as af,
+        ):
+            for start in range(0, rows_of(info), step):
+                stop = min(rows_of(info), start + step)
+                ours = af.read_rows(rep.key, start, stop).to(dtype)
+                if not torch.equal(ours, bf.read_rows(name, start, stop)):
+                    return False
+        return True
+
+    return same

