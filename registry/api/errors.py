@@ -46,8 +46,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
         return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RecursionError)
+    async def _deep(_req: Request, _exc: RecursionError) -> JSONResponse:
+        # json.loads of a body like [[[[...]]]] recurses until Python gives up.
+        return error_response(422, "invalid_request", "request JSON is nested too deeply")
 
     @app.exception_handler(DBAPIError)
     async def _db(_req: Request, exc: DBAPIError) -> JSONResponse:

@@ -111,6 +111,8 @@ def parse_config(raw: bytes, *, name: str = CONFIG_NAME) -> PeftConfig:
         raise InvalidAdapter(f"{name} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise InvalidAdapter(f"{name} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidAdapter(f"{name} is nested too deeply to be a config") from None
     if not isinstance(doc, dict):
         raise InvalidAdapter(f"{name} must hold a JSON object")
     try:

@@ -89,6 +89,8 @@ def parse_header(
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidAdapter(f"{name}: safetensors header is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidAdapter(f"{name}: safetensors header is nested too deeply") from None
     if not isinstance(doc, dict):
         raise InvalidAdapter(f"{name}: safetensors header is not a JSON object")
     metadata_raw = doc.pop("__metadata__", None) or {}

@@ -43,8 +43,9 @@ def test_no_server_errors_and_schema_conformance(api_schema: Any) -> None:
     for op in operations:
 
         @given(case=op.as_strategy())
-        @settings(max_examples=20, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def run(case: Any) -> None:
             if case.query and "wait" in case.query:
                 case.query["wait"] = 0  # a long poll waiting its full minute proves nothing here

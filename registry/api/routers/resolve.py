@@ -9,7 +9,9 @@ so a promotion made through any replica is seen by every replica within a second
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 import weakref
 from collections.abc import Callable, Hashable
@@ -31,6 +33,7 @@ from registry.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["resolve"])
 _COMMITTED = "lorareg.version_cache.committed"
+log = logging.getLogger("lorareg.api")
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -70,20 +73,30 @@ class PresignCache:
 class VersionCache:
     """Resolved versions by key, valid while the newest event id stays the same.
 
-    ``lookup`` never does I/O: it answers only while the last check is recent, so the
-    event loop serves hits directly. ``load`` (blocking, for a worker thread) re-checks
-    the newest event id when due, drops everything if it moved, and resolves misses.
+    ``peek`` never does I/O, so the event loop serves hits itself. Within
+    ``check_interval_s`` of the last check a hit is fresh; after that the first caller is
+    told to re-check (``refresh``, in a worker thread) while hits keep being served for
+    at most ``max_stale_s``, so requests never queue behind the check. ``load`` (blocking)
+    checks when due, drops everything if the newest event id moved, and resolves misses.
+    A commit through this process's Database forces a check before the next answer.
     """
 
     def __init__(
-        self, db: Database, *, check_interval_s: float = 0.2, max_entries: int = 100_000
+        self,
+        db: Database,
+        *,
+        check_interval_s: float = 0.2,
+        max_stale_s: float = 0.5,
+        max_entries: int = 100_000,
     ) -> None:
         self._db = db
         self._interval = check_interval_s
+        self._max_stale = max_stale_s
         self._max = max_entries
         self._entries: dict[Hashable, VersionInfo] = {}
         self._stamp: int | None = None
         self._checked_at = float("-inf")
+        self._checking = False
         self._changes = 0  # local commits seen; a check that overlaps one does not count
         self._generation = 0
         self._lock = Lock()
@@ -91,10 +104,9 @@ class VersionCache:
         self._watch_commits(db)
 
     def _watch_commits(self, db: Database) -> None:
-        # This process's own writes (HTTP or an in-process client on the same Database)
-        # force a check on the next lookup instead of waiting for the interval. The
-        # "commit" event fires before the commit lands, so it only marks the connection;
-        # the pool's "checkin" (after the commit, when the session lets go) acts on it.
+        # The "commit" event fires before the commit lands, so it only marks the
+        # connection; the pool's "checkin" (after the commit, when the session lets go)
+        # acts on it.
         ref = weakref.ref(self)
 
         def on_commit(conn: Any) -> None:
@@ -116,20 +128,31 @@ class VersionCache:
 
     def mark_changed(self) -> None:
         """Check the catalog before the next answer."""
-        self._checked_at = float("-inf")
+        with self._lock:
+            self._changes += 1
+            self._checked_at = float("-inf")
 
-    def _fresh(self, now: float) -> bool:
-        return now - self._checked_at <= self._interval
+    def peek(self, key: Hashable) -> tuple[VersionInfo | None, bool]:
+        """(the cached version if it may be served, whether the caller should ``refresh``)."""
+        age = time.monotonic() - self._checked_at
+        if age <= self._interval:
+            return self._entries.get(key), False
+        if age > self._max_stale:
+            return None, False  # too old to serve: ``load`` checks first
+        with self._lock:
+            start, self._checking = not self._checking, True
+        return self._entries.get(key), start
 
-    def lookup(self, key: Hashable) -> VersionInfo | None:
-        """The cached version when the cache is known to be fresh; None means call ``load``."""
-        if not self._fresh(time.monotonic()):
-            return None
-        return self._entries.get(key)
+    def refresh(self) -> None:
+        """Check the newest event id now (the background half of ``peek``)."""
+        try:
+            self._check(force=True)
+        finally:
+            self._checking = False
 
     def load(self, key: Hashable, resolver: Callable[[], VersionInfo]) -> VersionInfo:
-        """Blocking: check freshness if due, then the cached version or ``resolver()``'s."""
-        self._refresh_if_due()
+        """Blocking: check when due, then the cached version or ``resolver()``'s."""
+        self._check(force=False)
         hit = self._entries.get(key)
         if hit is not None:
             return hit
@@ -143,12 +166,12 @@ class VersionCache:
                 self._entries[key] = version
         return version
 
-    def _refresh_if_due(self) -> None:
-        if self._fresh(time.monotonic()):
+    def _check(self, *, force: bool) -> None:
+        if not force and time.monotonic() - self._checked_at <= self._interval:
             return
         with self._check_lock:
             started = time.monotonic()
-            if self._fresh(started):
+            if started - self._checked_at <= (0.0 if force else self._interval):
                 return  # another thread checked while this one waited
             changes = self._changes
             stamp = last_event_id(self._db)  # max(id): one primary-key index lookup
@@ -189,10 +212,20 @@ async def cached_version(
 ) -> VersionInfo:
     """The version for ``key``: from the cache on the event loop, else resolved in a thread."""
     cache = version_cache(request.app)
-    hit = cache.lookup(key)
+    hit, refresh = cache.peek(key)
+    if refresh:
+        # Re-check in the background; this and concurrent requests are answered meanwhile.
+        asyncio.get_running_loop().run_in_executor(None, _quietly, cache.refresh)
     if hit is not None:
         return hit
     return await run_in_threadpool(cache.load, key, resolver)
+
+
+def _quietly(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:  # a failed check leaves the cache stale-but-bounded; log, not raise
+        log.warning("version cache check failed", exc_info=True)
 
 
 def file_url(request: Request, rt: Runtime, v: VersionInfo, f: FileEntry) -> str:

@@ -1,0 +1,74 @@
+"""Request size limits: a JSON body over the limit is refused with 413 before it is read
+into memory (blob uploads stream to disk and have their own, larger limit)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_JSON_BYTES = 8 * 1024 * 1024
+
+Scope = dict[str, Any]
+
+
+class BodyLimit:
+    """ASGI middleware: 413 ``payload_too_large`` for bodies over ``limit`` bytes, judged by
+    Content-Length when sent and by counting the stream otherwise."""
+
+    def __init__(
+        self, app: Any, *, limit: int = MAX_JSON_BYTES, exempt_prefix: str = "/api/v1/blobs/"
+    ) -> None:
+        self.app = app
+        self.limit = limit
+        self.exempt = exempt_prefix
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(send, self.limit)
+            return
+        seen = 0
+        responded = False
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if not responded:  # once the 413 is out, whatever the app says is dropped
+                await send(message)
+
+        async def counting_receive() -> dict[str, Any]:
+            nonlocal seen, responded
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit and not responded:
+                    await _too_large(send, self.limit)
+                    responded = True
+                    return {"type": "http.disconnect"}
+            return dict(message)
+
+        await self.app(scope, counting_receive, guarded_send)
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    body = json.dumps(
+        {
+            "error": {
+                "code": "payload_too_large",
+                "message": f"request body over {limit} bytes; send less",
+            }
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-error-code", b"payload_too_large"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
