@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from registry.client.local import LocalClient
 from registry.runtime import Runtime
