@@ -115,6 +115,10 @@ def _run(
     def stop(_sig: int, _frame: FrameType | None) -> None:
         _log("stopping")
         follower.stop.set()
+        if follower.idle:
+            # Blocked on the long poll: leave now rather than when it answers. A change
+            # under way is finished first (with its state and log line).
+            raise SystemExit(0)
 
     if follow:
         signal.signal(signal.SIGTERM, stop)

@@ -1,0 +1,205 @@
+"""Running a sync: once, or following the change feed until stopped.
+
+Start-up (both modes): find the feed's head from the saved cursor, then re-resolve every
+adapter, then save the head as the cursor. Anything changed before the head is in that full
+pass; anything after it comes through the feed, so nothing is missed however long the node
+was away, and nothing before the cursor is replayed.
+
+Following: long-poll the feed from the cursor; the events name the adapters to re-resolve.
+The cursor on disk moves only after those adapters are in place, so a crash replays a
+batch rather than losing it. When the registry is unreachable the loop retries with
+exponential backoff and jitter, logging once when it goes and once when it comes back.
+
+A server answers ``resolve`` from a cache that can trail its feed by up to 200 ms (a
+change made through another replica), so every adapter the feed names is resolved again
+half a second later; the second answer is usually the same and changes nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from registry.catalog.refs import Repo
+from registry.domain import EventInfo
+from registry.errors import LoraregError
+from registry.sync.layout import NodeLayout
+from registry.sync.node import Log, NodeSync, SyncOptions, transient
+from registry.sync.source import SyncSource
+from registry.sync.state import FolderLock, now, open_state, save_state
+
+COLLECT_EVERY_S = 1.0
+# When to resolve an adapter named by the feed a second time (see ``_step``).
+RECHECK_S = 0.5
+
+
+class Backoff:
+    """Delays of ``initial * 2**n`` seconds up to ``maximum``, each with +-25% jitter."""
+
+    def __init__(self, initial: float = 0.5, maximum: float = 30.0) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.failures = 0
+
+    def next(self) -> float:
+        delay = min(self.maximum, self.initial * 2**self.failures)
+        self.failures += 1
+        return delay * random.uniform(0.75, 1.25)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Follower:
+    """Sync ``layout`` from ``source``; ``run`` holds the folder's lock while it works."""
+
+    def __init__(
+        self,
+        layout: NodeLayout,
+        source: SyncSource,
+        options: SyncOptions,
+        *,
+        log: Log,
+        poll_wait_s: float = 10.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.layout = layout
+        self.source = source
+        self.options = options
+        self.log = log
+        self.poll_wait_s = poll_wait_s
+        self.backoff = backoff or Backoff()
+        # Adapters that failed on their own (a damaged blob) are retried on this schedule.
+        self.adapter_backoff = Backoff(initial=self.backoff.initial, maximum=300.0)
+        self._retry: set[Repo] = set()
+        self._retry_at = 0.0
+        self._collected_at = 0.0
+        self._recheck: dict[Repo, float] = {}
+        self.stop = threading.Event()
+        # True only while blocked on the feed or a backoff: nothing half-done to lose, so a
+        # signal handler may leave at once instead of waiting for the long poll to end.
+        self.idle = False
+        self.node: NodeSync | None = None
+
+    def run(self, *, follow: bool) -> None:
+        """Sync once; with ``follow``, then keep following until ``stop`` is set.
+
+        Once, a failure raises. Following, outages are waited out (start-up included) and
+        only a refusal such as a bad token raises.
+        """
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        with FolderLock(self.layout):
+            self.layout.prepare()
+            state = open_state(self.layout, self.options.binding, self.source.identity)
+            node = self.node = NodeSync(self.layout, self.source, state, self.options, log=self.log)
+            if not follow:
+                self._start(node)
+                return
+            while not self.stop.is_set() and not self._attempt(lambda: self._start(node)):
+                pass
+            while not self.stop.is_set():
+                self._attempt(lambda: self._step(node))
+
+    def _start(self, node: NodeSync) -> None:
+        head = self._head(node.state.last_event_id)
+        failed = node.sync_all()
+        self._failed(failed)
+        node.state.last_event_id = head
+        node.state.caught_up_at = now()
+        save_state(self.layout, node.state)
+        where = f"{self.options.ref} for {self.options.base}"
+        self.log(
+            f"synced {len(node.state.adapters)} adapter(s) in {where} into {self.layout.root}"
+            f" (event {head})" + (f"; {len(failed)} failed" if failed else "")
+        )
+
+    def _head(self, cursor: int) -> int:
+        """The newest event id after ``cursor`` (from 0 again if the feed was reset)."""
+        ns = self.options.namespace
+        if cursor > 0:
+            # The cursor is an event this node saw; a feed without it was restored or replaced.
+            probe = self.source.events(cursor - 1, wait=0, namespace=ns)
+            if not probe or probe[0].id != cursor:
+                self.log(f"the registry's feed no longer has event {cursor}; re-reading it all")
+                cursor = 0
+        last: list[EventInfo] = []
+        while batch := self.source.events(cursor, wait=0, namespace=ns):
+            cursor, last = batch[-1].id, batch
+            if self.node is not None:
+                self.node.state.last_event_at = batch[-1].created_at
+        # The newest changes may not be in the server's resolve cache yet: ask again soon.
+        due = time.monotonic() + RECHECK_S
+        self._recheck.update(
+            {Repo(e.namespace, e.adapter): due for e in last if e.namespace and e.adapter}
+        )
+        return cursor
+
+    def _step(self, node: NodeSync) -> None:
+        """One long poll, then the changes it names (and failed adapters, when due)."""
+        state = node.state
+        due = [*self._recheck.values(), *([self._retry_at] if self._retry else [])]
+        wait = self.poll_wait_s
+        if due:
+            wait = max(0.0, min(wait, min(due) - time.monotonic()))
+        self.idle = True
+        try:
+            batch = self.source.events(
+                state.last_event_id, wait=wait, namespace=self.options.namespace
+            )
+        finally:
+            self.idle = False
+        named = {Repo(e.namespace, e.adapter) for e in batch if e.namespace and e.adapter}
+        clock = time.monotonic()
+        rechecks = {r for r, t in self._recheck.items() if t <= clock}
+        retries = set(self._retry) if clock >= self._retry_at else set()
+        repos = named | rechecks | retries
+        failed = node.apply(sorted(repos, key=str))
+        for r in rechecks:
+            del self._recheck[r]
+        for r in named:
+            # A server's resolve answers come from a cache that may trail the feed by a
+            # moment (up to 200 ms for a change made through another replica): ask again.
+            self._recheck[r] = clock + RECHECK_S
+        self._retry.difference_update(retries)
+        if batch:
+            state.last_event_id = batch[-1].id
+            state.last_event_at = batch[-1].created_at
+        state.caught_up_at = now()
+        if time.monotonic() - self._collected_at >= COLLECT_EVERY_S:
+            node.collect()  # a scan of the folder: not after every change of a burst
+            self._collected_at = time.monotonic()
+        save_state(self.layout, state)
+        if failed:
+            self._failed(failed)
+        elif retries:
+            self.adapter_backoff.reset()
+
+    def _failed(self, repos: list[Repo]) -> None:
+        if repos:
+            self._retry.update(repos)
+            self._retry_at = time.monotonic() + self.adapter_backoff.next()
+
+    def _attempt(self, work: Callable[[], None]) -> bool:
+        """Run ``work``; on a transient failure wait one backoff step and return False."""
+        try:
+            work()
+        except (LoraregError, OSError) as exc:
+            if not transient(exc):
+                raise
+            delay = self.backoff.next()
+            if self.backoff.failures == 1:
+                why = exc.message if isinstance(exc, LoraregError) else str(exc)
+                self.log(f"sync paused: {why}; retrying with backoff")
+            self.idle = True
+            try:
+                self.stop.wait(delay)
+            finally:
+                self.idle = False
+            return False
+        if self.backoff.failures:
+            cursor = self.node.state.last_event_id if self.node else 0
+            self.log(f"sync resumed after event {cursor}")
+            self.backoff.reset()
+        return True
