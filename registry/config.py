@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     max_header_bytes: int = 16 * 1024 * 1024
     # Multipart upload part size for S3 (and the chunk size for streaming copies).
     part_size: int = 16 * 1024 * 1024
+    # Parts in flight per S3 upload (boto3's own transfer manager uses 10).
+    s3_max_concurrency: int = 10
     author: str | None = None
     # "auto": open on a loopback address, tokens required anywhere else;
     # "required": tokens always; "open": no tokens (refused off loopback).

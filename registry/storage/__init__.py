@@ -37,6 +37,7 @@ def open_store(settings: Settings) -> BlobStore:
             parts.path.strip("/"),
             endpoint_url=settings.s3_endpoint_url,
             part_size=settings.part_size,
+            max_concurrency=settings.s3_max_concurrency,
         )
     raise InvalidInput(
         f"unsupported storage URL {url!r}: expected file:///path or s3://bucket/prefix"
