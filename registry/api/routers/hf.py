@@ -26,6 +26,7 @@ each route needs the reader role, as the v1 API does. Errors carry the Hub's
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -37,7 +38,8 @@ from registry.api import hf_documents as docs
 from registry.api.deps import Reader
 from registry.api.files import blob_response, parse_range
 from registry.api.hf_errors import HubRoute, hub_error
-from registry.api.routers.resolve import FastRuntime, cached_version
+from registry.api.routers.resolve import FastRuntime
+from registry.api.version_cache import app_singleton, cached_version
 from registry.catalog.export import ExportCache, export_version, resolve_export
 from registry.catalog.refs import parse_repo
 from registry.catalog.resolve import resolve
@@ -49,14 +51,6 @@ from registry.runtime import Runtime
 EXPORT_PREFIX = "/_export"
 PAGE_SIZE = 1000
 EXPAND_PAGE_SIZE = 50  # the Hub's own limits
-
-
-def _export_cache(request: Request) -> ExportCache:
-    cache: ExportCache | None = getattr(request.app.state, "export_cache", None)
-    if cache is None:
-        # Two requests may race to create it; the loser's cache is simply dropped.
-        cache = request.app.state.export_cache = ExportCache()
-    return cache
 
 
 async def hub_view(
@@ -80,39 +74,52 @@ async def hub_view(
         def read(f: FileEntry) -> bytes:
             return rt.store.read_range(f.sha256, 0, f.size)
 
-        e = export_version(version, read, _export_cache(request))
+        e = export_version(version, read, app_singleton(request.app, "export_cache", ExportCache))
         data = e.config.data if e.config is not None else None
         return docs.HubView(version=version, commit=e.commit, files=e.files, config_bytes=data)
 
     return await run_in_threadpool(build)
 
 
+@dataclass(frozen=True)
+class TreeQuery:
+    """One ``tree`` request: the folder and the options the next page must repeat."""
+
+    repo: str
+    folder: str
+    recursive: bool
+    expand: bool
+    limit: int | None
+
+
 def _tree_page(
-    request: Request, view: docs.HubView, entries: list[dict[str, Any]], *, q: dict[str, Any]
+    request: Request,
+    view: docs.HubView,
+    entries: list[dict[str, Any]],
+    q: TreeQuery,
+    cursor: str | None,
 ) -> JSONResponse:
-    try:
-        start = int(q["cursor"] or 0)
-    except ValueError:
-        start = -1
-    if start < 0:
-        return hub_error(400, "BadRequest", f"invalid cursor {q['cursor']!r}")
-    size = min(q["limit"] or PAGE_SIZE, EXPAND_PAGE_SIZE if q["expand"] else PAGE_SIZE)
-    page = entries[start : start + size]
+    if cursor and not cursor.isdigit():
+        return hub_error(400, "BadRequest", f"invalid cursor {cursor!r}")
+    start = int(cursor or 0)
+    size = min(q.limit or PAGE_SIZE, EXPAND_PAGE_SIZE if q.expand else PAGE_SIZE)
     headers: dict[str, str] = {}
     if start + size < len(entries):
         # Later pages are pinned to the commit, so a moving "main" cannot mix two versions.
         path = request.url.path
-        root = path[: path.index("/api/models/")]
-        tail = f"/{quote(q['path'])}" if q["path"] else ""
-        query = {"recursive": q["recursive"], "expand": q["expand"], "cursor": start + size}
-        if q["limit"]:
-            query["limit"] = q["limit"]
+        root = path[: path.index("/api/models/")]  # keeps /_export and any root path
+        tail = f"/{quote(q.folder)}" if q.folder else ""
+        query: dict[str, object] = {
+            "recursive": q.recursive, "expand": q.expand, "cursor": start + size,
+        }  # fmt: skip
+        if q.limit:
+            query["limit"] = q.limit
         nxt = request.url.replace(
-            path=f"{root}/api/models/{q['repo']}/tree/{view.commit}{tail}",
+            path=f"{root}/api/models/{q.repo}/tree/{view.commit}{tail}",
             query=urlencode({k: str(v).lower() for k, v in query.items()}),
         )
         headers["Link"] = f'<{nxt}>; rel="next"'
-    return JSONResponse(page, headers=headers)
+    return JSONResponse(entries[start : start + size], headers=headers)
 
 
 async def _resolve_file(
@@ -172,14 +179,14 @@ def _routes(prefix: str, *, export: bool) -> APIRouter:
     mode = " (export: adapter_config.json names the canonical base model)" if export else ""
 
     @r.get("/api/models/{namespace}/{name}", summary=f"Model info at main{mode}")
-    async def model_info(rt: FastRuntime, request: Request, namespace: str, name: str) -> Any:
+    async def model_info(rt: FastRuntime, request: Request, namespace: str, name: str) -> Response:
         view = await hub_view(request, rt, namespace, name, "main", export=export)
         return JSONResponse(docs.model_info(view))
 
     @r.get("/api/models/{namespace}/{name}/revision/{revision}", summary=f"Model info{mode}")
     async def model_info_at(
         rt: FastRuntime, request: Request, namespace: str, name: str, revision: str
-    ) -> Any:
+    ) -> Response:
         view = await hub_view(request, rt, namespace, name, revision, export=export)
         return JSONResponse(docs.model_info(view))
 
@@ -196,21 +203,20 @@ def _routes(prefix: str, *, export: bool) -> APIRouter:
         expand: bool = False,
         cursor: str | None = None,
         limit: Annotated[int | None, Query(ge=1, le=PAGE_SIZE)] = None,
-    ) -> Any:
+    ) -> Response:
         folder = check_relative_path(path.strip("/")) if path.strip("/") else ""
         view = await hub_view(request, rt, namespace, name, revision, export=export)
         entries = docs.tree(view, folder, recursive=recursive, expand=expand)
         if entries is None:
             return hub_error(404, "EntryNotFound", f"{view.version.ref} has no folder {folder!r}",
                              headers={"X-Repo-Commit": view.commit})  # fmt: skip
-        q = {"repo": f"{namespace}/{name}", "path": folder, "recursive": recursive,
-             "expand": expand, "cursor": cursor, "limit": limit}  # fmt: skip
-        return _tree_page(request, view, entries, q=q)
+        q = TreeQuery(f"{namespace}/{name}", folder, recursive, expand, limit)
+        return _tree_page(request, view, entries, q, cursor)
 
     @r.post("/api/models/{namespace}/{name}/paths-info/{revision}", summary=f"Paths info{mode}")
     async def paths_info(
         rt: FastRuntime, request: Request, namespace: str, name: str, revision: str
-    ) -> Any:
+    ) -> Response:
         form = await request.form()
         paths = [str(p) for p in form.getlist("paths")]
         expand = str(form.get("expand", "false")).lower() in ("1", "true")

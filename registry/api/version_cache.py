@@ -1,0 +1,215 @@
+"""Per-process caches of the lookups serving systems repeat: resolved versions and rendered
+resolve documents.
+
+Every change to the catalog appends a row to ``events``, so the newest event id is a
+catalog-wide version number. ``VersionCache`` compares it at most every 200 ms while
+traffic flows (in the background, without holding requests), and right after this
+process commits, so a promotion made through any replica is seen by every replica well
+within a second. Versions are immutable, so ``BodyCache`` needs no invalidation at all:
+only the presigned URLs inside a body age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Callable, Hashable
+from threading import Lock
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import event
+
+from registry.db.database import Database
+from registry.domain import VersionInfo
+from registry.lifecycle.events import last_event_id
+from registry.runtime import Runtime
+
+_COMMITTED = "lorareg.version_cache.committed"
+log = logging.getLogger("lorareg.api")
+
+
+class VersionCache:
+    """Resolved versions by key, valid while the newest event id stays the same.
+
+    ``peek`` never does I/O, so the event loop serves hits itself. Within
+    ``check_interval_s`` of the last check a hit is fresh; after that the first caller is
+    told to re-check (``refresh``, in a worker thread) while hits keep being served for
+    at most ``max_stale_s``, so requests never queue behind the check. ``load`` (blocking)
+    checks when due, drops everything if the newest event id moved, and resolves misses.
+    A commit through this process's Database forces a check before the next answer.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        check_interval_s: float = 0.2,
+        max_stale_s: float = 0.5,
+        max_entries: int = 10_000,
+    ) -> None:
+        self._db = db
+        self._interval = check_interval_s
+        self._max_stale = max_stale_s
+        self._max = max_entries
+        self._entries: dict[Hashable, VersionInfo] = {}
+        self._stamp: int | None = None
+        self._checked_at = float("-inf")
+        self._checking = False
+        self._changes = 0  # local commits seen; a check that overlaps one does not count
+        self._generation = 0
+        self._lock = Lock()
+        self._check_lock = Lock()
+        self._watch_commits(db)
+
+    def _watch_commits(self, db: Database) -> None:
+        # The "commit" event fires before the commit lands, so it only marks the
+        # connection; the pool's "checkin" (after the commit, when the session lets go)
+        # acts on it.
+        ref = weakref.ref(self)
+
+        def on_commit(conn: Any) -> None:
+            conn.info[_COMMITTED] = True
+
+        def on_checkin(_dbapi_conn: Any, record: Any) -> None:
+            cache = ref()
+            if record is not None and record.info.pop(_COMMITTED, False) and cache is not None:
+                cache.mark_changed()
+
+        engines = [db.engine]
+        # SQLite writes go through a second engine; Database has no public name for it.
+        writer = getattr(db, "_write_engine", db.engine)
+        if writer is not db.engine:
+            engines.append(writer)
+        for engine in engines:
+            event.listen(engine, "commit", on_commit)
+            event.listen(engine, "checkin", on_checkin)
+
+    def mark_changed(self) -> None:
+        """Check the catalog before the next answer."""
+        with self._lock:
+            self._changes += 1
+            self._checked_at = float("-inf")
+
+    def peek(self, key: Hashable) -> tuple[VersionInfo | None, bool]:
+        """(the cached version if it may be served, whether the caller should ``refresh``)."""
+        age = time.monotonic() - self._checked_at
+        if age <= self._interval:
+            return self._entries.get(key), False
+        if age > self._max_stale:
+            return None, False  # too old to serve: ``load`` checks first
+        with self._lock:
+            start, self._checking = not self._checking, True
+        return self._entries.get(key), start
+
+    def refresh(self) -> None:
+        """Check the newest event id now (the background half of ``peek``)."""
+        try:
+            self._check(force=True)
+        finally:
+            self._checking = False
+
+    def load(self, key: Hashable, resolver: Callable[[], VersionInfo]) -> VersionInfo:
+        """Blocking: check when due, then the cached version or ``resolver()``'s."""
+        self._check(force=False)
+        hit = self._entries.get(key)
+        if hit is not None:
+            return hit
+        generation = self._generation
+        version = resolver()
+        with self._lock:
+            # A version resolved across an invalidation may predate the change: not kept.
+            if generation == self._generation:
+                if len(self._entries) >= self._max:  # oldest first out: dicts keep order
+                    del self._entries[next(iter(self._entries))]
+                self._entries[key] = version
+        return version
+
+    def _check(self, *, force: bool) -> None:
+        if not force and time.monotonic() - self._checked_at <= self._interval:
+            return
+        with self._check_lock:
+            started = time.monotonic()
+            if started - self._checked_at <= (0.0 if force else self._interval):
+                return  # another thread checked while this one waited
+            changes = self._changes
+            stamp = last_event_id(self._db)  # max(id): one primary-key index lookup
+            with self._lock:
+                if stamp != self._stamp:
+                    self._entries.clear()
+                    self._generation += 1
+                    self._stamp = stamp
+                # Fresh as of when the query started, unless a local commit landed since.
+                if changes == self._changes:
+                    self._checked_at = started
+
+
+T = TypeVar("T")
+_CREATE_LOCK = Lock()
+
+
+def app_singleton(app: FastAPI, name: str, factory: Callable[[], T]) -> T:
+    """``app.state.<name>``, made on first use, so routers keep their state without the
+    app factory knowing about it."""
+    value: T | None = getattr(app.state, name, None)
+    if value is None:
+        with _CREATE_LOCK:
+            value = getattr(app.state, name, None)
+            if value is None:
+                value = factory()
+                setattr(app.state, name, value)
+    return value
+
+
+def body_cache(app: FastAPI) -> BodyCache:
+    """The app's BodyCache."""
+    return app_singleton(app, "resolve_bodies", BodyCache)
+
+
+def version_cache(app: FastAPI) -> VersionCache:
+    """The app's VersionCache."""
+    rt: Runtime = app.state.runtime
+    return app_singleton(app, "version_cache", lambda: VersionCache(rt.db))
+
+
+async def cached_version(
+    request: Request, key: Hashable, resolver: Callable[[], VersionInfo]
+) -> VersionInfo:
+    """The version for ``key``: from the cache on the event loop, else resolved in a thread."""
+    cache = version_cache(request.app)
+    hit, refresh = cache.peek(key)
+    if refresh:
+        # Re-check in the background; this and concurrent requests are answered meanwhile.
+        asyncio.get_running_loop().run_in_executor(None, _quietly, cache.refresh)
+    if hit is not None:
+        return hit
+    return await run_in_threadpool(cache.load, key, resolver)
+
+
+def _quietly(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:  # a failed check leaves the cache stale-but-bounded; log, not raise
+        log.warning("version cache check failed", exc_info=True)
+
+
+class BodyCache:
+    """Rendered resolve documents by (version, base URL). A version never changes, so only
+    the presigned URLs inside a body age: such bodies are re-rendered after ``max_age_s``,
+    long before the URLs (reused for at most half their lifetime) expire."""
+
+    def __init__(self, *, max_entries: int = 10_000) -> None:
+        self._bodies: dict[Hashable, tuple[bytes, float]] = {}
+        self._max = max_entries
+
+    def get(self, key: Hashable) -> bytes | None:
+        hit = self._bodies.get(key)
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
+    def put(self, key: Hashable, body: bytes, *, max_age_s: float) -> None:
+        if len(self._bodies) >= self._max:
+            self._bodies.pop(next(iter(self._bodies)), None)
+        self._bodies[key] = (body, time.monotonic() + max_age_s)
