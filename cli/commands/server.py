@@ -47,6 +47,12 @@ def serve(ctx: Context, host: str, port: int) -> None:
     click.echo(f"auth: {'tokens required' if require_auth else 'open (loopback only)'}", err=True)
     # Embedded (SQLite) mode runs merges in-process; production runs `lorareg worker`s.
     app = create_app(rt, require_auth=require_auth, worker=rt.db.is_sqlite)
+    import gc
+
+    # Everything imported so far (torch included) lives for the whole process: keep the
+    # collector from re-scanning it on every request burst (measured: lower p99 on resolve).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

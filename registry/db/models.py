@@ -106,6 +106,8 @@ class AdapterVersion(Base):
         CheckConstraint("length(content_id) = 40", name="content_id_len"),
         Index("ix_versions_adapter_content", "adapter_id", "content_id"),
         Index("ix_versions_content_id", "content_id"),
+        # The dashboard's base-model filter at 1M versions.
+        Index("ix_versions_base_adapter", "base_model", "adapter_id"),
         CheckConstraint(
             "stage IS NULL OR stage IN ('staging', 'production', 'archived')", name="stage_known"
         ),
@@ -170,7 +172,10 @@ class VersionFile(Base):
 
 class Tag(Base):
     __tablename__ = "tags"
-    __table_args__ = (UniqueConstraint("version_id", "key", name="uq_tags_version_key"),)
+    __table_args__ = (
+        UniqueConstraint("version_id", "key", name="uq_tags_version_key"),
+        Index("ix_tags_key_value", "key", "value"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
@@ -249,7 +254,11 @@ class Alias(Base):
     """A movable label (``champion``, ``canary-b``) pointing at one version of an adapter."""
 
     __tablename__ = "aliases"
-    __table_args__ = (UniqueConstraint("adapter_id", "name", name="uq_aliases_adapter_name"),)
+    __table_args__ = (
+        UniqueConstraint("adapter_id", "name", name="uq_aliases_adapter_name"),
+        # Showing a version lists its aliases: without this, a scan of every alias.
+        Index("ix_aliases_version_id", "version_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     adapter_id: Mapped[int] = mapped_column(ForeignKey("adapters.id", ondelete="CASCADE"))
