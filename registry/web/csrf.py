@@ -7,9 +7,11 @@ from another origin (``Sec-Fetch-Site`` / ``Origin`` / ``Referer``). A cross-sit
 make the browser send the cookie but cannot read it to fill the field.
 
 With a ``secret`` each token is ``nonce.hmac(secret, nonce + binding)``: tokens minted
-elsewhere are refused, and once logins exist ``binding`` (the session's identity) ties a
-token to one user, which closes the cookie-injection gap of the plain scheme. Stateless,
-so it works across N replicas given the same secret.
+elsewhere are refused, and ``binding`` (the browser's session) ties a token to one user,
+which closes the cookie-injection gap of the plain scheme. Without a secret, a signed-in
+browser's tokens are keyed by its session cookie (HttpOnly, so no page can read it), with
+the same effect; only the sign-in form itself, before any session, is plain double-submit
+plus the origin checks. Stateless either way, so it works across N replicas.
 """
 
 from __future__ import annotations
@@ -37,22 +39,30 @@ class CsrfProtect:
         self.secret = secret
         self.cookie_name = cookie_name
 
-    def _sign(self, nonce: str, binding: str) -> str:
-        assert self.secret is not None
-        mac = hmac.new(self.secret, f"{nonce}\x00{binding}".encode(), hashlib.sha256)
-        return mac.hexdigest()
+    def _key(self, binding: str) -> bytes | None:
+        """The signing key: the server secret, or else the binding itself, which for a
+        signed-in browser is its HttpOnly session cookie: a secret no other site can read,
+        so tokens are tied to the session even on a server configured without a secret."""
+        if self.secret is not None:
+            return self.secret
+        return binding.encode() if binding else None
+
+    def _sign(self, key: bytes, nonce: str, binding: str) -> str:
+        return hmac.new(key, f"{nonce}\x00{binding}".encode(), hashlib.sha256).hexdigest()
 
     def _mint(self, binding: str) -> str:
         nonce = secrets.token_urlsafe(32)
-        return f"{nonce}.{self._sign(nonce, binding)}" if self.secret else nonce
+        key = self._key(binding)
+        return f"{nonce}.{self._sign(key, nonce, binding)}" if key else nonce
 
     def _valid(self, token: str | None, binding: str) -> bool:
         if not token or not _TOKEN_RE.match(token):
             return False
         nonce, _, sig = token.partition(".")
-        if self.secret is None:
+        key = self._key(binding)
+        if key is None:
             return not sig
-        return bool(sig) and hmac.compare_digest(sig, self._sign(nonce, binding))
+        return bool(sig) and hmac.compare_digest(sig, self._sign(key, nonce, binding))
 
     def token(self, request: Request, *, binding: str = "") -> str:
         """The token for this visitor: the cookie's if it is valid, else a fresh one that
@@ -80,6 +90,17 @@ class CsrfProtect:
             path="/",
         )
 
+    def clear_cookie(self, request: Request, response: Response) -> None:
+        """Drop the token when the signed-in identity changes (login, logout), so a token
+        planted before sign-in is never good for the session's forms."""
+        response.delete_cookie(
+            self.cookie_name,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+
     def verify(self, request: Request, submitted: str | None, *, binding: str = "") -> None:
         """Raise Forbidden unless ``submitted`` matches this visitor's cookie, same-origin."""
         site = request.headers.get("sec-fetch-site")
@@ -101,6 +122,12 @@ class CsrfProtect:
             raise Forbidden("the form's security token does not match; reload the page")
 
 
+def binding_of(request: Request) -> str:
+    """The identity a signed token is tied to: the browser session, set by the session
+    middleware (empty before sign-in)."""
+    return str(getattr(request.state, "csrf_binding", ""))
+
+
 async def require_csrf(request: Request) -> None:
     """FastAPI dependency for dashboard POST routes: ``dependencies=[Depends(require_csrf)]``."""
     protect: CsrfProtect = request.app.state.csrf
@@ -109,4 +136,4 @@ async def require_csrf(request: Request) -> None:
         form = await request.form()
         value = form.get(FIELD)
         submitted = value if isinstance(value, str) else None
-    protect.verify(request, submitted)
+    protect.verify(request, submitted, binding=binding_of(request))

@@ -10,6 +10,12 @@ base-model filter stops at the first matching version of each adapter, so a comm
 costs a few ms and a base no adapter uses costs a full scan (~0.7 s) until the catalog
 gets an index on ``versions(base_model, adapter_id)`` (then 15 ms). An index on
 ``tags(key, value)`` keeps the tag filter fast when tags number in the millions.
+
+The stage filter offers ``production`` only: it reads the partial unique index of
+production versions (one row per adapter and base), 2 ms at 1M versions and 25 ms when all
+20,000 adapters are in production. ``staging`` and ``archived`` have no index; filtering on
+them scans every version (~300 ms at 1M), so they wait for an index on
+``versions(stage, adapter_id)``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, literal, or_, select
 from sqlalchemy.orm import Session
 
 from registry.catalog.queries import adapter_row
@@ -47,6 +53,10 @@ class AdapterFilter:
     tag_key: str | None = None
     tag_value: str | None = None  # None: any value of ``tag_key``
     visible: frozenset[str] | None = None  # the caller's namespace scope; None: all
+    stage: str | None = None  # "production" (the one stage with an index), or None
+
+
+FILTER_STAGES = ("production",)
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,8 @@ class AdapterItem:
     author: str | None
     description: str | None
     updated_at: datetime | None
+    production: tuple[tuple[int, str | None], ...] = ()  # (version, base model) in production
+    aliases: tuple[tuple[str, int], ...] = ()  # (alias, version)
 
     @property
     def key(self) -> str:
@@ -101,7 +113,44 @@ def _filtered(q: Select[Any], flt: AdapterFilter) -> Select[Any]:
         if flt.tag_value is not None:
             tagged = tagged.where(m.Tag.value == flt.tag_value)
         q = q.where(A.id.in_(tagged))
+    if flt.stage is not None:
+        if flt.stage not in FILTER_STAGES:
+            raise ValueError(f"no index serves a filter on stage {flt.stage!r}")
+        # IN over the partial index of production rows. The stage is rendered as a literal:
+        # a bound parameter hides from SQLite (and PostgreSQL's generic plans) that the
+        # query matches the index's WHERE clause.
+        in_stage = select(V.adapter_id).where(V.stage == literal(flt.stage, literal_execute=True))
+        q = q.where(A.id.in_(in_stage))
     return q
+
+
+def _badges(
+    session: Session, adapter_ids: list[int]
+) -> tuple[dict[int, list[tuple[int, str | None]]], dict[int, list[tuple[str, int]]]]:
+    """Production versions and aliases of a page of adapters: two indexed queries."""
+    V, Al = m.AdapterVersion, m.Alias
+    prod: dict[int, list[tuple[int, str | None]]] = {}
+    aliases: dict[int, list[tuple[str, int]]] = {}
+    if not adapter_ids:
+        return prod, aliases
+    found = session.execute(
+        select(V.adapter_id, V.number, V.base_model)
+        .where(
+            V.adapter_id.in_(adapter_ids), V.stage == literal("production", literal_execute=True)
+        )
+        .order_by(V.adapter_id, V.base_model)
+    )
+    for aid, number, base in found:
+        prod.setdefault(aid, []).append((number, base))
+    named = session.execute(
+        select(Al.adapter_id, Al.name, V.number)
+        .join(V, V.id == Al.version_id)
+        .where(Al.adapter_id.in_(adapter_ids))
+        .order_by(Al.adapter_id, Al.name)
+    )
+    for aid, name, number in named:
+        aliases.setdefault(aid, []).append((name, number))
+    return prod, aliases
 
 
 def adapter_page(
@@ -123,7 +172,7 @@ def adapter_page(
         .scalar_subquery()
     )
     q = _filtered(
-        select(N.name, A.name, newest.label("newest"))
+        select(N.name, A.name, newest.label("newest"), A.id)
         .select_from(A)
         .join(N, N.id == A.namespace_id),
         flt,
@@ -141,6 +190,7 @@ def adapter_page(
     found = [tuple(r) for r in session.execute(q.limit(limit + 1))]
     rows, has_prev, has_next = _window(found, limit=limit, forward=forward, from_key=bool(key))
     ids = [r[2] for r in rows if r[2] is not None]
+    prod, aliases = _badges(session, [r[3] for r in rows])
     latest = {
         v.id: v
         for v in session.execute(
@@ -150,7 +200,7 @@ def adapter_page(
         )
     }
     items = []
-    for ns_name, name, vid in rows:
+    for ns_name, name, vid, aid in rows:
         v = latest.get(vid) if vid is not None else None
         items.append(
             AdapterItem(
@@ -161,6 +211,8 @@ def adapter_page(
                 author=v.author if v else None,
                 description=v.description if v else None,
                 updated_at=v.created_at if v else None,
+                production=tuple(prod.get(aid, ())),
+                aliases=tuple(aliases.get(aid, ())),
             )
         )
     return Page(items, has_prev, has_next)
@@ -193,15 +245,29 @@ def version_page(
 
 
 def _infos(session: Session, rows: list[m.AdapterVersion]) -> list[VersionInfo]:
-    """Domain objects with parent numbers fetched in one query, not one per row."""
-    V = m.AdapterVersion
+    """Domain objects with parent numbers and aliases fetched in one query each, not one
+    per row (aliases through the ``(adapter_id, name)`` index: one adapter's handful)."""
+    V, Al = m.AdapterVersion, m.Alias
     parent_ids = {r.parent_id for r in rows if r.parent_id is not None}
     parents: dict[int, int] = {}
     if parent_ids:
         found = session.execute(select(V.id, V.number).where(V.id.in_(parent_ids)))
         parents = {vid: number for vid, number in found}
+    labels: dict[int, list[str]] = {}
+    if rows:
+        adapters = sorted({r.adapter_id for r in rows})
+        ids = {r.id for r in rows}
+        for name, vid in session.execute(
+            select(Al.name, Al.version_id).where(Al.adapter_id.in_(adapters))
+        ):
+            if vid in ids:
+                labels.setdefault(vid, []).append(name)
     return [
-        version_info(r, parent_number=parents.get(r.parent_id) if r.parent_id else None)
+        version_info(
+            r,
+            parent_number=parents.get(r.parent_id) if r.parent_id else None,
+            aliases=labels.get(r.id, []),
+        )
         for r in rows
     ]
 

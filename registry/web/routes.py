@@ -9,36 +9,49 @@ namespace can shadow ``/api``, ``/docs``, ``/healthz``, ``/readyz`` or ``/metric
     /ui/{ns}/{name}                versions table and eval charts
     /ui/{ns}/{name}/v{n}           one version: config, files, lineage, history
     /ui/{ns}/{name}/compare?a=&b=  two versions side by side
-    /ui/-/static/...               CSS and JS ("-" never starts a name: reserved for the
-                                   dashboard's own pages, e.g. /ui/-/jobs later)
+
+    "-" never starts a name, so /ui/-/ holds the dashboard's own pages:
+
+    /ui/-/login  /ui/-/logout      sign in with an API token (POST), sign out (POST)
+    /ui/-/promote?ref=&to=         confirm a promotion or rollback (GET), do it (POST)
+    /ui/-/jobs                     merge jobs, live progress; ?state= filters
+    /ui/-/jobs/{id}                one job
+    /ui/-/bases                    registered base models
+    /ui/-/bases/{name}             one base model (the name may hold a slash)
+    /ui/-/static/...               CSS and JS
 
 Handlers only parse, query through ``rt.db.read()`` and render; shaping lives in
-``views.py`` and ``chart.py``, queries in ``catalog/queries.py`` and ``web/queries.py``.
-Every page takes the API's ``Reader`` check, so the dashboard shows exactly what the
-caller's token may read (an open loopback server: everything; a server that requires
-tokens: a 401 page until the browser login lands).
+``views.py``, ``checks.py`` and ``chart.py``, queries in ``catalog/queries.py``,
+``web/queries.py`` and ``web/lineage.py``. Every page takes the API's ``Reader`` check,
+so the dashboard shows exactly what the caller may read: an open loopback server shows
+everything; a server that requires tokens shows a sign-in link until the browser has a
+session (``session.py``), then what that token may read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from itertools import groupby
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from registry.api.deps import CurrentUser, Reader, RuntimeDep
 from registry.catalog import queries as cq
-from registry.catalog.refs import Repo, check_name, parse_ref, parse_repo
+from registry.catalog.refs import Ref, Repo, check_name, parse_ref, parse_repo
+from registry.compat.version_checks import latest_checks
 from registry.domain import VersionInfo
-from registry.errors import AdapterNotFound, LoraregError
+from registry.errors import AdapterNotFound, InvalidInput
 from registry.lifecycle.access import Principal
+from registry.web import account, actions, bases, jobs
 from registry.web import queries as wq
+from registry.web.actions import version_actions
 from registry.web.chart import eval_charts
+from registry.web.checks import check_views
+from registry.web.lineage import lineage
+from registry.web.pages import PageRoute
+from registry.web.session import SessionAuth
 from registry.web.templating import (
     PREFIX,
     STATIC_DIR,
@@ -59,38 +72,17 @@ from registry.web.views import (
 PageSize = Annotated[int, Query(ge=1, le=200)]
 
 
-class PageRoute(APIRoute):
-    """Dashboard routes answer errors with an HTML page, not the API's JSON body."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except LoraregError as exc:
-                return error_page(request, exc.http_status, exc.message)
-            except RequestValidationError as exc:
-                parts = [
-                    f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg')}"
-                    for e in exc.errors()[:3]
-                ]
-                return error_page(request, 422, "invalid request: " + "; ".join(parts))
-
-        return route
-
-
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
-
-
-def error_page(request: Request, status: int, message: str) -> HTMLResponse:
-    return render(request, "error.html", {"status": status, "message": message}, status=status)
+# The dashboard's own pages first: "/ui/-/jobs" has the shape of "/ui/{namespace}/{name}".
+for _pages in (account.router, actions.router, jobs.router, bases.router):
+    router.include_router(_pages)
 
 
 def install_dashboard(app: FastAPI) -> None:
     """Add the dashboard's routes and static files to ``app`` (called by the app factory)."""
     app.state.web = build_assets()
     app.state.csrf = app.state.web.csrf
+    app.add_middleware(SessionAuth, prefix=PREFIX)
     app.include_router(router)
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="web-static")
 
@@ -101,7 +93,7 @@ def root() -> RedirectResponse:
 
 
 def _adapter_filter(
-    q: str, namespace: str, base: str, tag: str, visible: frozenset[str] | None
+    q: str, namespace: str, base: str, tag: str, stage: str, visible: frozenset[str] | None
 ) -> wq.AdapterFilter:
     search = q.strip().lower()
     ns = namespace.strip()
@@ -110,6 +102,9 @@ def _adapter_filter(
         ns = ns or ns_part
     if ns:
         check_name(ns, what="namespace")
+    stage = stage.strip()
+    if stage and stage not in wq.FILTER_STAGES:
+        raise InvalidInput(f"the stage filter takes {', '.join(wq.FILTER_STAGES)}, not {stage!r}")
     key, eq, value = tag.strip().partition("=")
     return wq.AdapterFilter(
         namespace=ns or None,
@@ -118,6 +113,7 @@ def _adapter_filter(
         tag_key=key.strip() or None,
         tag_value=value.strip() if eq else None,
         visible=visible,
+        stage=stage or None,
     )
 
 
@@ -130,16 +126,17 @@ def index(
     namespace: str = "",
     base: str = "",
     tag: str = "",
+    stage: str = "",
     after: str = "",
     before: str = "",
     limit: PageSize = 50,
 ) -> HTMLResponse:
-    flt = _adapter_filter(q, namespace, base, tag, user.namespaces)
+    flt = _adapter_filter(q, namespace, base, tag, stage, user.namespaces)
     with rt.db.read() as s:
         page = wq.adapter_page(s, flt, after=after or None, before=before or None, limit=limit)
         namespaces = wq.namespace_names(s, visible=user.namespaces)
-        bases = wq.base_model_names(s)
-    form = {"q": q, "namespace": namespace, "base": base, "tag": tag}
+        base_names = wq.base_model_names(s)
+    form = {"q": q, "namespace": namespace, "base": base, "tag": tag, "stage": stage}
     keep = {**form, "limit": limit if limit != 50 else None}
     path = f"{PREFIX}/"
     items = page.items
@@ -151,7 +148,8 @@ def index(
             "filtered": any(v.strip() for v in form.values()),
             "groups": [(ns, list(rows)) for ns, rows in groupby(items, key=lambda a: a.namespace)],
             "namespaces": namespaces,
-            "bases": bases,
+            "bases": base_names,
+            "filter_stages": wq.FILTER_STAGES,
             "prev_url": with_query(path, {**keep, "before": items[0].key})
             if page.has_prev and items
             else None,
@@ -186,6 +184,7 @@ def adapter(
             else cq.get_version(s, parse_ref(str(repo)))
         )
     versions = page.items
+    checks = latest_checks(rt.db, Ref(repo, number=latest.number))
     path = f"{PREFIX}/{repo}"
     keep = {"limit": limit if limit != 50 else None}
     return render(
@@ -194,6 +193,7 @@ def adapter(
         {
             "repo": repo,
             "latest": latest,
+            "checks": check_views(checks, trained_on=latest.base_model),
             "versions": versions,
             "metrics": key_metrics(versions),
             "scores": {v.number: latest_scores(v) for v in versions},
@@ -215,12 +215,17 @@ def version(
     namespace: str,
     name: str,
     number: int,
+    user: CurrentUser,
     events_before: int | None = None,
+    promoted: str = "",
 ) -> HTMLResponse:
     repo = _repo(namespace, name)
     with rt.db.read() as s:
-        info = cq.to_info(s, cq.version_row(s, repo, str(number)))
+        row = cq.version_row(s, repo, str(number))
+        info = cq.to_info(s, row)
+        links = lineage(s, row.id)
         events = wq.event_page(s, repo, before_id=events_before, limit=50)
+    checks = latest_checks(rt.db, Ref(repo, number=info.number))
     path = f"{PREFIX}/{repo}/v{info.number}"
     return render(
         request,
@@ -228,6 +233,11 @@ def version(
         {
             "repo": repo,
             "v": info,
+            "checks": check_views(checks, trained_on=info.base_model),
+            "lineage": links,
+            "actions": version_actions(info, user),
+            # Shown only while it is true: the redirect after a promotion lands here.
+            "promoted": promoted if promoted and promoted == info.stage else None,
             "config_json": _config_items(info),
             "scores": latest_scores(info),
             "events": events.items,

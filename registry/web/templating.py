@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from registry import __version__
-from registry.web.csrf import FIELD, CsrfProtect
+from registry.web.csrf import FIELD, CsrfProtect, binding_of
 from registry.web.format import FILTERS
+from registry.web.session import SessionCodec
 
 HERE = Path(__file__).parent
 TEMPLATES_DIR = HERE / "templates"
@@ -54,6 +55,15 @@ def compare_path(namespace: str, name: str, a: object = None, b: object = None) 
     return f"{adapter_path(namespace, name)}/compare" + (f"?{query}" if query else "")
 
 
+def base_path(name: str) -> str:
+    # Base names are Hugging Face repo ids: the slash between org and name stays a slash.
+    return f"{PREFIX}/-/bases/{quote(name, safe='/')}"
+
+
+def job_path(job_id: int) -> str:
+    return f"{PREFIX}/-/jobs/{int(job_id)}"
+
+
 def with_query(path: str, params: dict[str, Any]) -> str:
     """``path`` with the non-empty ``params`` as its query string."""
     kept = {k: v for k, v in params.items() if v not in (None, "")}
@@ -73,9 +83,12 @@ def _static_version() -> str:
 class WebAssets:
     templates: Jinja2Templates
     csrf: CsrfProtect
+    sessions: SessionCodec
 
 
-def build_assets(*, csrf_secret: bytes | None = None) -> WebAssets:
+def build_assets(
+    *, csrf_secret: bytes | None = None, session_secret: bytes | None = None
+) -> WebAssets:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=True,
@@ -90,21 +103,37 @@ def build_assets(*, csrf_secret: bytes | None = None) -> WebAssets:
         adapter_url=adapter_path,
         version_url=version_path,
         compare_url=compare_path,
+        base_url=base_path,
+        job_url=job_path,
         with_query=with_query,
         static_url=lambda name: f"{STATIC_PREFIX}/{quote(name)}?v={version}",
         app_version=__version__,
         csrf_field_name=FIELD,
     )
-    return WebAssets(templates=Jinja2Templates(env=env), csrf=CsrfProtect(secret=csrf_secret))
+    return WebAssets(
+        templates=Jinja2Templates(env=env),
+        csrf=CsrfProtect(secret=csrf_secret),
+        sessions=SessionCodec(secret=session_secret),
+    )
 
 
 def render(
     request: Request, template: str, context: dict[str, Any], *, status: int = 200
 ) -> HTMLResponse:
     """Render a page with the security headers; a form that asked for a CSRF token (via
-    ``csrf_token()`` in the template) gets its cookie set on the same response."""
+    ``csrf_token()`` in the template) gets its cookie set on the same response.
+
+    Every page also gets ``viewer`` (the principal, when the request has one), ``session``
+    (a browser sign-in, or None) and ``auth_required`` for the header's account block."""
     assets: WebAssets = request.app.state.web
-    ctx = {"csrf_token": lambda: assets.csrf.token(request), **context}
+    state = request.state
+    ctx = {
+        "csrf_token": lambda: assets.csrf.token(request, binding=binding_of(request)),
+        "viewer": getattr(state, "principal", None),
+        "session": getattr(state, "session", None),
+        "auth_required": bool(getattr(request.app.state, "auth_required", False)),
+        **context,
+    }
     response = assets.templates.TemplateResponse(
         request, template, ctx, status_code=status, headers=SECURITY_HEADERS
     )

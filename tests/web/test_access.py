@@ -32,7 +32,8 @@ def test_no_token_no_pages(locked: TestClient) -> None:
     for url in ("/ui/", "/ui/acme/brand-voice", "/ui/acme/brand-voice/v1"):
         r = locked.get(url)
         assert r.status_code == 401 and r.headers["content-type"].startswith("text/html")
-        assert "needs a token" in r.text and "no sign-in yet" in r.text
+        assert "needs a token" in r.text and "Log in with an API token" in r.text
+        assert f'href="/ui/-/login?next={url.replace("/", "%2F")}"' in r.text
         assert "brand-voice</a>" not in r.text
     # Static files and the redirect carry no catalog data.
     assert locked.get("/ui/-/static/style.css").status_code == 200

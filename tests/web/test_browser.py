@@ -8,69 +8,19 @@ the main pages land in ``test-artifacts/screenshots/`` at the repository root.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from registry.client.local import LocalClient
+from tests.web.browsing import Tab
 from tests.web.conftest import HOSTILE
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.parametrize(("db_backend", "storage_backend"), [("sqlite", "local")]),
 ]
-
-CHROMIUM = os.environ.get("LORAREG_TEST_CHROMIUM", "/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/test.sh does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-class Tab:
-    """A page plus the problems it reported: console errors (CSP violations show up there),
-    uncaught exceptions and dialogs (an ``alert`` would mean injected script ran)."""
-
-    def __init__(self, page: Any, base: str) -> None:
-        self.page = page
-        self.base = base
-        self.problems: list[str] = []
-
-        def on_console(m: Any) -> None:
-            if m.type == "error":
-                self.problems.append(m.text)
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda e: self.problems.append(str(e)))
-
-        def on_dialog(d: Any) -> None:
-            self.problems.append(f"dialog: {d.message}")
-            d.dismiss()
-
-        page.on("dialog", on_dialog)
-
-    def go(self, path: str) -> Any:
-        resp = self.page.goto(self.base + path)
-        assert resp is not None and resp.ok, path
-        return self.page
-
-    def shot(self, name: str) -> None:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture
@@ -128,7 +78,7 @@ def test_browse_search_open_version_and_compare(tab: Tab) -> None:
 def test_filters_and_pagination(tab: Tab) -> None:
     page = tab.go("/ui/?limit=2")
     page.get_by_label("Namespace").select_option("acme")
-    page.get_by_label("Tag").fill("owner=marketing")
+    page.get_by_label("Tag", exact=True).fill("owner=marketing")
     page.get_by_role("button", name="Search").click()
     assert page.locator("a.adapter-link").all_inner_texts() == ["brand-voice"]
 

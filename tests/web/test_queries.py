@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
+from sqlalchemy import event, select, update
 
 from registry.catalog.refs import Repo
+from registry.db import models as m
 from registry.db.database import Database
 from registry.runtime import Runtime
 from registry.web import queries as wq
@@ -67,6 +68,28 @@ def test_filters_page_too(seeded: Database) -> None:
     assert walk(seeded, wq.AdapterFilter(base_model="nope"), 2) == ([], [])
 
 
+def test_stage_filter_pages_too(seeded: Database) -> None:
+    V, A, N = m.AdapterVersion, m.Adapter, m.Namespace
+    with seeded.write() as s:
+        s.execute(update(V).where(V.number == 3, V.adapter_id % 3 == 0).values(stage="production"))
+        s.execute(update(V).where(V.number == 2, V.adapter_id % 2 == 0).values(stage="staging"))
+        chosen = sorted(
+            f"{ns}/{name}"
+            for ns, name in s.execute(
+                select(N.name, A.name).join(N, N.id == A.namespace_id).where(A.id % 3 == 0)
+            )
+        )
+    flt = wq.AdapterFilter(stage="production")
+    for limit in (1, 2, 50):
+        forward, backward = walk(seeded, flt, limit)
+        assert forward == backward == chosen, limit
+    with seeded.read() as s:
+        page = wq.adapter_page(s, flt, limit=1)
+    assert page.items[0].production == ((3, "meta-llama/Llama-3.1-8B"),)
+    with pytest.raises(ValueError, match="no index"):
+        walk(seeded, wq.AdapterFilter(stage="staging"), 2)
+
+
 def test_namespace_scope_hides_other_namespaces(seeded: Database) -> None:
     scope = frozenset({"ns002"})
     forward, _ = walk(seeded, wq.AdapterFilter(visible=scope), 4)
@@ -115,6 +138,7 @@ def test_no_offset_and_no_count(seeded: Database) -> None:
     with statements(seeded) as seen, seeded.read() as s:
         wq.adapter_page(s, wq.AdapterFilter(), after="ns001/adapter-00002", limit=3)
         wq.adapter_page(s, wq.AdapterFilter(base_model="x", tag_key="team"), limit=3)
+        wq.adapter_page(s, wq.AdapterFilter(stage="production"), after="ns001/x", limit=3)
         wq.version_page(s, repo, older_than=4, limit=2)
         wq.event_page(s, repo, before_id=10)
     assert len(seen) >= 4
@@ -126,6 +150,10 @@ def test_no_offset_and_no_count(seeded: Database) -> None:
 def test_pages_stay_fast_at_a_million_versions(runtime: Runtime) -> None:
     """20 namespaces x 1,000 adapters x 50 versions, every page rendered over HTTP."""
     seed_catalog(runtime.db, namespaces=20, adapters_per_namespace=1000, versions_per_adapter=50)
+    with runtime.db.write() as s:  # every adapter in production: the stage filter's worst case
+        s.execute(
+            update(m.AdapterVersion).where(m.AdapterVersion.number == 40).values(stage="production")
+        )
     from registry.api.app import create_app
 
     budget_s = 1.0  # generous for a loaded CI box; typical is 10-50 ms
@@ -137,6 +165,8 @@ def test_pages_stay_fast_at_a_million_versions(runtime: Runtime) -> None:
         "/ui/?namespace=ns010&after=ns010%2Fadapter-00500",
         "/ui/?tag=team%3Dns019",
         "/ui/?base=meta-llama%2FLlama-3.1-8B",
+        "/ui/?stage=production",
+        "/ui/?stage=production&namespace=ns010",
         "/ui/ns005/adapter-00500",
         "/ui/ns005/adapter-00500?older=10",
         "/ui/ns005/adapter-00500/v25",

@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from registry.domain import EvalRecord, VersionInfo
+from registry.merge.jobs import JobInfo
 from registry.web.chart import HEIGHT, TOP, eval_charts
+from registry.web.checks import check_views
 from registry.web.format import age, human_size, number, signed
+from registry.web.jobs import progress_text
 from registry.web.views import config_rows, eval_deltas, key_metrics, target_diff
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -100,3 +103,44 @@ def test_formatting() -> None:
     assert age(NOW - timedelta(hours=3), now=NOW) == "3h ago"
     naive = (NOW - timedelta(days=2)).replace(tzinfo=None)  # SQLite hands these back
     assert age(naive, now=NOW) == "2d ago"
+
+
+def test_check_findings_worst_first_and_trained_on_base_first() -> None:
+    def result(base: str, *severities: str) -> dict[str, Any]:
+        findings = [
+            {"code": f"c.{i}", "severity": s, "message": s} for i, s in enumerate(severities)
+        ]
+        engines = {"vllm": {"display_name": "vLLM", "verdict": "warn", "summary": "vLLM: ok"}}
+        return {
+            "base_model": base,
+            "verdict": "fail",
+            "created_at": "2026-03-01T00:00:00+00:00",
+            "created_by": "t",
+            "report": {"findings": findings, "engines": engines},
+        }
+
+    (view,) = check_views([result("b", "info", "pass", "warn", "fail", "warn")], trained_on="b")
+    assert [f.severity for f in view.problems] == ["fail", "warn", "warn", "info"]
+    assert [f.code for f in view.problems[1:3]] == ["c.2", "c.4"]  # stable within a severity
+    assert [f.code for f in view.passed] == ["c.1"]
+    assert view.engines[0].name == "vLLM" and view.created_at == NOW
+    ordered = check_views([result("a"), result("z"), result("m")], trained_on="z")
+    assert [c.base_model for c in ordered] == ["z", "a", "m"]
+
+
+def test_job_progress_text() -> None:
+    def job(state: str, progress: float, status: dict[str, Any]) -> JobInfo:
+        return JobInfo(
+            id=1, kind="merge", state=state, spec={}, progress=progress, status=status,
+            attempts=1, error=None, result=None, output=None, worker_id="w", created_by="t",
+            created_at=NOW, started_at=NOW, finished_at=None,
+        )  # fmt: skip
+
+    live = {"shards_done": 2, "shards_total": 4, "rate_bytes_s": 12.5e6, "eta_s": 9.6}
+    assert (
+        progress_text(job("running", 0.55, live))
+        == "55% · shard 3 of 4 · 12.5 MB/s · about 10 s left"
+    )
+    assert progress_text(job("running", 0.0, {"phase": "preparing"})) == "0% · preparing"
+    assert progress_text(job("queued", 0.0, {})) == "0%"
+    assert progress_text(job("succeeded", 1.0, {**live, "shards_done": 4})) == "100% · shard 4 of 4"

@@ -47,4 +47,82 @@ document.addEventListener("DOMContentLoaded", () => {
     const when = new Date(el.getAttribute("datetime") || "");
     if (!Number.isNaN(when.getTime())) el.title = when.toLocaleString();
   }
+
+  // Live job progress: every element with data-poll (a job still queued or running) asks
+  // the API for its job once a second and moves its <progress>. The server-rendered page
+  // stays correct without this; a reload shows the same numbers.
+  const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+  const size = (n) => {
+    const units = ["B", "KB", "MB", "GB", "TB"];
+    let v = Number(n) || 0;
+    let i = 0;
+    while (Math.abs(v) >= 1000 && i < units.length - 1) { v /= 1000; i += 1; }
+    return i === 0 ? `${v.toFixed(0)} ${units[i]}` : `${v.toFixed(1)} ${units[i]}`;
+  };
+  // Same words as registry/web/jobs.py progress_text().
+  const progressText = (job) => {
+    const parts = [`${Math.round((job.progress || 0) * 100)}%`];
+    const st = job.status || {};
+    if (st.shards_total) {
+      const shard = Math.min((st.shards_done || 0) + 1, st.shards_total);
+      parts.push(`shard ${shard} of ${st.shards_total}`);
+    }
+    if (job.state === "running") {
+      if (st.rate_bytes_s) parts.push(`${size(st.rate_bytes_s)}/s`);
+      if (st.eta_s !== undefined && st.eta_s !== null) parts.push(`about ${Math.round(st.eta_s)} s left`);
+      else if (st.phase) parts.push(st.phase);
+    }
+    return parts.join(" · ");
+  };
+
+  // One request a second per job; a page with many live jobs slows down instead.
+  const boxes = document.querySelectorAll("[data-poll]");
+  const every = 1000 * Math.max(1, Math.ceil(boxes.length / 10));
+  for (const box of boxes) {
+    const url = box.getAttribute("data-poll");
+    const bar = box.querySelector("progress");
+    const text = box.querySelector("[data-progress-text]");
+    const row = box.closest("[data-job]") || document;
+    const stateBadge = row.querySelector("[data-job-state]");
+    let failures = 0;
+    let lastState = stateBadge ? stateBadge.textContent.trim() : "";
+
+    const apply = (job) => {
+      if (bar) {
+        bar.value = job.progress || 0;
+        bar.textContent = `${Math.round((job.progress || 0) * 100)}%`;
+      }
+      if (text) text.textContent = progressText(job);
+      if (stateBadge && job.state !== lastState) {
+        stateBadge.textContent = job.state;
+        stateBadge.className = `badge job-${job.state}`;
+        announce(`Job ${job.id} is ${job.state}`);
+      }
+      lastState = job.state;
+    };
+
+    const tick = async () => {
+      if (document.hidden) { setTimeout(tick, every); return; }
+      try {
+        const resp = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+        if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+        const job = await resp.json();
+        failures = 0;
+        apply(job);
+        if (TERMINAL.has(job.state)) {
+          // The job page shows the output and result only server-side: draw it once more.
+          if (document.querySelector("[data-reload-when-done]")) window.location.reload();
+          return;
+        }
+      } catch {
+        failures += 1;
+        if (failures >= 5) {
+          if (text) text.textContent += " · live updates paused (reload to retry)";
+          return;
+        }
+      }
+      setTimeout(tick, every);
+    };
+    setTimeout(tick, every);
+  }
 });

@@ -1,0 +1,155 @@
+"""Merge jobs: ``/ui/-/jobs`` (newest first, by state) and ``/ui/-/jobs/{id}``.
+
+Both pages are complete without JavaScript (a reload shows the latest progress). With it,
+``app.js`` polls ``GET /api/v1/jobs/{id}`` once a second for every job still queued or
+running and moves its ``<progress>``; the session cookie authenticates those reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.api.deps import MAX_ID, CurrentUser, IdPath, Reader, RuntimeDep
+from registry.catalog.refs import parse_ref
+from registry.db import models as m
+from registry.errors import InvalidInput, LoraregError, NotFound
+from registry.lifecycle.access import Principal
+from registry.merge import jobs
+from registry.merge.jobs import JobInfo
+from registry.web.format import human_size
+from registry.web.pages import PageRoute
+from registry.web.templating import PREFIX, render, version_path, with_query
+
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
+
+JOBS = f"{PREFIX}/-/jobs"
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def job_namespace(job: JobInfo) -> str:
+    # Jobs belong to the namespace of their output, as in the API.
+    return str(job.spec.get("output", "")).split("/")[0]
+
+
+@dataclass(frozen=True)
+class JobPage:
+    items: list[JobInfo]
+    next_before: int | None  # the key of the next (older) page
+    has_prev: bool
+
+
+def job_page(
+    session: Session,
+    *,
+    state: str | None,
+    before: int | None,
+    limit: int,
+    visible: frozenset[str] | None,
+) -> JobPage:
+    """Jobs newest first, keyset on id (``ix_jobs_state`` when filtered by state). A scoped
+    viewer's pages may hold fewer rows: the key is the last row read, seen or not."""
+    q = select(m.Job)
+    if state is not None:
+        q = q.where(m.Job.state == state)
+    if before is not None:
+        q = q.where(m.Job.id < before)
+    rows = list(session.scalars(q.order_by(m.Job.id.desc()).limit(limit + 1)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    infos = [jobs.job_info(session, r) for r in rows]
+    if visible is not None:
+        infos = [j for j in infos if job_namespace(j) in visible]
+    return JobPage(infos, rows[-1].id if more and rows else None, before is not None)
+
+
+def progress_text(job: JobInfo) -> str:
+    """``42% · shard 2 of 5 · 12.3 MB/s · about 10 s left``; app.js writes the same."""
+    parts = [f"{job.progress * 100:.0f}%"]
+    st = job.status or {}
+    if st.get("shards_total"):
+        shard = min(int(st.get("shards_done") or 0) + 1, int(st["shards_total"]))
+        parts.append(f"shard {shard} of {st['shards_total']}")
+    if job.state == "running":
+        if st.get("rate_bytes_s"):
+            parts.append(f"{human_size(float(st['rate_bytes_s']))}/s")
+        if st.get("eta_s") is not None:
+            parts.append(f"about {float(st['eta_s']):.0f} s left")
+        elif st.get("phase"):
+            parts.append(str(st["phase"]))
+    return " · ".join(parts)
+
+
+def _visible(user: Principal, job: JobInfo) -> JobInfo:
+    if not user.sees(job_namespace(job)):
+        raise NotFound(f"no job {job.id}")
+    return job
+
+
+def _version_link(ref: str | None) -> str | None:
+    """The page of ``ns/name:N`` as a job spec or result names it (None if it is not one)."""
+    try:
+        parsed = parse_ref(ref or "")
+    except LoraregError:
+        return None
+    if parsed.number is None:
+        return None
+    return version_path(parsed.repo.namespace, parsed.repo.name, parsed.number)
+
+
+def _ctx(job: JobInfo) -> dict[str, Any]:
+    return {
+        "job": job,
+        "progress_text": progress_text(job),
+        "poll": job.state not in jobs.TERMINAL,
+        "output_url": _version_link(job.output),
+        "inputs": [
+            {
+                "ref": str(i.get("ref", "")),
+                "url": _version_link(i.get("ref")),
+                "weight": i.get("weight"),
+                "content_id": str(i.get("content_id") or ""),
+            }
+            for i in job.spec.get("inputs", [])
+        ],
+    }
+
+
+@router.get(JOBS, dependencies=[Reader])
+def job_list(
+    request: Request,
+    rt: RuntimeDep,
+    user: CurrentUser,
+    state: str = "",
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> HTMLResponse:
+    if state and state not in STATES:
+        raise InvalidInput(f"unknown job state {state!r}; states are {', '.join(STATES)}")
+    with rt.db.read() as s:
+        page = job_page(s, state=state or None, before=before, limit=limit, visible=user.namespaces)
+    keep = {"state": state, "limit": limit if limit != 50 else None}
+    return render(
+        request,
+        "jobs.html",
+        {
+            "rows": [_ctx(j) for j in page.items],
+            "states": STATES,
+            "state": state,
+            "older_url": with_query(JOBS, {**keep, "before": page.next_before})
+            if page.next_before
+            else None,
+            "newest_url": with_query(JOBS, keep) if page.has_prev else None,
+        },
+    )
+
+
+@router.get(JOBS + "/{job_id}", dependencies=[Reader])
+def job_detail(request: Request, rt: RuntimeDep, user: CurrentUser, job_id: IdPath) -> HTMLResponse:
+    job = _visible(user, jobs.get_job(rt.db, job_id))
+    return render(request, "job.html", _ctx(job))
