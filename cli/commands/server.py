@@ -107,8 +107,11 @@ def worker(ctx: Context, lease_seconds: float, poll_seconds: float) -> None:
     """Claim and run merge jobs from the catalog until interrupted."""
     import signal
 
-    from registry.merge.worker import Worker
+    from registry.merge.inputs import require_torch
     from registry.runtime import open_runtime
+
+    require_torch()
+    from registry.merge.worker import Worker
 
     rt = open_runtime(ctx.settings)
     w = Worker(rt, lease_s=lease_seconds, poll_s=poll_seconds)

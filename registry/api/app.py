@@ -42,7 +42,7 @@ def create_app(
             )
             dispatcher.start()
         merge_worker, thread = None, None
-        if worker:
+        if worker and _torch_available():
             import threading
 
             from registry.merge.worker import Worker
@@ -85,3 +85,17 @@ def create_app(
     install_dashboard(app)  # /ui/ pages and their static files; / redirects there
     app.include_router(hf.router)  # last: /{ns}/{name}/resolve/... would shadow other routes
     return app
+
+
+def _torch_available() -> bool:
+    """The in-process merge worker needs torch; without it the registry serves the rest and
+    merge requests are refused with how to install it."""
+    import importlib.util
+    import logging
+
+    if importlib.util.find_spec("torch") is not None:
+        return True
+    logging.getLogger("lorareg").warning(
+        "no merge worker: PyTorch is not installed (pip install 'lorareg[merge]')"
+    )
+    return False

@@ -28,7 +28,6 @@ from registry.domain import FileEntry, VersionInfo
 from registry.errors import InvalidInput
 from registry.lifecycle.gates import latest_check
 from registry.merge.adapters import AdapterInput, load_adapters
-from registry.merge.compose import adapter_interference
 from registry.merge.jobs import JobInfo, enqueue
 from registry.merge.plan import check_options
 from registry.runtime import Runtime
@@ -52,6 +51,7 @@ def request_merge(
     """Validate a merge and queue it; returns the job and the interference report lines."""
     if not refs:
         raise InvalidInput("name at least one adapter version to merge")
+    require_torch()
     if method not in METHODS:
         raise InvalidInput(f"unknown merge method {method!r}; use one of {', '.join(METHODS)}")
     if weights is not None and len(weights) != len(refs):
@@ -80,6 +80,8 @@ def request_merge(
         inputs = [materialize_adapter(rt, v, Path(tmp) / f"a{i}") for i, v in enumerate(versions)]
         loaded = load_adapters(inputs)  # refuses what cannot be merged exactly
         weight_list = check_options(len(loaded), method, weights, svd_rank)
+        from registry.merge.compose import adapter_interference
+
         report = adapter_interference(loaded).lines() if len(loaded) > 1 else []
     spec: dict[str, Any] = {
         "inputs": [
@@ -101,6 +103,17 @@ def request_merge(
         "interference": report,
     }
     return enqueue(rt.db, spec, actor=actor), report
+
+
+def require_torch() -> None:
+    """Merging needs PyTorch; the registry itself does not, so it is an optional extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise InvalidInput(
+            "merging needs PyTorch where the merge runs: pip install 'lorareg[merge]'"
+            " (or torch) on this server, then retry"
+        )
 
 
 def _require_compatible(rt: Runtime, v: VersionInfo, base: str, actor: str) -> None:

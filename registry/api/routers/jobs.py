@@ -12,7 +12,6 @@ from registry.catalog.refs import parse_ref, parse_repo
 from registry.errors import NotFound
 from registry.lifecycle.access import Principal
 from registry.merge import jobs
-from registry.merge.inputs import request_merge
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
@@ -33,6 +32,8 @@ def create_merge(
         user.require_namespace(parse_ref(ref).repo.namespace)
     if body.output:
         user.require_namespace(parse_repo(body.output).namespace)
+    from registry.merge.inputs import request_merge  # loads torch only when merging
+
     job, report = request_merge(
         rt,
         body.adapters,
