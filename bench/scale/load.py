@@ -1,0 +1,123 @@
+"""HTTP load for the scale benchmark: ``wrk`` for throughput, an asyncio httpx client for
+series that need each request chosen (cold references, pages), both reduced to a Series."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+WRK_SCRIPT = Path(__file__).with_name("paths.lua")
+
+
+@dataclass
+class Series:
+    """Latencies of one kind of request, in milliseconds."""
+
+    p50: float
+    p99: float
+    count: int
+    rps: float
+    statuses: Counter[int] = field(default_factory=Counter)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "p50_ms": self.p50,
+            "p99_ms": self.p99,
+            "count": self.count,
+            "rps": self.rps,
+            "statuses": dict(self.statuses),
+        }
+
+
+def _percentile(ms: list[float], q: float) -> float:
+    if not ms:
+        return math.nan
+    ordered = sorted(ms)
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
+async def run_series(
+    base_url: str,
+    path: Callable[[int], str],
+    *,
+    count: int,
+    seconds: float,
+    concurrency: int = 1,
+) -> Series:
+    """``count`` GETs of ``path(i)`` (``concurrency`` at a time), stopping early after
+    ``seconds``; raises on any answer other than 200, which would make the figure a lie."""
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    deadline = time.monotonic() + seconds
+    next_i = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as http:
+
+        async def worker() -> None:
+            nonlocal next_i
+            while next_i < count and time.monotonic() < deadline:
+                i, next_i = next_i, next_i + 1
+                t0 = time.perf_counter()
+                resp = await http.get(path(i))
+                latencies.append((time.perf_counter() - t0) * 1000)
+                statuses[resp.status_code] += 1
+                if resp.status_code != 200:
+                    raise RuntimeError(f"GET {path(i)}: {resp.status_code} {resp.text[:300]}")
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.monotonic() - t0
+    return Series(
+        p50=_percentile(latencies, 50),
+        p99=_percentile(latencies, 99),
+        count=len(latencies),
+        rps=len(latencies) / wall if wall else 0.0,
+        statuses=statuses,
+    )
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def run_wrk(base_url: str, paths: list[str], *, seconds: float, connections: int) -> Series:
+    """``wrk`` with ``paths.lua`` picking a random path of ``paths`` per request."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as listing:
+        listing.write("\n".join(paths) + "\n")
+        listing.flush()
+        cmd = [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(WRK_SCRIPT),
+            base_url,
+            "--",
+            listing.name,
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    pct = {
+        m.group(1): float(m.group(2)) * _UNITS[m.group(3)]
+        for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    }
+    total = re.search(r"(\d+) requests in", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not (total and rps and len(pct) == 2):
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    n = int(total.group(1))
+    return Series(
+        p50=pct["50"], p99=pct["99"], count=n, rps=float(rps.group(1)), statuses=Counter({200: n})
+    )
