@@ -129,22 +129,14 @@ def list_adapters(
     after: str | None = None,
     visible: frozenset[str] | None = None,
 ) -> list[AdapterSummary]:
-    """Adapters with their version count and newest version, ordered by ``ns/name``."""
-    stats = (
-        select(
-            m.AdapterVersion.adapter_id.label("aid"),
-            func.count().label("n"),
-            func.max(m.AdapterVersion.number).label("latest"),
-            func.max(m.AdapterVersion.created_at).label("updated"),
-        )
-        .group_by(m.AdapterVersion.adapter_id)
-        .subquery()
-    )
+    """Adapters with their version count and newest version, ordered by ``ns/name``.
+
+    The page of adapters is chosen first (keyset on ns/name), then versions are aggregated
+    for that page only, so the cost follows the page size, not the catalog's size.
+    """
     q = (
-        select(m.Namespace.name, m.Adapter.name, stats.c.n, stats.c.latest, stats.c.updated)
-        .select_from(m.Adapter)
+        select(m.Adapter.id, m.Namespace.name, m.Adapter.name)
         .join(m.Namespace)
-        .join(stats, stats.c.aid == m.Adapter.id)
         .order_by(m.Namespace.name, m.Adapter.name)
         .limit(limit)
     )
@@ -155,25 +147,47 @@ def list_adapters(
     if after:
         ns, _, nm = after.partition("/")
         q = q.where((m.Namespace.name > ns) | ((m.Namespace.name == ns) & (m.Adapter.name > nm)))
-    out = []
-    for ns_name, name, n, latest, updated in session.execute(q).all():
-        base = session.scalar(
-            select(m.AdapterVersion.base_model)
-            .join(m.Adapter)
-            .join(m.Namespace)
-            .where(
-                m.Namespace.name == ns_name,
-                m.Adapter.name == name,
-                m.AdapterVersion.number == latest,
+    page = session.execute(q).all()
+    ids = [row[0] for row in page]
+    if not ids:
+        return []
+    stats = {
+        aid: (n, latest, updated)
+        for aid, n, latest, updated in session.execute(
+            select(
+                m.AdapterVersion.adapter_id,
+                func.count(),
+                func.max(m.AdapterVersion.number),
+                func.max(m.AdapterVersion.created_at),
             )
+            .where(m.AdapterVersion.adapter_id.in_(ids))
+            .group_by(m.AdapterVersion.adapter_id)
         )
+    }
+    newest = {aid: latest for aid, (_, latest, _) in stats.items()}
+    bases = {
+        aid: base
+        for aid, number, base in session.execute(
+            select(
+                m.AdapterVersion.adapter_id, m.AdapterVersion.number, m.AdapterVersion.base_model
+            )
+            .where(m.AdapterVersion.adapter_id.in_(ids))
+            .where(m.AdapterVersion.number.in_(sorted(set(newest.values()))))
+        )
+        if newest.get(aid) == number
+    }
+    out = []
+    for aid, ns_name, name in page:
+        if aid not in stats:
+            continue  # an adapter row without versions is never listed
+        n, latest, updated = stats[aid]
         out.append(
             AdapterSummary(
                 namespace=ns_name,
                 name=name,
                 versions=n,
                 latest=latest,
-                base_model=base,
+                base_model=bases.get(aid),
                 updated_at=updated,
             )
         )
