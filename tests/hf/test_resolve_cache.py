@@ -132,6 +132,8 @@ def test_a_due_check_runs_once_while_hits_are_served(
         assert first[0] is not None and first[1]  # served stale, and told to re-check
         assert second[0] is not None and not second[1]  # one re-check at a time
         cache.refresh()
-        assert cache.peek(key) == (None, False)  # the catalog moved: entry dropped
+        # The catalog moved: the entry is dropped. (Whether another check is already due
+        # depends on how long this machine took since refresh(), so it is not asserted.)
+        assert cache.peek(key)[0] is None
     finally:
         db.dispose()
