@@ -78,6 +78,16 @@ def _use_cases(db: Database) -> dict[str, Callable[[], object]]:
             )
         ).all()
     ns = rng.choice(namespaces)
+    with db.read() as s:
+        names = list(
+            s.scalars(
+                select(m.Adapter.name)
+                .join(m.Namespace)
+                .where(m.Namespace.name == ns)
+                .order_by(m.Adapter.name)
+            )
+        )
+    middle = f"{ns}/{names[len(names) // 2]}"  # a keyset page with adapters after it
     prod_ns, prod_name = rng.choice(some)
     hot_repo = Repo(hot[0], hot[1])
 
@@ -100,9 +110,9 @@ def _use_cases(db: Database) -> dict[str, Callable[[], object]]:
 
     return {
         "api list first page": read(lambda s: cq.list_adapters(s, ns, limit=100)),
-        "api list keyset page": read(lambda s: cq.list_adapters(s, ns, limit=100, after=f"{ns}/m")),
+        "api list keyset page": read(lambda s: cq.list_adapters(s, ns, limit=100, after=middle)),
         "ui index": index(None),
-        "ui index keyset": index(f"{ns}/m"),
+        "ui index keyset": index(middle),
         # The first page of versions is all the /ui/{ns}/{name} route queries.
         "ui adapter (longest history)": read(lambda s: wq.version_page(s, hot_repo, limit=50)),
         "resolve production": lambda: resolve(db, Repo(prod_ns, prod_name), ref="production"),
