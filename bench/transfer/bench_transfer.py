@@ -55,8 +55,12 @@ def make_adapter(folder: Path, mb: float, seed: int) -> Path:
     for layer in range(layers):
         for mod, (i, o) in shapes.items():
             key = f"base_model.model.model.layers.{layer}.{mod}"
-            tensors[f"{key}.lora_A.weight"] = rng.standard_normal((r, i), dtype=np.float32).astype(np.float16)
-            tensors[f"{key}.lora_B.weight"] = rng.standard_normal((o, r), dtype=np.float32).astype(np.float16)
+            tensors[f"{key}.lora_A.weight"] = rng.standard_normal((r, i), dtype=np.float32).astype(
+                np.float16
+            )
+            tensors[f"{key}.lora_B.weight"] = rng.standard_normal((o, r), dtype=np.float32).astype(
+                np.float16
+            )
     folder.mkdir(parents=True)
     save_file(tensors, str(folder / "adapter_model.safetensors"))
     cfg = {
@@ -82,7 +86,9 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="lorareg-bench-"))
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
+    )
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     moto = subprocess.Popen(
@@ -96,20 +102,39 @@ def main() -> None:
                 break
             except Exception:
                 time.sleep(0.1)
-        s3 = boto3.client("s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"}))
+        s3 = boto3.client(
+            "s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"})
+        )
         for b in ("baseline", "lorareg-bench", "lorareg-remote"):
             s3.create_bucket(Bucket=b)
 
-        folders = [make_adapter(work / f"a{i}", args.mb / args.adapters, i) for i in range(args.adapters)]
+        folders = [
+            make_adapter(work / f"a{i}", args.mb / args.adapters, i) for i in range(args.adapters)
+        ]
         files = [p for f in folders for p in sorted(f.iterdir())]
         total = sum(p.stat().st_size for p in files)
         print(f"adapter set: {len(folders)} adapters, {len(files)} files, {total / 1e6:.0f} MB")
 
         cfg = TransferConfig()
-        up_base = timed(lambda: [s3.upload_file(str(p), "baseline", f"{p.parent.name}/{p.name}", Config=cfg) for p in files])
+        up_base = timed(
+            lambda: [
+                s3.upload_file(str(p), "baseline", f"{p.parent.name}/{p.name}", Config=cfg)
+                for p in files
+            ]
+        )
         dl = work / "dl"
         dl.mkdir()
-        down_base = timed(lambda: [s3.download_file("baseline", f"{p.parent.name}/{p.name}", str(dl / f"{p.parent.name}-{p.name}"), Config=cfg) for p in files])
+        down_base = timed(
+            lambda: [
+                s3.download_file(
+                    "baseline",
+                    f"{p.parent.name}/{p.name}",
+                    str(dl / f"{p.parent.name}-{p.name}"),
+                    Config=cfg,
+                )
+                for p in files
+            ]
+        )
 
         settings = load_settings(
             home=work / "home", cache_dir=work / "cache", storage_url="s3://lorareg-bench/blobs",
@@ -122,28 +147,48 @@ def main() -> None:
         repush = [client.push(f, f"bench/{f.name}") for f in folders]
         sent_again = sum(r.bytes_uploaded for r in repush)
         shutil.rmtree(work / "cache", ignore_errors=True)
-        down = timed(lambda: [client.pull(f"bench/{f.name}", dest=work / "out" / f.name) for f in folders])
-        cached = timed(lambda: [client.pull(f"bench/{f.name}", dest=work / "out2" / f.name) for f in folders])
+        down = timed(
+            lambda: [client.pull(f"bench/{f.name}", dest=work / "out" / f.name) for f in folders]
+        )
+        cached = timed(
+            lambda: [client.pull(f"bench/{f.name}", dest=work / "out2" / f.name) for f in folders]
+        )
         results["embedded client (S3 store)"] = (up, down)
 
         if args.remote:
             from registry.client.remote import RemoteClient
 
-            rsettings = settings.model_copy(update={"storage_url": "s3://lorareg-remote/blobs", "home": work / "rhome"})
+            rsettings = settings.model_copy(
+                update={"storage_url": "s3://lorareg-remote/blobs", "home": work / "rhome"}
+            )
             rrt = open_runtime(rsettings)
-            with LiveServer(__import__("registry.api.app", fromlist=["create_app"]).create_app(rrt)) as srv:
+            with LiveServer(
+                __import__("registry.api.app", fromlist=["create_app"]).create_app(rrt)
+            ) as srv:
                 rc = RemoteClient(srv.url, actor="bench", cache_dir=work / "rcache")
                 rup = timed(lambda: [rc.push(f, f"bench/{f.name}") for f in folders])
-                rdown = timed(lambda: [rc.pull(f"bench/{f.name}", dest=work / "rout" / f.name) for f in folders])
+                rdown = timed(
+                    lambda: [
+                        rc.pull(f"bench/{f.name}", dest=work / "rout" / f.name) for f in folders
+                    ]
+                )
                 rc.close()
             results["remote client (presigned)"] = (rup, rdown)
 
-        print(f"\n{'':30} {'push s':>8} {'MB/s':>7} {'ratio':>6}   {'pull s':>8} {'MB/s':>7} {'ratio':>6}")
-        print(f"{'raw boto3 (baseline)':30} {up_base:8.2f} {total / 1e6 / up_base:7.0f} {1.0:6.2f}   {down_base:8.2f} {total / 1e6 / down_base:7.0f} {1.0:6.2f}")
+        print(
+            f"\n{'':30} {'push s':>8} {'MB/s':>7} {'ratio':>6}   {'pull s':>8} {'MB/s':>7} {'ratio':>6}"
+        )
+        print(
+            f"{'raw boto3 (baseline)':30} {up_base:8.2f} {total / 1e6 / up_base:7.0f} {1.0:6.2f}   {down_base:8.2f} {total / 1e6 / down_base:7.0f} {1.0:6.2f}"
+        )
         for name, (u, d) in results.items():
-            print(f"{name:30} {u:8.2f} {total / 1e6 / u:7.0f} {up_base / u:6.2f}   {d:8.2f} {total / 1e6 / d:7.0f} {down_base / d:6.2f}")
+            print(
+                f"{name:30} {u:8.2f} {total / 1e6 / u:7.0f} {up_base / u:6.2f}   {d:8.2f} {total / 1e6 / d:7.0f} {down_base / d:6.2f}"
+            )
         print(f"\nre-push of unchanged content: {sent_again} bytes sent")
-        print(f"repeated pull from the local cache: {cached:.2f} s ({total / 1e6 / cached:.0f} MB/s)")
+        print(
+            f"repeated pull from the local cache: {cached:.2f} s ({total / 1e6 / cached:.0f} MB/s)"
+        )
         rt.close()
     finally:
         moto.terminate()

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from registry import __version__
 from registry.api.errors import install_error_handlers
-from registry.api.limits import BodyLimit
+from registry.api.limits import RequestLimits
 from registry.api.routers import adapters, admin, compat, health, hf, jobs, lifecycle, resolve
 from registry.runtime import Runtime
 from registry.web.routes import install_dashboard
@@ -74,7 +74,7 @@ def create_app(
     )
     app.state.presign_cache = resolve.PresignCache()
     install_error_handlers(app)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(RequestLimits)
     app.include_router(health.router)
     app.include_router(resolve.router)  # early: routes are matched in order, this is the hot one
     app.include_router(adapters.router)

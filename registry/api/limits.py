@@ -1,5 +1,7 @@
-"""Request size limits: a JSON body over the limit is refused with 413 before it is read
-into memory (blob uploads stream to disk and have their own, larger limit)."""
+"""Request limits at the edge: a JSON body over the limit is refused with 413 before it is
+read into memory (blob uploads stream to disk and have their own, larger limit), and a URL
+carrying a NUL byte is refused with 400 before it reaches a query (PostgreSQL cannot hold
+one in text, SQLite silently can: refusing it here keeps both backends alike)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ MAX_JSON_BYTES = 8 * 1024 * 1024
 Scope = dict[str, Any]
 
 
-class BodyLimit:
-    """ASGI middleware: 413 ``payload_too_large`` for bodies over ``limit`` bytes, judged by
-    Content-Length when sent and by counting the stream otherwise."""
+class RequestLimits:
+    """ASGI middleware: 400 ``invalid_request`` for a NUL byte in the path or query; 413
+    ``payload_too_large`` for bodies over ``limit`` bytes, judged by Content-Length when
+    sent and by counting the stream otherwise."""
 
     def __init__(
         self, app: Any, *, limit: int = MAX_JSON_BYTES, exempt_prefix: str = "/api/v1/blobs/"
@@ -23,7 +26,18 @@ class BodyLimit:
         self.exempt = exempt_prefix
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if _has_nul(scope):
+            await _refuse(
+                send,
+                400,
+                "invalid_request",
+                "the request URL contains a NUL byte (%00); remove it",
+            )
+            return
+        if scope["path"].startswith(self.exempt):
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
@@ -51,23 +65,25 @@ class BodyLimit:
         await self.app(scope, counting_receive, guarded_send)
 
 
+def _has_nul(scope: Scope) -> bool:
+    query = bytes(scope.get("query_string") or b"").lower()
+    return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
+
+
 async def _too_large(send: Any, limit: int) -> None:
-    body = json.dumps(
-        {
-            "error": {
-                "code": "payload_too_large",
-                "message": f"request body over {limit} bytes; send less",
-            }
-        }
-    ).encode()
+    await _refuse(send, 413, "payload_too_large", f"request body over {limit} bytes; send less")
+
+
+async def _refuse(send: Any, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"x-error-code", b"payload_too_large"),
+                (b"x-error-code", code.encode()),
             ],
         }
     )

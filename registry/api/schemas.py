@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
 
 from registry.domain import EvalRecord, FileEntry
 
 
-class UploadRequest(BaseModel):
+class Body(BaseModel):
+    """A JSON request body. No string in it may hold a NUL character: PostgreSQL cannot
+    store one and SQLite silently would, so it is refused here, alike on both."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if _holds_nul(data):
+            raise ValueError("a string in the body contains a NUL character (\\u0000); remove it")
+        return data
+
+
+def _holds_nul(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 32:  # deeper bodies fail their own validation
+        return False
+    if isinstance(value, dict):
+        return any(_holds_nul(k, depth + 1) or _holds_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v, depth + 1) for v in value)
+    return False
+
+
+class UploadRequest(Body):
     files: list[FileEntry] = Field(max_length=1000)
 
 
-class CommitRequest(BaseModel):
+class CommitRequest(Body):
     files: list[FileEntry] = Field(max_length=1000)
     base_model: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
@@ -19,49 +45,49 @@ class CommitRequest(BaseModel):
     evals: list[EvalRecord] = Field(default_factory=list, max_length=256)
 
 
-class TagRequest(BaseModel):
+class TagRequest(Body):
     tags: dict[str, str]
 
 
-class PromoteRequest(BaseModel):
+class PromoteRequest(Body):
     to: str = Field(max_length=32)
     reason: str | None = Field(default=None, max_length=2000)
 
 
-class AliasRequest(BaseModel):
+class AliasRequest(Body):
     version: int = Field(ge=1, le=2**31 - 1)
     reason: str | None = Field(default=None, max_length=2000)
 
 
-class EvalsRequest(BaseModel):
+class EvalsRequest(Body):
     evals: list[EvalRecord] = Field(min_length=1, max_length=256)
 
 
-class TokenRequest(BaseModel):
+class TokenRequest(Body):
     name: str = Field(min_length=1, max_length=128)
     role: str
     namespaces: list[str] | None = None
     expires_in_days: float | None = Field(default=None, gt=0, le=36500)
 
 
-class WebhookRequest(BaseModel):
+class WebhookRequest(Body):
     url: str = Field(max_length=2048)
     namespace: str | None = None
     kinds: list[str] | None = None
     secret: str | None = Field(default=None, min_length=16, max_length=128)
 
 
-class BaseRequest(BaseModel):
+class BaseRequest(Body):
     name: str = Field(max_length=200)
     source: str = Field(max_length=2048)
 
 
-class CheckRequest(BaseModel):
+class CheckRequest(Body):
     base: str = Field(max_length=200)
     engines: list[str] = Field(default_factory=list, max_length=8)
 
 
-class MergeRequest(BaseModel):
+class MergeRequest(Body):
     adapters: list[str] = Field(min_length=1, max_length=32)
     base: str = Field(max_length=200)
     weights: list[float] | None = None

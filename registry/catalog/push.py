@@ -59,8 +59,16 @@ def validate_metadata(req: PushRequest) -> None:
     check_tags(req.tags)
     for e in req.evals:
         check_eval(e)
-    if req.description is not None and len(req.description) > 10_000:
-        raise InvalidInput("description is over 10,000 characters")
+    if req.description is not None:
+        if len(req.description) > 10_000:
+            raise InvalidInput("description is over 10,000 characters")
+        check_text(req.description, "description")
+
+
+def check_text(value: str, what: str) -> None:
+    """Free text the catalog stores: no NUL (PostgreSQL cannot hold one; SQLite would)."""
+    if "\x00" in value:
+        raise InvalidInput(f"{what} contains a NUL character; remove it")
 
 
 def check_tags(tags: dict[str, str]) -> None:
@@ -75,11 +83,15 @@ def check_tags(tags: dict[str, str]) -> None:
             raise InvalidInput(f"invalid tag key {k!r}: use letters, digits, '.', '_' or '-'")
         if len(v) > 1024:
             raise InvalidInput(f"tag {k!r}: value over 1024 characters")
+        check_text(v, f"tag {k!r}")
 
 
 def check_eval(e: EvalRecord) -> None:
     if not e.metric or len(e.metric) > 128:
         raise InvalidInput(f"invalid eval metric name {e.metric!r}")
+    check_text(e.metric, "eval metric name")
+    if e.dataset is not None:
+        check_text(e.dataset, f"eval {e.metric}: dataset")
     if not math.isfinite(e.value):
         raise InvalidInput(f"eval {e.metric}: value must be a finite number, got {e.value}")
 

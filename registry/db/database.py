@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.errors import DatabaseUnavailable
+from registry.errors import DatabaseUnavailable, InvalidInput
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
@@ -110,6 +110,17 @@ def _translated() -> Iterator[None]:
                 " the database is running, then retry"
             ) from exc
         raise
+    except DataError as exc:
+        # The database refused a value it cannot hold (PostgreSQL: a NUL byte in text, an
+        # integer out of range). That is the request's fault, never a reason to retry.
+        raise InvalidInput(
+            f"the catalog cannot store or search for a value in this request"
+            f" ({_first_line(exc.orig)}); remove NUL bytes and out-of-range numbers"
+        ) from exc
+
+
+def _first_line(err: BaseException | None) -> str:
+    return (str(err).strip().splitlines() or ["invalid value"])[0][:200]
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:

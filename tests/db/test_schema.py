@@ -70,3 +70,19 @@ def test_foreign_keys_enforced(db: Database) -> None:
                 " VALUES (999, 'orphan', 1, CURRENT_TIMESTAMP)"
             )
         )
+
+
+def test_a_value_the_database_refuses_is_invalid_input_not_an_outage(db: Database) -> None:
+    """PostgreSQL refuses NUL in text (a DataError); that is the caller's fault, so it must
+    surface as InvalidInput (422 / exit 1), never as "database unavailable, retry"."""
+    from registry.catalog.queries import list_adapters
+    from registry.errors import InvalidInput
+
+    if db.url.startswith("sqlite"):
+        with db.read() as s:  # SQLite holds NUL in text: nothing to refuse
+            assert list_adapters(s, after="acme/\x00a") == []
+        return
+    with pytest.raises(InvalidInput, match="cannot contain NUL"), db.read() as s:
+        list_adapters(s, after="acme/\x00a")
+    with pytest.raises(InvalidInput, match="integer out of range"), db.write() as s:
+        s.execute(text("SELECT CAST(:n AS INTEGER)"), {"n": 10**12})
