@@ -32,6 +32,19 @@ from registry.merge.stream import MergeCancelled, MergeProgress
 from registry.runtime import Runtime
 
 log = logging.getLogger("lorareg.worker")
+_OWNER = "owner"  # "<hostname>:<pid>" of the process working in a job folder
+_ACTIVE: set[Path] = set()  # job folders this process is working in now
+_ACTIVE_LOCK = threading.Lock()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 class Worker:
@@ -49,7 +62,38 @@ class Worker:
         self.poll_s = poll_s
         self.stop = threading.Event()
 
+    @property
+    def work_root(self) -> Path:
+        """Where jobs unpack inputs and write their output: the cache disk, not ``/tmp``
+        (often RAM-backed, and a merged model is the size of the base)."""
+        return self.rt.settings.effective_cache_dir / "jobs"
+
+    def sweep_orphans(self) -> int:
+        """Delete the work folders of dead workers on this host (kill -9, OOM, a container
+        restart): each can hold a whole model. A folder is orphaned when its owner's pid
+        is gone, or is this process's pid (reused after a restart) but no job here runs
+        in it. Returns the number removed."""
+        removed = 0
+        host = socket.gethostname()
+        for folder in self.work_root.glob("job-*"):
+            try:
+                owner_host, _, pid = (folder / _OWNER).read_text().partition(":")
+            except OSError:
+                continue  # being created, or not ours to judge
+            if owner_host != host or not pid.isdigit():
+                continue
+            mine = int(pid) == os.getpid()
+            with _ACTIVE_LOCK:
+                orphan = folder not in _ACTIVE if mine else not _alive(int(pid))
+                if orphan:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed += 1
+        if removed:
+            log.info("removed %d work folders of dead workers", removed)
+        return removed
+
     def run_forever(self) -> None:
+        self.sweep_orphans()
         while not self.stop.is_set():
             try:
                 job = jobs.claim(self.rt.db, self.worker_id, lease_s=self.lease_s)
@@ -63,6 +107,7 @@ class Worker:
 
     def run_one(self, job_id: int) -> JobInfo:
         """Claim and run one given job (``lorareg merge --wait`` without a server)."""
+        self.sweep_orphans()
         job = jobs.claim(self.rt.db, self.worker_id, lease_s=self.lease_s, job_id=job_id)
         if job is not None:
             self.run(job)
@@ -71,7 +116,11 @@ class Worker:
     def run(self, job: JobInfo) -> None:
         """Run a claimed job to an end state (or leave it to another worker if we lose it)."""
         beat = _Heartbeat(self, job.id)
-        work = Path(tempfile.mkdtemp(prefix=f"lorareg-job-{job.id}-"))
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        with _ACTIVE_LOCK:
+            work = Path(tempfile.mkdtemp(prefix=f"job-{job.id}-", dir=self.work_root))
+            (work / _OWNER).write_text(f"{socket.gethostname()}:{os.getpid()}")
+            _ACTIVE.add(work)
         try:
             beat.start()
             result = self._merge(job, work, beat)
@@ -94,6 +143,8 @@ class Worker:
         finally:
             beat.stop()
             shutil.rmtree(work, ignore_errors=True)
+            with _ACTIVE_LOCK:
+                _ACTIVE.discard(work)
 
     def _merge(self, job: JobInfo, work: Path, beat: _Heartbeat) -> MergeResult:
         spec = job.spec

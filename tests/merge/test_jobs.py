@@ -143,6 +143,7 @@ def test_killed_worker_process(
         "LORAREG_DATABASE_URL": s.effective_database_url,
         "LORAREG_STORAGE_URL": s.effective_storage_url,
         "LORAREG_HOME": str(s.home),
+        "LORAREG_CACHE_DIR": str(s.effective_cache_dir),
     }
     exe = Path(sys.executable).parent / "lorareg"
     proc = subprocess.Popen(
@@ -167,3 +168,36 @@ def test_killed_worker_process(
     assert len(c.versions("acme/voice-merged")) == 1
     succeeded = [e for e in c.namespace_history("acme") if e.kind == "job.succeeded"]
     assert len(succeeded) == 1
+    # The dead worker's work folder (inputs, partial output) went with the rescue.
+    assert list((s.effective_cache_dir / "jobs").glob("job-*")) == []
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])  # no catalog involved
+@pytest.mark.parametrize("storage_backend", ["local"])
+def test_work_folders_of_dead_workers_are_swept(runtime: Runtime) -> None:
+    """Only folders whose owner died (or this process's, no longer in use) go."""
+    import socket
+
+    worker = Worker(runtime, worker_id="sweeper")
+    root = worker.work_root
+    host = socket.gethostname()
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    owners = {
+        "job-1-dead": f"{host}:{finished.pid}",
+        "job-2-alive": f"{host}:{running.pid}",
+        "job-3-restarted-here": f"{host}:{os.getpid()}",
+        "job-4-other-host": f"elsewhere:{finished.pid}",
+    }
+    try:
+        for name, owner in owners.items():
+            (root / name / "out").mkdir(parents=True)
+            (root / name / "out" / "model.safetensors").write_bytes(b"x" * 1024)
+            (root / name / "owner").write_text(owner)
+        assert worker.sweep_orphans() == 2
+        left = sorted(p.name for p in root.iterdir())
+        assert left == ["job-2-alive", "job-4-other-host"]
+    finally:
+        running.kill()
+        running.wait()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from registry.client.local import LocalClient
 from tests.web.browsing import Tab
@@ -130,7 +131,9 @@ def test_copy_buttons_and_dark_mode(browser: Any, server_url: str, catalog: Loca
     cid = catalog.show("acme/brand-voice:3").content_id
     button = page.get_by_role("button", name=f"Copy {cid}")
     button.click()
-    assert button.inner_text() == "Copied"
+    # The label flips once the clipboard write resolves (async; slow under load), and
+    # back after 1.5 s: wait for it rather than read it right away.
+    expect(button).to_have_text("Copied", timeout=10_000)
     assert page.evaluate("navigator.clipboard.readText()") == cid
     tab.shot("06-version-dark")
     tab.go("/ui/acme/brand-voice")
