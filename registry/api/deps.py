@@ -42,18 +42,41 @@ async def get_principal(request: Request) -> Principal:
     token = bearer_token(request)
     if token is not None:
         rt: Runtime = request.app.state.runtime
-        principal = await run_in_threadpool(authenticate, rt.db, token)
+        try:
+            principal = await run_in_threadpool(authenticate, rt.db, token)
+        except Unauthorized:
+            if request.app.state.auth_required or not _foreign_token_ok(request):
+                raise
+            # huggingface_hub sends the user's HF_TOKEN (a huggingface.co token) to any
+            # endpoint on its own. On an open server a read through the hub routes with a
+            # token we never issued is served as anonymous, as it would be without one.
+            principal = _open_principal(request)
     elif request.app.state.auth_required:
         raise Unauthorized(
             "this server needs a token: set LORAREG_TOKEN (or send 'Authorization: Bearer"
             " <token>'); an admin creates one with `lorareg token create`"
         )
     else:
-        # Open server: the client's declared name goes into the audit log.
-        declared = request.headers.get("x-lorareg-actor", "")[:200]
-        principal = Principal(name=declared or OPEN_ACCESS.name, role=OPEN_ACCESS.role)
+        principal = _open_principal(request)
     request.state.principal = principal
     return principal
+
+
+def _open_principal(request: Request) -> Principal:
+    # Open server: the client's declared name goes into the audit log.
+    declared = request.headers.get("x-lorareg-actor", "")[:200]
+    return Principal(name=declared or OPEN_ACCESS.name, role=OPEN_ACCESS.role)
+
+
+def accept_foreign_tokens(request: Request) -> None:
+    """A router dependency of the hub routes (all reads, paths-info's POST included):
+    on an open server an unknown token is not refused. Listed before the role check,
+    which reads the mark."""
+    request.state.foreign_token_ok = True
+
+
+def _foreign_token_ok(request: Request) -> bool:
+    return bool(getattr(request.state, "foreign_token_ok", False))
 
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]

@@ -104,3 +104,22 @@ def test_bearer_tokens(runtime: Runtime, voice: list[VersionInfo], hf_cache: Pat
         with pytest.raises(RepositoryNotFoundError):  # outside the token's namespaces
             download(elsewhere)
         assert Path(str(download(reader))).stat().st_size > 0
+
+
+def test_a_huggingface_token_does_not_lock_clients_out_of_an_open_server(
+    hub: str, runtime: Runtime, voice: list[VersionInfo], hf_cache: Path
+) -> None:
+    """huggingface_hub sends the user's HF_TOKEN to whatever endpoint it is given. An open
+    server serves such a read as anonymous; the lorareg API still refuses the token, and
+    a server that requires auth refuses it everywhere."""
+    foreign = "hf_" + "x" * 34
+    path = hf_hub_download(REPO, WEIGHTS, cache_dir=hf_cache, endpoint=hub, token=foreign)
+    assert Path(str(path)).stat().st_size > 0
+    assert HfApi(endpoint=hub, token=foreign).model_info(REPO).sha == voice[1].content_id
+    refused = httpx.get(f"{hub}/api/v1/adapters", headers={"Authorization": f"Bearer {foreign}"})
+    assert (refused.status_code, refused.headers["x-error-code"]) == (401, "unauthorized")
+    with LiveServer(create_app(runtime, require_auth=True, background=False)) as srv:
+        with pytest.raises(HfHubHTTPError) as closed:
+            hf_hub_download(REPO, WEIGHTS, cache_dir=hf_cache / "2", endpoint=srv.url,
+                            token=foreign)  # fmt: skip
+        assert closed.value.response.status_code == 401

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from registry.api import hf_documents as docs
-from registry.api.deps import Reader
+from registry.api.deps import Reader, accept_foreign_tokens
 from registry.api.files import blob_response, parse_range
 from registry.api.hf_errors import HubRoute, hub_error
 from registry.api.routers.resolve import FastRuntime
@@ -175,7 +175,12 @@ def _bytes_response(
 
 
 def _routes(prefix: str, *, export: bool) -> APIRouter:
-    r = APIRouter(prefix=prefix, route_class=HubRoute, tags=["huggingface"], dependencies=[Reader])
+    r = APIRouter(
+        prefix=prefix,
+        route_class=HubRoute,
+        tags=["huggingface"],
+        dependencies=[Depends(accept_foreign_tokens), Reader],
+    )
     mode = " (export: adapter_config.json names the canonical base model)" if export else ""
 
     @r.get("/api/models/{namespace}/{name}", summary=f"Model info at main{mode}")
