@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     auth: str = "auto"
     # Background loops of `lorareg serve` (webhook deliveries).
     webhook_interval_s: float = 1.0
+    # Signs the dashboard's session cookies and CSRF tokens, on top of the token's stored
+    # hash; give every replica the same value. Unset, anyone who can read the tokens
+    # table could mint a dashboard session.
+    secret_key: SecretStr | None = None
 
     @property
     def effective_database_url(self) -> str:

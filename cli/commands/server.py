@@ -45,6 +45,12 @@ def serve(ctx: Context, host: str, port: int) -> None:
         err=True,
     )
     click.echo(f"auth: {'tokens required' if require_auth else 'open (loopback only)'}", err=True)
+    if require_auth and rt.settings.secret_key is None:
+        click.echo(
+            "note: LORAREG_SECRET_KEY is unset; dashboard sessions are signed with the token"
+            " hashes alone (set one value on every replica to add a server secret)",
+            err=True,
+        )
     # Embedded (SQLite) mode runs merges in-process; production runs `lorareg worker`s.
     app = create_app(rt, require_auth=require_auth, worker=rt.db.is_sqlite)
     import gc

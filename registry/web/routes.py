@@ -30,6 +30,8 @@ session (``session.py``), then what that token may read.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from itertools import groupby
 from typing import Annotated, Any
 
@@ -80,11 +82,20 @@ for _pages in (account.router, actions.router, jobs.router, bases.router):
 
 def install_dashboard(app: FastAPI) -> None:
     """Add the dashboard's routes and static files to ``app`` (called by the app factory)."""
-    app.state.web = build_assets()
+    secret = app.state.runtime.settings.secret_key
+    key = secret.get_secret_value().encode() if secret is not None else None
+    app.state.web = build_assets(
+        csrf_secret=_subkey(key, b"csrf"), session_secret=_subkey(key, b"session")
+    )
     app.state.csrf = app.state.web.csrf
     app.add_middleware(SessionAuth, prefix=PREFIX)
     app.include_router(router)
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="web-static")
+
+
+def _subkey(key: bytes | None, purpose: bytes) -> bytes | None:
+    # One setting, separate keys: a CSRF token can never pass for a session MAC.
+    return hmac.new(key, b"lorareg-" + purpose, hashlib.sha256).digest() if key else None
 
 
 @router.get("/")

@@ -173,3 +173,30 @@ def test_links_from_other_sites_reload_once_with_the_cookie(locked: TestClient) 
     assert cross.status_code == 401 and '<meta http-equiv="refresh" content="0">' in cross.text
     same = locked.get("/ui/acme/brand-voice", headers={"Sec-Fetch-Site": "same-origin"})
     assert 'http-equiv="refresh"' not in same.text
+
+
+def test_server_secret_signs_sessions(
+    runtime: Runtime, catalog: LocalClient, token_for: Callable[..., str]
+) -> None:
+    """With LORAREG_SECRET_KEY, a session minted from the tokens table alone (no secret)
+    is refused, and two replicas with the same secret accept each other's cookies."""
+    from pydantic import SecretStr
+
+    from registry.lifecycle.access import authenticate
+    from registry.web.session import SessionCodec
+
+    token = token_for("reader", name="bob")
+    keyed = runtime.settings.model_copy(update={"secret_key": SecretStr("s" * 32)})
+    rt = Runtime(keyed, db=runtime.db, store=runtime.store)
+    with (
+        TestClient(create_app(rt, require_auth=True, background=False)) as one,
+        TestClient(create_app(rt, require_auth=True, background=False)) as two,
+    ):
+        status, headers, _ = login(one, token)
+        assert status == 303
+        cookie = headers["set-cookie"].split(";")[0].split("=", 1)[1]
+        two.cookies.set(COOKIE, cookie)
+        assert "Signed in as <strong>bob</strong>" in two.get("/ui/").text
+        forged = SessionCodec().issue(runtime.db, authenticate(runtime.db, token))
+        two.cookies.set(COOKIE, forged)
+        assert two.get("/ui/").status_code == 401
