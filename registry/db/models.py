@@ -125,6 +125,13 @@ class AdapterVersion(Base):
             sqlite_where=text("stage = 'production'"),
             postgresql_where=text("stage = 'production'"),
         ),
+        # The dashboard's staging filter: few rows, so a partial index.
+        Index(
+            "ix_versions_staging",
+            "adapter_id",
+            sqlite_where=text("stage = 'staging'"),
+            postgresql_where=text("stage = 'staging'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -11,11 +11,11 @@ costs a few ms and a base no adapter uses costs a full scan (~0.7 s) until the c
 gets an index on ``versions(base_model, adapter_id)`` (then 15 ms). An index on
 ``tags(key, value)`` keeps the tag filter fast when tags number in the millions.
 
-The stage filter offers ``production`` only: it reads the partial unique index of
-production versions (one row per adapter and base), 2 ms at 1M versions and 25 ms when all
-20,000 adapters are in production. ``staging`` and ``archived`` have no index; filtering on
-them scans every version (~300 ms at 1M), so they wait for an index on
-``versions(stage, adapter_id)``.
+The stage filter offers ``production`` and ``staging``: each reads a partial index of its
+stage's versions (production's unique index, one row per adapter and base: 2 ms at 1M
+versions, 25 ms when all 20,000 adapters are in production). ``archived`` has no index and
+would hold most old versions; filtering on it would scan them (~300 ms at 1M), so it is
+refused.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class AdapterFilter:
     stage: str | None = None  # "production" (the one stage with an index), or None
 
 
-FILTER_STAGES = ("production",)
+FILTER_STAGES = ("production", "staging")
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def _filtered(q: Select[Any], flt: AdapterFilter) -> Select[Any]:
     if flt.stage is not None:
         if flt.stage not in FILTER_STAGES:
             raise ValueError(f"no index serves a filter on stage {flt.stage!r}")
-        # IN over the partial index of production rows. The stage is rendered as a literal:
+        # IN over the stage's partial index. The stage is rendered as a literal:
         # a bound parameter hides from SQLite (and PostgreSQL's generic plans) that the
         # query matches the index's WHERE clause.
         in_stage = select(V.adapter_id).where(V.stage == literal(flt.stage, literal_execute=True))

@@ -45,7 +45,7 @@ def test_stage_and_alias_badges(web: httpx.Client, fleet: LocalClient) -> None:
     assert 'class="badge kind">merged<' in _row(merged, 1)
 
 
-def test_stage_filter_uses_production_only(web: httpx.Client, fleet: LocalClient) -> None:
+def test_stage_filter_production_and_staging(web: httpx.Client, fleet: LocalClient) -> None:
     html = page(web, "/ui/?stage=production")
     assert _adapters(html) == {"acme/voice"}
     assert '<option value="production" selected>' in html
@@ -54,8 +54,11 @@ def test_stage_filter_uses_production_only(web: httpx.Client, fleet: LocalClient
     assert _adapters(page(web, "/ui/?stage=production&limit=1&after=acme%2Fproduct")) == {
         "acme/voice"
     }
-    # Stages without an index are refused, not served slowly.
-    assert "the stage filter takes production" in page(web, "/ui/?stage=staging", 422)
+    staging = page(web, "/ui/?stage=staging")
+    assert _adapters(staging) == {"acme/voice"}  # v3 is in staging
+    assert '<option value="staging" selected>' in staging
+    # A stage without an index is refused, not served slowly.
+    assert "the stage filter takes production, staging" in page(web, "/ui/?stage=archived", 422)
 
 
 def test_compat_verdicts_on_the_adapter_page(web: httpx.Client, fleet: LocalClient) -> None:

@@ -79,6 +79,12 @@ def test_stage_filter_pages_too(seeded: Database) -> None:
                 select(N.name, A.name).join(N, N.id == A.namespace_id).where(A.id % 3 == 0)
             )
         )
+        staged = sorted(
+            f"{ns}/{name}"
+            for ns, name in s.execute(
+                select(N.name, A.name).join(N, N.id == A.namespace_id).where(A.id % 2 == 0)
+            )
+        )
     flt = wq.AdapterFilter(stage="production")
     for limit in (1, 2, 50):
         forward, backward = walk(seeded, flt, limit)
@@ -86,8 +92,11 @@ def test_stage_filter_pages_too(seeded: Database) -> None:
     with seeded.read() as s:
         page = wq.adapter_page(s, flt, limit=1)
     assert page.items[0].production == ((3, "meta-llama/Llama-3.1-8B"),)
+    for limit in (1, 3):
+        forward, backward = walk(seeded, wq.AdapterFilter(stage="staging"), limit)
+        assert forward == backward == staged, limit
     with pytest.raises(ValueError, match="no index"):
-        walk(seeded, wq.AdapterFilter(stage="staging"), 2)
+        walk(seeded, wq.AdapterFilter(stage="archived"), 2)
 
 
 def test_namespace_scope_hides_other_namespaces(seeded: Database) -> None:
