@@ -146,3 +146,7 @@ def test_kill_merge_worker(
     assert all(j.state == "succeeded" for j in jobs.list_jobs(runtime.db))
     done = [e for e in client.namespace_history("acme") if e.kind == "job.succeeded"]
     assert len(done) == TRIALS
+    # Whatever each kill left in the work area (inputs, a partial model) is swept: the
+    # rescues swept as they went, a last sweep covers kills after a job's success.
+    Worker(runtime).sweep_orphans()
+    assert list((settings.effective_cache_dir / "jobs").glob("job-*")) == []
