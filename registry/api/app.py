@@ -90,10 +90,11 @@ def create_app(
 def _torch_available() -> bool:
     """The in-process merge worker needs torch; without it the registry serves the rest and
     merge requests are refused with how to install it."""
-    import importlib.util
     import logging
 
-    if importlib.util.find_spec("torch") is not None:
+    from registry.merge.inputs import torch_installed
+
+    if torch_installed():
         return True
     logging.getLogger("lorareg").warning(
         "no merge worker: PyTorch is not installed (pip install 'lorareg[merge]')"

@@ -45,7 +45,8 @@ async def get_principal(request: Request) -> Principal:
         try:
             principal = await run_in_threadpool(authenticate, rt.db, token)
         except Unauthorized:
-            if request.app.state.auth_required or not _foreign_token_ok(request):
+            foreign_ok = getattr(request.state, "foreign_token_ok", False)
+            if request.app.state.auth_required or not foreign_ok:
                 raise
             # huggingface_hub sends the user's HF_TOKEN (a huggingface.co token) to any
             # endpoint on its own. On an open server a read through the hub routes with a
@@ -73,10 +74,6 @@ def accept_foreign_tokens(request: Request) -> None:
     on an open server an unknown token is not refused. Listed before the role check,
     which reads the mark."""
     request.state.foreign_token_ok = True
-
-
-def _foreign_token_ok(request: Request) -> bool:
-    return bool(getattr(request.state, "foreign_token_ok", False))
 
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]

@@ -66,7 +66,8 @@ class RequestLimits:
 
 
 def _has_nul(scope: Scope) -> bool:
-    query = bytes(scope.get("query_string") or b"").lower()
+    # Runs on every request, the resolve hot path included: substring scans, no copies.
+    query: bytes = scope.get("query_string") or b""
     return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
 
 

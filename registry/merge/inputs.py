@@ -105,11 +105,15 @@ def request_merge(
     return enqueue(rt.db, spec, actor=actor), report
 
 
-def require_torch() -> None:
+def torch_installed() -> bool:
     """Merging needs PyTorch; the registry itself does not, so it is an optional extra."""
     import importlib.util
 
-    if importlib.util.find_spec("torch") is None:
+    return importlib.util.find_spec("torch") is not None
+
+
+def require_torch() -> None:
+    if not torch_installed():
         raise InvalidInput(
             "merging needs PyTorch where the merge runs: pip install 'lorareg[merge]'"
             " (or torch) on this server, then retry"
