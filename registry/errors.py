@@ -7,6 +7,8 @@
     │   ├── InvalidAdapter            invalid_adapter  422   1
     │   │   └── UnsafeFormat          unsafe_format    422   1
     │   ├── UnsafePath                unsafe_path      422   1
+    │   │   └── DuplicatePath         duplicate_path   422   1   (same name once case-folded)
+    │   ├── WebhookTargetRefused      webhook_target_refused 422 1 (internal address)
     │   ├── InvalidBaseModel          invalid_base_model 422 1   (no safetensors, header over cap)
     │   └── UnknownEngine             unknown_engine   422   1
     ├── NotFound                      not_found        404   1
@@ -22,6 +24,7 @@
     ├── RangeNotSatisfiable           range_not_satisfiable 416 1
     ├── Unauthorized                  unauthorized     401   1
     ├── Forbidden                     forbidden        403   1
+    │   └── SourceNotAllowed          source_not_allowed 403 1   (server folder/bucket)
     └── Unavailable                   unavailable      503   1   (database or storage down)
         ├── StorageUnavailable        storage_unavailable 503 1
         └── DatabaseUnavailable       database_unavailable 503 1
@@ -184,3 +187,21 @@ class GateFailed(Conflict):
     """A promotion refused by its policy; ``details["unmet"]`` lists every unmet condition."""
 
     code = "gate_failed"
+
+
+class DuplicatePath(UnsafePath):
+    """Two file names of one adapter that are the same file once case and Unicode are folded."""
+
+    code = "duplicate_path"
+
+
+class WebhookTargetRefused(InvalidInput):
+    """A webhook URL whose host is (or resolves to) an internal or metadata address."""
+
+    code = "webhook_target_refused"
+
+
+class SourceNotAllowed(Forbidden):
+    """A server-side base model source (folder, bucket) outside the configured roots."""
+
+    code = "source_not_allowed"

@@ -24,7 +24,7 @@ from registry.db import models as m
 from registry.db.database import Database
 from registry.domain import EvalRecord, FileEntry, PushResult
 from registry.errors import IntegrityError, InvalidInput
-from registry.formats.adapter import AdapterFile, check_relative_path, inspect_adapter
+from registry.formats.adapter import AdapterFile, check_file_names, inspect_adapter
 from registry.storage.base import BlobStore, check_sha256
 
 MAX_TAGS = 64
@@ -45,15 +45,11 @@ def validate_metadata(req: PushRequest) -> None:
     """Cheap checks of everything but the bytes; run before any upload."""
     if not req.files:
         raise InvalidInput("the push holds no files")
-    seen: set[str] = set()
+    check_file_names(f.path for f in req.files)
     for f in req.files:
-        check_relative_path(f.path)
         check_sha256(f.sha256)
         if f.size < 0:
             raise InvalidInput(f"{f.path}: negative size")
-        if f.path in seen:
-            raise InvalidInput(f"{f.path}: listed twice")
-        seen.add(f.path)
     if req.base_model is not None:
         check_base_name(req.base_model)
     check_tags(req.tags)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from registry.errors import InvalidAdapter, UnsafeFormat, UnsafePath
+from registry.errors import DuplicatePath, InvalidAdapter, UnsafeFormat, UnsafePath
 from registry.formats.peft import CONFIG_NAME, WEIGHTS_NAME, PeftConfig, parse_config
 from registry.formats.safetensors import (
     DEFAULT_MAX_HEADER_BYTES,
@@ -27,6 +28,11 @@ from registry.formats.safetensors import (
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_FILES = 1000
+MAX_PATH_CHARS = 512
+MAX_PATH_DEPTH = 16
+MAX_NAME_BYTES = 255
+# Control, format (bidi overrides, zero-width), surrogate and line/paragraph separators.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 _LORA_KEY = re.compile(
     r"^(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_embedding_A|lora_embedding_B)(?:\.weight)?$"
@@ -58,15 +64,77 @@ class AdapterContents:
 
 
 def check_relative_path(path: str) -> str:
-    """Refuse absolute paths, ``..`` and odd names; return the normalised posix path."""
-    if not path or "\x00" in path or "\\" in path:
-        raise UnsafePath(f"file name {path!r} is not allowed")
-    p = PurePosixPath(path)
-    if p.is_absolute() or any(part in ("..", ".", "") for part in p.parts) or len(path) > 512:
+    """Accept ``path`` only in canonical form (the one name pull and sync will write).
+
+    Refused: absolute paths, empty, ``.`` or ``..`` components (``./x``, ``a//b``,
+    ``a/./b``, ``x/../y``, a trailing ``/``), backslashes, control and invisible format
+    characters, components ending in a dot or a space (Windows drops them), names not in
+    Unicode NFC, and names too long or too deep. Returns ``path`` unchanged.
+    """
+    if not path or len(path) > MAX_PATH_CHARS:
         raise UnsafePath(
-            f"file name {path!r} is not allowed: use a relative path inside the adapter folder"
+            f"file name {_shown(path)} is not allowed: names are 1 to {MAX_PATH_CHARS} characters"
         )
-    return p.as_posix()
+    bad_char = next((c for c in path if c == "\\" or _invisible(c)), None)
+    if bad_char is not None:
+        raise UnsafePath(
+            f"file name {_shown(path)} is not allowed: it holds the character"
+            f" U+{ord(bad_char):04X}; use '/' between folders and printable characters"
+        )
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise UnsafePath(
+            f"file name {_shown(path)} is not allowed: write a relative path inside the adapter"
+            " folder without leading, doubled or trailing '/', '.' or '..'"
+        )
+    if len(parts) > MAX_PATH_DEPTH:
+        raise UnsafePath(
+            f"file name {_shown(path)} is not allowed: more than {MAX_PATH_DEPTH} folders deep"
+        )
+    for part in parts:
+        if part[-1] in ". " or part[0] == " " or len(part.encode()) > MAX_NAME_BYTES:
+            raise UnsafePath(
+                f"file name {_shown(path)} is not allowed: {_shown(part)} starts with a space,"
+                f" ends with a dot or a space, or is over {MAX_NAME_BYTES} bytes"
+            )
+    if unicodedata.normalize("NFC", path) != path:
+        raise UnsafePath(
+            f"file name {_shown(path)} is not allowed: it is not in Unicode NFC form;"
+            " rename the file (macOS writes NFD names for accented letters)"
+        )
+    return path
+
+
+def check_file_names(paths: Iterable[str]) -> None:
+    """Check every name and refuse two that would be the same file on some disk.
+
+    ``README.md`` and ``readme.md`` are one file on macOS and Windows; a pull there would
+    silently keep one of them.
+    """
+    seen: dict[str, str] = {}
+    for path in paths:
+        check_relative_path(path)
+        key = _fold(path)
+        if key in seen:
+            first = seen[key]
+            same = "listed twice" if first == path else f"the same file as {_shown(first)}"
+            raise DuplicatePath(
+                f"file name {_shown(path)} is {same} once case is ignored; keep one of them"
+            )
+        seen[key] = path
+
+
+def _fold(path: str) -> str:
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
+
+
+def _invisible(c: str) -> bool:
+    return unicodedata.category(c) in _INVISIBLE
+
+
+def _shown(text: str) -> str:
+    """A name as an error shows it: escaped, and cut so an error stays one short line."""
+    return repr(text[:80] + ("..." if len(text) > 80 else ""))
 
 
 def scan_folder(folder: Path) -> dict[str, Path]:
@@ -123,8 +191,8 @@ def inspect_adapter(
     Refuses pickles, a missing config or weights, bad JSON, bad headers, and tensors whose
     shapes disagree with the config's rank (lora_A is r x in, lora_B is out x r).
     """
+    check_file_names(files)
     for path in files:
-        check_relative_path(path)
         if path.lower().endswith(PICKLE_SUFFIXES):
             raise UnsafeFormat(
                 f"{path}: pickle-based weights are refused because loading them can run"

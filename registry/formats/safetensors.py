@@ -23,6 +23,15 @@ DTYPE_SIZES: dict[str, int] = {
 }  # fmt: skip
 
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024 * 1024
+# Bounds checked before anything is multiplied: a hostile header must cost milliseconds.
+# Real checkpoints use at most 5-D tensors, dimensions far below 2**40 and, per file, a
+# few thousand tensors (a 16 MB header holds ~150k entries at the smallest).
+MAX_DIMS = 8
+MAX_DIM = 2**40
+MAX_TENSORS = 200_000
+# JSON integers longer than this are refused while parsing: offsets and dimensions fit in
+# 15 digits, and converting thousands of huge digit strings is itself quadratic work.
+_MAX_INT_DIGITS = 20
 
 ReadRange = Callable[[int, int], bytes]
 """``read(offset, length) -> bytes``; may return fewer bytes only at end of file."""
@@ -86,7 +95,12 @@ def parse_header(
     if len(raw) != n:
         raise InvalidAdapter(f"{name}: safetensors header is truncated")
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        doc = json.loads(raw.decode("utf-8"), parse_int=_bounded_int)
+    except _HugeNumber:
+        raise InvalidAdapter(
+            f"{name}: safetensors header holds an integer over {_MAX_INT_DIGITS} digits;"
+            " no shape or offset is that large, the file is corrupt or hostile"
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidAdapter(f"{name}: safetensors header is not valid JSON ({exc})") from None
     except RecursionError:
@@ -97,6 +111,10 @@ def parse_header(
     if not isinstance(metadata_raw, dict):
         raise InvalidAdapter(f"{name}: safetensors __metadata__ must be an object of strings")
     metadata = {str(k): str(v) for k, v in metadata_raw.items()}
+    if len(doc) > MAX_TENSORS:
+        raise InvalidAdapter(
+            f"{name}: safetensors header lists {len(doc)} tensors, over the {MAX_TENSORS} cap"
+        )
     data_size = file_size - 8 - n
     tensors: dict[str, TensorInfo] = {}
     spans: list[tuple[int, int]] = []
@@ -118,10 +136,16 @@ def _tensor_info(name: str, tname: str, entry: object, data_size: int) -> Tensor
     offsets = entry.get("data_offsets")
     if dtype not in DTYPE_SIZES:
         raise InvalidAdapter(f"{name}: tensor {tname!r} has unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
-        raise InvalidAdapter(f"{name}: tensor {tname!r} has an invalid shape {shape!r}")
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS:
+        raise InvalidAdapter(
+            f"{name}: tensor {tname!r} has an invalid shape (a list of at most {MAX_DIMS}"
+            " dimensions is expected)"
+        )
+    if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < MAX_DIM for d in shape):
+        raise InvalidAdapter(
+            f"{name}: tensor {tname!r} has an invalid shape {shape!r}"
+            " (each dimension must be an integer from 0 to 2**40)"
+        )
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
@@ -131,13 +155,24 @@ def _tensor_info(name: str, tname: str, entry: object, data_size: int) -> Tensor
     start, end = offsets
     if not 0 <= start <= end <= data_size:
         raise InvalidAdapter(f"{name}: tensor {tname!r} points outside the file's data")
+    # Cheap now: at most MAX_DIMS factors, each under 2**40.
     expected = math.prod(shape) * DTYPE_SIZES[dtype]
-    if end - start != expected:
+    if expected != end - start:
         raise InvalidAdapter(
             f"{name}: tensor {tname!r} has {end - start} bytes but its shape {shape} and"
             f" dtype {dtype} need {expected}"
         )
     return TensorInfo(name=tname, dtype=dtype, shape=tuple(shape), start=start, end=end)
+
+
+class _HugeNumber(ValueError):
+    pass
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise _HugeNumber(text[:20])
+    return int(text)
 
 
 def file_reader(path: Path) -> ReadRange:
