@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_home() -> Path:
@@ -46,6 +47,20 @@ class Settings(BaseSettings):
     # hash; give every replica the same value. Unset, anyone who can read the tokens
     # table could mint a dashboard session.
     secret_key: SecretStr | None = None
+    # Webhook hosts allowed although internal (loopback, private): exact host names or IP
+    # literals as written in the URL, comma-separated. Default: none (public only).
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Server-side base model sources a server may read for an admin over HTTP: folders
+    # under these roots and these S3 buckets, comma-separated. Default: none (hf:// only).
+    base_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    base_buckets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("webhook_allow_hosts", "base_roots", "base_buckets", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @property
     def effective_database_url(self) -> str:

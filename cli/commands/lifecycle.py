@@ -318,7 +318,7 @@ def webhook_add(
     if as_json:
         emit_json(doc)
     else:
-        click.echo(f"webhook {doc['id']} -> {url}; signing secret: {doc['secret']}")
+        click.echo(f"webhook {doc['id']} -> {doc['host']}; signing secret: {doc['secret']}")
 
 
 @webhook.command("list")
@@ -331,8 +331,8 @@ def webhook_list(ctx: Context, as_json: bool) -> None:
         emit_json(hooks)
         return
     table(
-        ["ID", "URL", "NAMESPACE", "KINDS"],
-        [(h["id"], h["url"], h["namespace"] or "*", ",".join(h["kinds"] or ["*"])) for h in hooks],
+        ["ID", "HOST", "NAMESPACE", "KINDS"],
+        [(h["id"], h["host"], h["namespace"] or "*", ",".join(h["kinds"] or ["*"])) for h in hooks],
     )
 
 

@@ -38,7 +38,9 @@ def create_app(
             from registry.lifecycle.dispatcher import WebhookDispatcher
 
             dispatcher = WebhookDispatcher(
-                runtime.db, interval_s=runtime.settings.webhook_interval_s
+                runtime.db,
+                interval_s=runtime.settings.webhook_interval_s,
+                allow_hosts=runtime.settings.webhook_allow_hosts,
             )
             dispatcher.start()
         merge_worker, thread = None, None

@@ -112,7 +112,12 @@ class LocalLifecycle:
         self, url: str, *, namespace: str | None = None, kinds: list[str] | None = None
     ) -> dict[str, Any]:
         info, secret = webhooks.create_webhook(
-            self.rt.db, url=url, actor=self.principal.name, namespace=namespace, kinds=kinds
+            self.rt.db,
+            url=url,
+            actor=self.principal.name,
+            namespace=namespace,
+            kinds=kinds,
+            allow_hosts=self.rt.settings.webhook_allow_hosts,
         )
         return {"secret": secret, **asdict(info)}
 

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from registry.errors import DuplicatePath, InvalidAdapter, UnsafeFormat, UnsafePath
 from registry.formats.peft import CONFIG_NAME, WEIGHTS_NAME, PeftConfig, parse_config

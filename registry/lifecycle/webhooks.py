@@ -3,8 +3,13 @@
 Signature header (Stripe-style, so receivers can reject replays):
     X-Lorareg-Signature: t=<unix seconds>,v1=<hex hmac_sha256(secret, f"{t}.{body}")>
 Each event becomes one delivery per matching webhook; each attempt is recorded in the
-delivery's ``attempt_log``. Several server replicas may run the dispatcher: rows are
-claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so each delivery is sent by one.
+delivery's ``attempt_log`` as a status code or a short failure code (``timeout``,
+``connect_failed``), never transport error text: that would turn the log into a port
+scanner. Sending happens outside any transaction: due rows are claimed in a short one
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several replicas can run the dispatcher, and
+a lease pushes ``next_attempt_at`` forward so a claimed row is not picked twice), POSTed,
+and each result recorded in another. A webhook's URL may hold credentials: events,
+listings and delivery records name the webhook by id and host only.
 """
 
 from __future__ import annotations
@@ -14,11 +19,10 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
@@ -26,19 +30,38 @@ from registry.catalog.records import event_info
 from registry.catalog.refs import check_name
 from registry.db import models as m
 from registry.db.database import Database
-from registry.errors import InvalidInput, NotFound
+from registry.errors import NotFound
+from registry.lifecycle.webhook_targets import (
+    Resolver,
+    host_of,
+    resolve_target,
+    system_resolver,
+)
 
 MAX_ATTEMPTS = 8
 SIGNATURE_HEADER = "X-Lorareg-Signature"
+# A claimed delivery is not due again for this long, so a replica that dies mid-send
+# leaves it to be retried (at least once), never lost.
+CLAIM_LEASE_S = 120
 
-# (url, body, headers) -> HTTP status; raises on transport failure.
+# (url, body, headers) -> HTTP status; raises DeliveryFailed (or anything) on failure.
 Sender = Callable[[str, bytes, dict[str, str]], int]
+
+
+class DeliveryFailed(Exception):
+    """A send that got no HTTP status; ``code`` is what the delivery log records."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 @dataclass(frozen=True)
 class WebhookInfo:
+    """A subscription as listings show it: the host only (the URL may hold credentials)."""
+
     id: int
-    url: str
+    host: str
     namespace: str | None
     kinds: list[str] | None
     active: bool
@@ -63,13 +86,6 @@ def verify_signature(secret: str, header: str, body: bytes, *, tolerance_s: int 
     return hmac.compare_digest(sign(secret, ts, body), header)
 
 
-def check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 2048:
-        raise InvalidInput(f"webhook URL {url!r} must be an http:// or https:// URL")
-    return url
-
-
 def create_webhook(
     db: Database,
     *,
@@ -78,9 +94,15 @@ def create_webhook(
     namespace: str | None = None,
     kinds: list[str] | None = None,
     secret: str | None = None,
+    allow_hosts: Collection[str] = (),
+    resolve: Resolver = system_resolver,
 ) -> tuple[WebhookInfo, str]:
-    """Subscribe ``url``; returns the webhook and its signing secret (shown once)."""
-    check_url(url)
+    """Subscribe ``url``; returns the webhook and its signing secret (shown once).
+
+    The URL's host must resolve to public addresses only (see webhook_targets), unless
+    it is listed in ``allow_hosts``; the URL itself is never shown again.
+    """
+    resolve_target(url, allow_hosts=allow_hosts, resolve=resolve)
     if namespace is not None:
         check_name(namespace, what="namespace")
     secret = secret or secrets.token_hex(32)
@@ -102,7 +124,7 @@ def create_webhook(
                 kind="webhook.created",
                 namespace=namespace,
                 actor=actor,
-                payload={"id": row.id, "url": url},
+                payload={"id": row.id, "host": host_of(url)},
             )
         )
         return _info(row), secret
@@ -163,10 +185,36 @@ def enqueue(db: Database) -> int:
     return created
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    delivery_id: int
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
 def deliver_due(db: Database, send: Sender, *, now: datetime | None = None, batch: int = 50) -> int:
-    """Attempt every due delivery once; returns the number attempted."""
+    """Attempt every due delivery once; returns the number attempted.
+
+    Claims in one short transaction, sends with no transaction open, records each result
+    in its own: a slow receiver never holds a database lock.
+    """
     now = now or datetime.now(UTC)
-    attempted = 0
+    claimed = _claim_due(db, now=now, batch=batch)
+    for job in claimed:
+        status, error = None, None
+        try:
+            status = send(job.url, job.body, job.headers)
+        except DeliveryFailed as exc:
+            error = exc.code
+        except Exception:  # any other failure is a failed attempt too, retried
+            error = "send_failed"
+        _record(db, job.delivery_id, status=status, error=error, now=now)
+    return len(claimed)
+
+
+def _claim_due(db: Database, *, now: datetime, batch: int) -> list[_Claimed]:
+    out: list[_Claimed] = []
     with db.write() as s:
         due = s.scalars(
             select(m.WebhookDelivery)
@@ -180,6 +228,7 @@ def deliver_due(db: Database, send: Sender, *, now: datetime | None = None, batc
             event = s.get(m.Event, d.event_id)
             if hook is None or event is None:
                 continue
+            d.next_attempt_at = now + timedelta(seconds=CLAIM_LEASE_S)
             body = json.dumps(event_info(event).model_dump(mode="json")).encode()
             ts = int(time.time())
             headers = {
@@ -188,33 +237,37 @@ def deliver_due(db: Database, send: Sender, *, now: datetime | None = None, batc
                 "X-Lorareg-Event": event.kind,
                 "X-Lorareg-Delivery": str(d.id),
             }
-            status, error = None, None
-            try:
-                status = send(hook.url, body, headers)
-            except Exception as exc:  # any transport failure is a failed attempt, retried
-                error = f"{type(exc).__name__}: {exc}"[:500]
-            d.attempts += 1
-            d.last_status = status
-            d.last_error = error
-            d.attempt_log = [
-                *(d.attempt_log or []),
-                {"at": now.isoformat(), "status": status, "error": error},
-            ]
-            if status is not None and 200 <= status < 300:
-                d.state = "delivered"
-                d.delivered_at = now
-            elif d.attempts >= MAX_ATTEMPTS:
-                d.state = "failed"
-            else:
-                d.next_attempt_at = now + timedelta(seconds=min(3600, 2**d.attempts))
-            attempted += 1
-    return attempted
+            out.append(_Claimed(delivery_id=d.id, url=hook.url, body=body, headers=headers))
+    return out
+
+
+def _record(
+    db: Database, delivery_id: int, *, status: int | None, error: str | None, now: datetime
+) -> None:
+    with db.write() as s:
+        d = s.get(m.WebhookDelivery, delivery_id)
+        if d is None:  # its webhook was deleted while the request was in flight
+            return
+        d.attempts += 1
+        d.last_status = status
+        d.last_error = error
+        d.attempt_log = [
+            *(d.attempt_log or []),
+            {"at": now.isoformat(), "status": status, "error": error},
+        ]
+        if status is not None and 200 <= status < 300:
+            d.state = "delivered"
+            d.delivered_at = now
+        elif d.attempts >= MAX_ATTEMPTS:
+            d.state = "failed"
+        else:
+            d.next_attempt_at = now + timedelta(seconds=min(3600, 2**d.attempts))
 
 
 def _info(row: m.Webhook) -> WebhookInfo:
     return WebhookInfo(
         id=row.id,
-        url=row.url,
+        host=host_of(row.url),
         namespace=row.namespace,
         kinds=row.kinds,
         active=row.active,

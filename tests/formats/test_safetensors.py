@@ -114,7 +114,10 @@ def _one(shape: list[int], offsets: list[int], data: int = 4) -> bytes:
     [
         (_one([1] * 9, [0, 4]), "at most 8 dimensions"),
         (_one([2**40, 1], [0, 4]), "from 0 to 2"),
-        (_one([2**20] * 8, [0, 4]), "has 4 bytes but"),  # 2**160 elements: bounded, so cheap to compare
+        (
+            _one([2**20] * 8, [0, 4]),
+            "has 4 bytes but",
+        ),  # 2**160 elements: bounded, so cheap to compare
         (_one([10**19], [0, 4]), "from 0 to 2"),
         (_one([10**21], [0, 4]), "integer over 20 digits"),
         (_one([1], [0, 10**25]), "integer over 20 digits"),

@@ -15,6 +15,7 @@ import pytest
 
 from registry import errors
 from registry.client.local import LocalClient
+from registry.config import Settings
 from registry.lifecycle import webhooks
 from registry.lifecycle.dispatcher import WebhookDispatcher
 from registry.runtime import Runtime
@@ -67,6 +68,12 @@ class _Receiver(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The receivers here listen on loopback: named, as an operator would, in the allow list."""
+    return settings.model_copy(update={"webhook_allow_hosts": ["127.0.0.1"]})
+
+
+@pytest.fixture
 def receiver() -> Any:
     _Receiver.calls = []
     port = free_port()
@@ -86,7 +93,7 @@ def test_webhook_signed_retried_and_recorded(
     hook = local.create_webhook(receiver, namespace="acme", kinds=["stage.changed"])
     local.push(adapter_library["v2"], "acme/a", base="tiny-llama")  # not a stage change
     local.promote("acme/a:1", to="production")
-    dispatcher = WebhookDispatcher(runtime.db)
+    dispatcher = WebhookDispatcher(runtime.db, allow_hosts=runtime.settings.webhook_allow_hosts)
     try:
         assert dispatcher.tick() == 1  # first attempt: the receiver answers 500
         assert webhooks.deliver_due(runtime.db, dispatcher.send) == 0  # backing off

@@ -52,6 +52,7 @@ def create_webhook(rt: RuntimeDep, user: CurrentUser, body: WebhookRequest) -> d
         namespace=body.namespace,
         kinds=body.kinds,
         secret=body.secret,
+        allow_hosts=rt.settings.webhook_allow_hosts,
     )
     return {"secret": secret, **asdict(info)}
 
