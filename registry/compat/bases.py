@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from registry.catalog.refs import check_base_name
 from registry.compat.fingerprint import BaseModelInfo
-from registry.compat.sources import inspect_base
+from registry.compat.sources import check_server_source, inspect_base
 from registry.config import Settings
 from registry.db import models as m
 from registry.db.database import Database
@@ -40,14 +40,27 @@ def add_base(
     *,
     actor: str,
     hf_token: str | None = None,
+    on_server: bool = False,
+    caller_is_admin: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """Read ``source`` (folder, s3://, hf://repo@rev) and record it as base ``name``.
+
+    ``on_server``: the request came over the network, so a folder or bucket source is
+    read only for an admin and only under the configured roots and buckets (see
+    ``check_server_source``); embedded use reads whatever its user can.
 
     Registering the same name again with the same fingerprint changes nothing (returns
     created=False); with another fingerprint it is refused: a base model's name must
     keep meaning the same weights, or earlier checks would silently lie.
     """
     check_base_name(name)
+    if on_server:
+        check_server_source(
+            source,
+            admin=caller_is_admin,
+            roots=settings.base_roots,
+            buckets=settings.base_buckets,
+        )
     info = inspect_base(
         source,
         max_header_bytes=settings.max_header_bytes,

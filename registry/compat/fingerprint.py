@@ -260,9 +260,9 @@ def _weight_files(source: BaseSource, listing: dict[str, int]) -> tuple[list[str
         return [SINGLE_NAME], {}
     found = sorted(p for p in listing if p.endswith(".safetensors"))
     if not found:
-        shown = ", ".join(sorted(listing)[:8]) or "nothing"
+        # The folder's other file names are not shown: a server must not list its disk.
         raise InvalidBaseModel(
-            f"{source.url} holds no safetensors weights (found: {shown}); point at the folder"
+            f"{source.url} holds no safetensors weights; point at the folder"
             " with model.safetensors or model.safetensors.index.json (save the model with"
             " save_pretrained(..., safe_serialization=True))"
         )

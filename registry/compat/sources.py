@@ -17,12 +17,13 @@ sha256 per weight file (for the content hash), by source:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from registry.compat.fingerprint import BaseModelInfo, BaseSource, read_base_model
-from registry.errors import BaseSourceNotFound, InvalidBaseModel, InvalidInput
+from registry.errors import BaseSourceNotFound, InvalidBaseModel, InvalidInput, SourceNotAllowed
 from registry.formats.safetensors import DEFAULT_MAX_HEADER_BYTES
 
 CHUNK = 8 * 1024 * 1024
@@ -83,6 +84,55 @@ def parse_hf_source(spec: str) -> tuple[str, str | None]:
             f"{spec!r} is not a hub source; write hf://org/repo or hf://org/repo@revision"
         )
     return repo_id, (revision or None)
+
+
+def check_server_source(
+    spec: str, *, admin: bool, roots: Sequence[Path], buckets: Collection[str]
+) -> None:
+    """Refuse a source a server must not read for this caller, before touching it.
+
+    Over HTTP the server would read with its own rights: its disk and its S3 credentials.
+    Folders and buckets are for unscoped admins only, and only under ``roots``
+    (LORAREG_BASE_ROOTS) or in ``buckets`` (LORAREG_BASE_BUCKETS); hub sources follow the
+    usual rules. The refusal is the same whether or not the path exists, and never lists
+    anything.
+    """
+    if spec.startswith("hf://"):
+        return
+    kind = "bucket" if spec.startswith("s3://") else "folder"
+    if not admin:
+        raise SourceNotAllowed(
+            f"reading a {kind} on the server is for admins; register the base from"
+            " hf://org/repo@revision, or ask an admin"
+        )
+    if kind == "bucket":
+        bucket = spec.removeprefix("s3://").partition("/")[0]
+        if bucket not in set(buckets):
+            raise SourceNotAllowed(
+                f"s3://{bucket} is not a bucket this server reads base models from;"
+                " an operator lists them in LORAREG_BASE_BUCKETS"
+            )
+        return
+    if "://" in spec and not spec.startswith("file://"):
+        return  # an unknown scheme: open_base_source refuses it as invalid input
+    if not _inside_roots(spec.removeprefix("file://"), roots):
+        raise SourceNotAllowed(
+            f"{spec[:300]!r} is not under a folder this server reads base models from;"
+            " give an absolute path without '..' under one of LORAREG_BASE_ROOTS"
+        )
+
+
+def _inside_roots(raw: str, roots: Sequence[Path]) -> bool:
+    """Lexically under a root first (nothing outside is touched), then once resolved."""
+    if not raw.startswith("/") or "\x00" in raw or os.path.normpath(raw) != raw.rstrip("/"):
+        return False
+    path = Path(raw)
+    for root in roots:
+        root = Path(os.path.normpath(root))
+        if path.is_relative_to(root):
+            # A symlink under the root may lead anywhere: judge where it really goes.
+            return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+    return False
 
 
 def open_base_source(

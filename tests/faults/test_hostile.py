@@ -306,8 +306,8 @@ def _cases(good: list[dict[str, Any]]) -> list[tuple[str, Any, int, str]]:
         (
             "base from /etc",
             lambda h, rt: h.post("/api/v1/bases", json={"name": "etc", "source": "/etc"}),
-            422,
-            "invalid_base_model",
+            403,
+            "source_not_allowed",
         ),
         (
             "NUL byte in a list cursor",

@@ -20,8 +20,17 @@ router = APIRouter(prefix="/api/v1", tags=["compatibility"])
 def add_base(
     rt: RuntimeDep, user: CurrentUser, body: BaseRequest, response: Response
 ) -> dict[str, Any]:
-    """Register a base model from a folder on the server, ``s3://`` or ``hf://repo@rev``."""
-    doc, created = bases.add_base(rt.db, rt.settings, body.name, body.source, actor=user.name)
+    """Register a base model from ``hf://repo@rev``, or (admins) a folder on the server
+    under LORAREG_BASE_ROOTS or ``s3://`` in LORAREG_BASE_BUCKETS."""
+    doc, created = bases.add_base(
+        rt.db,
+        rt.settings,
+        body.name,
+        body.source,
+        actor=user.name,
+        on_server=True,
+        caller_is_admin=user.can("admin") and user.namespaces is None,
+    )
     response.status_code = 201 if created else 200
     return {**doc, "created": created}
 
