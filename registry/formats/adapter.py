@@ -117,10 +117,12 @@ def check_file_names(paths: Iterable[str]) -> None:
         key = _fold(path)
         if key in seen:
             first = seen[key]
-            same = "listed twice" if first == path else f"the same file as {_shown(first)}"
-            raise DuplicatePath(
-                f"file name {_shown(path)} is {same} once case is ignored; keep one of them"
+            same = (
+                "listed twice"
+                if first == path
+                else f"the same file as {_shown(first)} once case is ignored"
             )
+            raise DuplicatePath(f"file name {_shown(path)} is {same}; keep one of them")
         seen[key] = path
 
 

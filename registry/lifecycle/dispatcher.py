@@ -38,7 +38,14 @@ class WebhookDispatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
         # No proxies from the environment: the connection must go to the checked address.
-        self._http = httpx.Client(timeout=10.0, follow_redirects=False, trust_env=False)
+        # No kept-alive connections either: pooled by address, one opened with another
+        # host's TLS name could carry this host's request.
+        self._http = httpx.Client(
+            timeout=10.0,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
 
     def send(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         """POST to the address checked just now; failures become short codes, not text."""

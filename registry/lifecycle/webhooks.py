@@ -41,8 +41,9 @@ from registry.lifecycle.webhook_targets import (
 MAX_ATTEMPTS = 8
 SIGNATURE_HEADER = "X-Lorareg-Signature"
 # A claimed delivery is not due again for this long, so a replica that dies mid-send
-# leaves it to be retried (at least once), never lost.
-CLAIM_LEASE_S = 120
+# leaves it to be retried (at least once), never lost; longer than a whole batch of
+# sends at the dispatcher's 10 s timeout, so no other replica sends it meanwhile.
+CLAIM_LEASE_S = 600
 
 # (url, body, headers) -> HTTP status; raises DeliveryFailed (or anything) on failure.
 Sender = Callable[[str, bytes, dict[str, str]], int]
