@@ -52,7 +52,13 @@ CONVERGE_S = 1.0
 
 
 @pytest.fixture
-def cluster(pg_database: str, s3_server: str, s3_client: Any, tmp_path: Path) -> Iterator[Cluster]:
+def cluster(
+    pg_database: str,
+    s3_server: str,
+    s3_client: Any,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Cluster]:
     truncate_all(pg_database)  # the per-worker database may hold an earlier test's rows
     bucket = f"lorareg-load-{uuid.uuid4().hex[:12]}"
     s3_client.create_bucket(Bucket=bucket)
@@ -64,6 +70,8 @@ def cluster(pg_database: str, s3_server: str, s3_client: Any, tmp_path: Path) ->
         s3_endpoint_url=s3_server,
         home=home,
     )
+    # The servers read the test's base model folder (a server-side source) from here.
+    env["LORAREG_BASE_ROOTS"] = str(tmp_path_factory.getbasetemp())
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY.write_text(f"lorareg load suite, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     c = Cluster(env=env, logs=home)
