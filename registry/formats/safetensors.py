@@ -29,6 +29,7 @@ DEFAULT_MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_DIMS = 8
 MAX_DIM = 2**40
 MAX_TENSORS = 200_000
+MAX_TENSOR_NAME = 1024  # real names stay under 300 characters; errors quote the name
 # JSON integers longer than this are refused while parsing: offsets and dimensions fit in
 # 15 digits, and converting thousands of huge digit strings is itself quadratic work.
 _MAX_INT_DIGITS = 20
@@ -119,6 +120,11 @@ def parse_header(
     tensors: dict[str, TensorInfo] = {}
     spans: list[tuple[int, int]] = []
     for tname, entry in doc.items():
+        if len(tname) > MAX_TENSOR_NAME:
+            raise InvalidAdapter(
+                f"{name}: a tensor name is {len(tname)} characters ({tname[:60]!r}...), over"
+                f" the {MAX_TENSOR_NAME} cap"
+            )
         tensors[tname] = _tensor_info(name, tname, entry, data_size)
         spans.append((tensors[tname].start, tensors[tname].end))
     spans.sort()
@@ -135,7 +141,7 @@ def _tensor_info(name: str, tname: str, entry: object, data_size: int) -> Tensor
     shape = entry.get("shape")
     offsets = entry.get("data_offsets")
     if dtype not in DTYPE_SIZES:
-        raise InvalidAdapter(f"{name}: tensor {tname!r} has unknown dtype {dtype!r}")
+        raise InvalidAdapter(f"{name}: tensor {tname!r} has unknown dtype {repr(dtype)[:40]}")
     if not isinstance(shape, list) or len(shape) > MAX_DIMS:
         raise InvalidAdapter(
             f"{name}: tensor {tname!r} has an invalid shape (a list of at most {MAX_DIMS}"
@@ -143,7 +149,7 @@ def _tensor_info(name: str, tname: str, entry: object, data_size: int) -> Tensor
         )
     if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < MAX_DIM for d in shape):
         raise InvalidAdapter(
-            f"{name}: tensor {tname!r} has an invalid shape {shape!r}"
+            f"{name}: tensor {tname!r} has an invalid shape {repr(shape)[:200]}"
             " (each dimension must be an integer from 0 to 2**40)"
         )
     if (

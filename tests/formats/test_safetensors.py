@@ -121,6 +121,7 @@ def _one(shape: list[int], offsets: list[int], data: int = 4) -> bytes:
         (_one([10**19], [0, 4]), "from 0 to 2"),
         (_one([10**21], [0, 4]), "integer over 20 digits"),
         (_one([1], [0, 10**25]), "integer over 20 digits"),
+        (_raw({"t" * 1025: {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}, b"x"), "cap"),
         (
             _raw(
                 {f"t{i}": {"dtype": "U8", "shape": [0], "data_offsets": [0, 0]} for i in range(3)}
