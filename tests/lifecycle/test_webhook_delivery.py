@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from registry.client.local import LocalClient
 from registry.lifecycle import webhooks
@@ -15,6 +16,22 @@ from registry.runtime import Runtime
 @pytest.fixture
 def storage_backend() -> str:
     return "local"
+
+
+def _idle_transactions(runtime: Runtime) -> int:
+    """Sessions of this database left open in a transaction (PostgreSQL; 0 on SQLite,
+    where the tag write above is the witness)."""
+    if not runtime.settings.effective_database_url.startswith("postgresql"):
+        return 0
+    with runtime.db.read() as s:
+        return int(
+            s.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        )
 
 
 def test_a_slow_receiver_does_not_block_a_tag_write(
@@ -49,10 +66,12 @@ def test_a_slow_receiver_does_not_block_a_tag_write(
         # write queued behind it until the receiver answered (here: never, until released
         # below) and failed when the busy timeout ran out.
         wrote_while_receiver_waits = wrote.wait(30)
+        open_transactions = _idle_transactions(runtime)
     finally:
         release.set()
         sender.join(60)
     writer.join(60)
     assert wrote_while_receiver_waits
+    assert open_transactions == 0  # PostgreSQL: no session sits in a transaction meanwhile
     assert local.show("acme/a:1").tags == {"owner": "ml"}
     assert [d["state"] for d in webhooks.deliveries(runtime.db, hook["id"])] == ["delivered"]
