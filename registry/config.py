@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # hash; give every replica the same value. Unset, anyone who can read the tokens
     # table could mint a dashboard session.
     secret_key: SecretStr | None = None
+    # Behind a TLS-terminating proxy: dashboard cookies are Secure whatever the proxy says.
+    behind_https: bool = False
+    # Concurrent long polls of the event feed one token may hold (per server process).
+    max_waits_per_token: int = Field(default=8, ge=1, le=10_000)
 
     @property
     def effective_database_url(self) -> str:

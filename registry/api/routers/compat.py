@@ -21,6 +21,7 @@ def add_base(
     rt: RuntimeDep, user: CurrentUser, body: BaseRequest, response: Response
 ) -> dict[str, Any]:
     """Register a base model from a folder on the server, ``s3://`` or ``hf://repo@rev``."""
+    user.require_unscoped("a base model")  # every namespace checks against the same bases
     doc, created = bases.add_base(rt.db, rt.settings, body.name, body.source, actor=user.name)
     response.status_code = 201 if created else 200
     return {**doc, "created": created}
