@@ -72,7 +72,10 @@ def _backfill() -> None:
     after = 0
     while True:
         rows = conn.execute(
-            sa.select(jobs.c.id, jobs.c.spec).where(jobs.c.id > after).order_by(jobs.c.id).limit(BATCH)
+            sa.select(jobs.c.id, jobs.c.spec)
+            .where(jobs.c.id > after)
+            .order_by(jobs.c.id)
+            .limit(BATCH)
         ).all()
         if not rows:
             return

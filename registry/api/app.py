@@ -76,6 +76,7 @@ def create_app(
     )
     app.state.presign_cache = resolve.PresignCache()
     app.state.waits = WaitLimiter(runtime.settings.max_waits_per_token)
+    app.state.behind_https = runtime.settings.behind_https  # dashboard cookies: Secure
     install_error_handlers(app)
     app.add_middleware(RequestLimits)
     app.include_router(health.router)

@@ -411,7 +411,5 @@ class JobNamespace(Base):
 
     __tablename__ = "job_namespaces"
 
-    job_id: Mapped[int] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     namespace: Mapped[str] = mapped_column(String(64), primary_key=True)

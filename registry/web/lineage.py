@@ -36,9 +36,7 @@ class Lineage:
     more_merged_into: bool  # more than MERGED_INTO_LIMIT merges used this version
 
 
-def lineage(
-    session: Session, version_id: int, *, visible: frozenset[str] | None = None
-) -> Lineage:
+def lineage(session: Session, version_id: int, *, visible: frozenset[str] | None = None) -> Lineage:
     """Both directions for one version: two indexed queries, each bounded. A viewer scoped
     to ``visible`` namespaces gets only links into them, filtered before the LIMIT: a merge
     that used this version in another tenant's namespace is not named, nor counted."""
