@@ -57,15 +57,19 @@ class BrowserGuard:
                 " or [::1]; to serve other names, require tokens (LORAREG_AUTH=required)",
             )
             return
-        if scope["method"] not in SAFE_METHODS and (self.open_server or not authorized):
-            if site == b"cross-site" or (origin is not None and not same_origin(origin, host)):
-                await _refuse(
-                    send,
-                    403,
-                    "cross_site_request",
-                    "refused a write sent by a page of another site (Origin / Sec-Fetch-Site)",
-                )
-                return
+        ambient = self.open_server or not authorized  # no header token vouches for it
+        if (
+            ambient
+            and scope["method"] not in SAFE_METHODS
+            and (site == b"cross-site" or (origin is not None and not same_origin(origin, host)))
+        ):
+            await _refuse(
+                send,
+                403,
+                "cross_site_request",
+                "refused a write sent by a page of another site (Origin / Sec-Fetch-Site)",
+            )
+            return
         await self.app(scope, receive, send)
 
 

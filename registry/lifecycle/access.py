@@ -156,10 +156,10 @@ def revoke_token(
 ) -> TokenInfo:
     with db.write() as s:
         row = s.get(m.Token, token_id)
-        if viewer is not None and viewer.namespaces is not None:
-            if row is None or not viewer.covers(row.namespaces):
-                # One answer for "missing" and "someone else's": ids reveal nothing.
-                raise Forbidden(f"token {token_id} is not one this token may manage")
+        scoped = viewer is not None and viewer.namespaces is not None
+        if viewer is not None and scoped and (row is None or not viewer.covers(row.namespaces)):
+            # One answer for "missing" and "someone else's": ids reveal nothing.
+            raise Forbidden(f"token {token_id} is not one this token may manage")
         if row is None:
             raise NotFound(f"no token with id {token_id}; `lorareg token list` shows them")
         if row.revoked_at is None:
