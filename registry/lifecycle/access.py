@@ -156,8 +156,8 @@ def revoke_token(
 ) -> TokenInfo:
     with db.write() as s:
         row = s.get(m.Token, token_id)
-        scoped = viewer is not None and viewer.namespaces is not None
-        if viewer is not None and scoped and (row is None or not viewer.covers(row.namespaces)):
+        outside = row is None or (viewer is not None and not viewer.covers(row.namespaces))
+        if viewer is not None and viewer.namespaces is not None and outside:
             # One answer for "missing" and "someone else's": ids reveal nothing.
             raise Forbidden(f"token {token_id} is not one this token may manage")
         if row is None:

@@ -30,7 +30,6 @@ class JobInfo:
     id: int
     kind: str
     state: str
-    namespace: str  # the output's: the job belongs to it
     spec: dict[str, Any]
     progress: float
     status: dict[str, Any]
@@ -43,6 +42,7 @@ class JobInfo:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    namespace: str = ""  # the output's: the job belongs to it
 
     def to_json(self) -> dict[str, Any]:
         doc = dict(self.__dict__)
