@@ -61,6 +61,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+    # Behind a TLS-terminating proxy: dashboard cookies are Secure whatever the proxy says.
+    behind_https: bool = False
+    # Concurrent long polls of the event feed one token may hold (per server process).
+    max_waits_per_token: int = Field(default=8, ge=1, le=10_000)
 
     @property
     def effective_database_url(self) -> str:

@@ -24,10 +24,13 @@
     ├── RangeNotSatisfiable           range_not_satisfiable 416 1
     ├── Unauthorized                  unauthorized     401   1
     ├── Forbidden                     forbidden        403   1
-    │   └── SourceNotAllowed          source_not_allowed 403 1   (server folder/bucket)
+    │   ├── SourceNotAllowed          source_not_allowed 403 1   (server folder/bucket)
+    │   └── CrossSiteRequest          cross_site_request 403 1   (foreign Origin on a write)
+    ├── HostNotAllowed                host_not_allowed 421   1   (open server, non-loopback Host)
     └── Unavailable                   unavailable      503   1   (database or storage down)
         ├── StorageUnavailable        storage_unavailable 503 1
-        └── DatabaseUnavailable       database_unavailable 503 1
+        ├── DatabaseUnavailable       database_unavailable 503 1
+        └── TooManyWaits              too_many_waits   429   1   (long polls over the cap)
 
 Every class has a stable ``code`` (sent on the wire as ``{"error": {"code", "message"}}``
 and as ``X-Error-Code``), an HTTP status and a CLI exit status. ``tests/test_errors.py``
@@ -131,6 +134,19 @@ class Forbidden(LoraregError):
     http_status = 403
 
 
+class CrossSiteRequest(Forbidden):
+    """A write sent by a page of another site (Origin / Sec-Fetch-Site): never acted on."""
+
+    code = "cross_site_request"
+
+
+class HostNotAllowed(LoraregError):
+    """An open server answers only to loopback names: anything else may be DNS rebinding."""
+
+    code = "host_not_allowed"
+    http_status = 421
+
+
 class Unavailable(LoraregError):
     code = "unavailable"
     http_status = 503
@@ -142,6 +158,17 @@ class StorageUnavailable(Unavailable):
 
 class DatabaseUnavailable(Unavailable):
     code = "database_unavailable"
+
+
+class TooManyWaits(Unavailable):
+    """More concurrent long polls than a caller may hold; retry after ``retry_after_s``."""
+
+    code = "too_many_waits"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 def all_error_classes() -> list[type[LoraregError]]:

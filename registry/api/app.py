@@ -10,7 +10,9 @@ from fastapi import FastAPI
 from registry import __version__
 from registry.api.errors import install_error_handlers
 from registry.api.limits import RequestLimits
+from registry.api.origins import BrowserGuard
 from registry.api.routers import adapters, admin, compat, health, hf, jobs, lifecycle, resolve
+from registry.api.waits import WaitLimiter
 from registry.runtime import Runtime
 from registry.web.routes import install_dashboard
 
@@ -75,6 +77,8 @@ def create_app(
         runtime.settings.auth == "required" if require_auth is None else require_auth
     )
     app.state.presign_cache = resolve.PresignCache()
+    app.state.waits = WaitLimiter(runtime.settings.max_waits_per_token)
+    app.state.behind_https = runtime.settings.behind_https  # dashboard cookies: Secure
     install_error_handlers(app)
     app.add_middleware(RequestLimits)
     app.include_router(health.router)
@@ -86,6 +90,8 @@ def create_app(
     app.include_router(jobs.router)
     install_dashboard(app)  # /ui/ pages and their static files; / redirects there
     app.include_router(hf.router)  # last: /{ns}/{name}/resolve/... would shadow other routes
+    # Outermost: a rebinding name or a cross-site write is refused before any other work.
+    app.add_middleware(BrowserGuard, open_server=not app.state.auth_required)
     return app
 
 

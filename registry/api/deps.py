@@ -3,6 +3,11 @@
 ``allow(role)`` is attached to every route. It authenticates the bearer token (or, on a
 server running open, treats the caller as the local admin), hides namespaces outside the
 token's scope as 404, then requires the role (403 with code ``forbidden``).
+
+It sees only a ``{namespace}`` path parameter. Routes that name their target another way
+(a token, webhook or job id, a body, a query) check the scope themselves through the
+services (``Principal.covers``, ``require_covers``, ``require_unscoped``, ``visible_jobs``);
+``tests/api/test_tenancy_matrix.py`` aims every route at another tenant to keep it so.
 """
 
 from __future__ import annotations

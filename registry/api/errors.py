@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from registry.errors import LoraregError
+from registry.errors import LoraregError, TooManyWaits
 
 log = logging.getLogger("lorareg.api")
 
@@ -34,6 +34,8 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         if exc.http_status == 401:
             resp.headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(exc, TooManyWaits):
+            resp.headers["Retry-After"] = str(exc.retry_after_s)
         return resp
 
     @app.exception_handler(RequestValidationError)

@@ -20,9 +20,8 @@ async def receive_blob(store: BlobStore, sha256: str, request: Request) -> bool:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BLOB_BYTES:
         raise InvalidInput(f"blob of {declared} bytes is over the {MAX_BLOB_BYTES}-byte limit")
-    if await run_in_threadpool(store.exists, sha256):
-        # Drain nothing: the client stops sending when we answer.
-        return False
+    # Read and verify the bytes even when the blob is stored: answering early would tell
+    # any writer that some tenant holds a blob with this hash.
     fd, tmp = tempfile.mkstemp(prefix="lorareg-upload-")
     try:
         h = hashlib.sha256()

@@ -376,10 +376,13 @@ class Job(Base):
             name="state_known",
         ),
         Index("ix_jobs_state", "state", "id"),
+        Index("ix_jobs_namespace", "namespace", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), default="merge")
+    # The output adapter's namespace: who owns the job (listed and filtered on it).
+    namespace: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default="queued")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
@@ -400,3 +403,13 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class JobNamespace(Base):
+    """Every namespace a job reads or writes (its inputs' and its output's): a scoped viewer
+    sees the job only when its scope covers all of them."""
+
+    __tablename__ = "job_namespaces"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(64), primary_key=True)

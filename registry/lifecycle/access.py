@@ -4,6 +4,13 @@ Roles are ordered: a reader pulls; a writer also pushes and records evals; a mai
 also promotes and moves aliases; an admin also manages tokens, policies and webhooks.
 A token scoped to namespaces sees nothing outside them: callers turn "not allowed to see"
 into NotFound, never Forbidden, so a client's adapters do not leak their existence.
+
+Administration stays inside the scope too: a scoped admin creates, lists and revokes only
+tokens whose own scope lies within its namespaces (never an unscoped one), and manages only
+webhooks of its namespaces. Asking for more is 403 ``forbidden``, answered the same whether
+the token or webhook named exists or not, so ids are no oracle. Shared things (base models)
+are changed only by unscoped tokens. A merge job belongs to every namespace it reads or
+writes: a scoped viewer sees it only when its scope covers all of them.
 """
 
 from __future__ import annotations
@@ -11,10 +18,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, select
 
 from registry.catalog.refs import check_name
 from registry.db import models as m
@@ -47,6 +55,25 @@ class Principal:
     def require_namespace(self, namespace: str, what: str = "adapter") -> None:
         if not self.sees(namespace):
             raise NotFound(f"{what} not found")
+
+    def covers(self, namespaces: Iterable[str] | None) -> bool:
+        """True when a thing scoped to ``namespaces`` (None: every namespace) lies wholly
+        within this principal's scope."""
+        if self.namespaces is None:
+            return True
+        wanted = set(namespaces or ())
+        return bool(wanted) and wanted <= self.namespaces
+
+    def require_covers(self, namespaces: Iterable[str] | None, what: str) -> None:
+        """Forbidden unless ``covers``: for administration, where the caller names the scope."""
+        if not self.covers(namespaces):
+            mine = ", ".join(sorted(self.namespaces or ()))
+            raise Forbidden(f"{what} must stay within this token's namespaces ({mine})")
+
+    def require_unscoped(self, what: str) -> None:
+        """Forbidden for a namespace-scoped token: ``what`` is shared by every namespace."""
+        if self.namespaces is not None:
+            raise Forbidden(f"{what} is shared by every namespace; it needs an unscoped token")
 
 
 # The caller when the server runs open (embedded mode on loopback).
@@ -84,13 +111,17 @@ def create_token(
     actor: str,
     namespaces: list[str] | None = None,
     expires_in_days: float | None = None,
+    creator: Principal | None = None,
 ) -> tuple[str, TokenInfo]:
-    """Create a token; the plaintext is returned once and never stored."""
+    """Create a token; the plaintext is returned once and never stored. ``creator`` (the
+    caller, None for the local operator) may only mint tokens within its own scope."""
     check_role(role)
     if not name or len(name) > 128:
         raise InvalidInput("a token needs a name of 1-128 characters")
     for ns in namespaces or []:
         check_name(ns, what="namespace")
+    if creator is not None:
+        creator.require_covers(namespaces or None, "a new token's namespaces")
     if expires_in_days is not None and not 0 < expires_in_days <= 36500:
         raise InvalidInput("--expires-in-days must be between 0 and 36500")
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -111,14 +142,24 @@ def create_token(
         return plaintext, _info(row)
 
 
-def list_tokens(db: Database) -> list[TokenInfo]:
+def list_tokens(db: Database, *, viewer: Principal | None = None) -> list[TokenInfo]:
+    """Every token, or for a scoped ``viewer`` those whose scope lies within its own."""
     with db.read() as s:
-        return [_info(r) for r in s.scalars(select(m.Token).order_by(m.Token.id))]
+        rows = [_info(r) for r in s.scalars(select(m.Token).order_by(m.Token.id))]
+    # Tokens are few (people make them by hand), and JSON scopes do not filter alike on
+    # both backends: the whole table is read, so nothing is lost to a LIMIT.
+    return [t for t in rows if viewer is None or viewer.covers(t.namespaces)]
 
 
-def revoke_token(db: Database, token_id: int, *, actor: str) -> TokenInfo:
+def revoke_token(
+    db: Database, token_id: int, *, actor: str, viewer: Principal | None = None
+) -> TokenInfo:
     with db.write() as s:
         row = s.get(m.Token, token_id)
+        outside = row is None or (viewer is not None and not viewer.covers(row.namespaces))
+        if viewer is not None and viewer.namespaces is not None and outside:
+            # One answer for "missing" and "someone else's": ids reveal nothing.
+            raise Forbidden(f"token {token_id} is not one this token may manage")
         if row is None:
             raise NotFound(f"no token with id {token_id}; `lorareg token list` shows them")
         if row.revoked_at is None:
@@ -146,6 +187,29 @@ def authenticate(db: Database, token: str) -> Principal:
             raise Unauthorized(f"token {row.name!r} expired at {expires:%Y-%m-%d %H:%M} UTC")
     scope = frozenset(row.namespaces) if row.namespaces else None
     return Principal(name=row.name, role=row.role, namespaces=scope, token_id=row.id)
+
+
+def require_webhook_scope(db: Database, webhook_id: int, viewer: Principal) -> None:
+    """Forbidden unless a scoped ``viewer`` may manage webhook ``webhook_id`` (one of its
+    namespaces); the same answer when it does not exist. Unscoped viewers pass through to
+    the webhook service, which reports a missing id."""
+    if viewer.namespaces is None:
+        return
+    with db.read() as s:
+        namespace = s.scalar(select(m.Webhook.namespace).where(m.Webhook.id == webhook_id))
+    if namespace is None or not viewer.sees(namespace):
+        raise Forbidden(f"webhook {webhook_id} is not one this token may manage")
+
+
+def visible_jobs(namespaces: frozenset[str] | None) -> ColumnElement[bool] | None:
+    """A filter on ``jobs`` for a viewer scoped to ``namespaces`` (None: no filter): the
+    output namespace is in scope (indexed) and no namespace the job touches lies outside."""
+    if namespaces is None:
+        return None
+    scope = sorted(namespaces)
+    JN = m.JobNamespace
+    outside = exists().where(JN.job_id == m.Job.id, JN.namespace.not_in(scope))
+    return m.Job.namespace.in_(scope) & ~outside
 
 
 def _info(row: m.Token) -> TokenInfo:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from registry.db import models as m
 from registry.db.database import Database
 from registry.errors import Conflict, NotFound
+from registry.lifecycle.access import visible_jobs
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -41,6 +42,7 @@ class JobInfo:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    namespace: str = ""  # the output's: the job belongs to it
 
     def to_json(self) -> dict[str, Any]:
         doc = dict(self.__dict__)
@@ -63,6 +65,7 @@ def job_info(session: Session, row: m.Job) -> JobInfo:
         id=row.id,
         kind=row.kind,
         state=row.state,
+        namespace=row.namespace,
         spec=dict(row.spec),
         progress=row.progress,
         status=dict(row.status or {}),
@@ -79,11 +82,20 @@ def job_info(session: Session, row: m.Job) -> JobInfo:
 
 
 def enqueue(db: Database, spec: dict[str, Any], *, actor: str, max_attempts: int = 3) -> JobInfo:
+    out_ns, _, out_name = str(spec.get("output", "")).partition("/")
+    touched = {out_ns, *(str(i.get("repo", "")).partition("/")[0] for i in spec.get("inputs", []))}
     with db.write() as s:
-        row = m.Job(kind="merge", spec=spec, created_by=actor, max_attempts=max_attempts, status={})
+        row = m.Job(
+            kind="merge",
+            namespace=out_ns,
+            spec=spec,
+            created_by=actor,
+            max_attempts=max_attempts,
+            status={},
+        )
         s.add(row)
         s.flush()
-        out_ns, _, out_name = str(spec.get("output", "")).partition("/")
+        s.add_all(m.JobNamespace(job_id=row.id, namespace=ns) for ns in sorted(touched) if ns)
         s.add(
             m.Event(
                 kind="job.queued",
@@ -97,9 +109,13 @@ def enqueue(db: Database, spec: dict[str, Any], *, actor: str, max_attempts: int
         return job_info(s, row)
 
 
-def get_job(db: Database, job_id: int) -> JobInfo:
+def get_job(db: Database, job_id: int, *, namespaces: frozenset[str] | None = None) -> JobInfo:
+    """The job; NotFound also when a viewer scoped to ``namespaces`` may not see it."""
+    q = select(m.Job).where(m.Job.id == job_id)
+    if (visible := visible_jobs(namespaces)) is not None:
+        q = q.where(visible)
     with db.read() as s:
-        row = s.get(m.Job, job_id)
+        row = s.scalar(q)
         if row is None:
             raise NotFound(f"no job {job_id}; `lorareg jobs` lists them")
         return job_info(s, row)
@@ -108,12 +124,12 @@ def get_job(db: Database, job_id: int) -> JobInfo:
 def list_jobs(
     db: Database, *, limit: int = 100, namespaces: frozenset[str] | None = None
 ) -> list[JobInfo]:
+    """Newest first; a scoped viewer's filter runs in SQL, before the LIMIT."""
+    q = select(m.Job).order_by(m.Job.id.desc()).limit(limit)
+    if (visible := visible_jobs(namespaces)) is not None:
+        q = q.where(visible)
     with db.read() as s:
-        rows = s.scalars(select(m.Job).order_by(m.Job.id.desc()).limit(limit)).all()
-        out = [job_info(s, r) for r in rows]
-    if namespaces is not None:
-        out = [j for j in out if str(j.spec.get("output", "")).split("/")[0] in namespaces]
-    return out
+        return [job_info(s, r) for r in s.scalars(q).all()]
 
 
 def claim(

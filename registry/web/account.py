@@ -82,7 +82,7 @@ def login(
         return _login_page(request, next_url=target, error=exc.message, status=401)
     assets: WebAssets = request.app.state.web
     value = assets.sessions.issue(rt.db, principal)
-    expires = int(value.split(".")[2])
+    expires = assets.sessions.expiry(value)
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(request, response, value, max_age=max(1, expires - int(time.time())))
     assets.csrf.clear_cookie(request, response)

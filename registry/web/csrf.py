@@ -6,12 +6,13 @@ same token in a hidden field. A POST passes only if the submitted field (or the
 from another origin (``Sec-Fetch-Site`` / ``Origin`` / ``Referer``). A cross-site page can
 make the browser send the cookie but cannot read it to fill the field.
 
-With a ``secret`` each token is ``nonce.hmac(secret, nonce + binding)``: tokens minted
-elsewhere are refused, and ``binding`` (the browser's session) ties a token to one user,
-which closes the cookie-injection gap of the plain scheme. Without a secret, a signed-in
-browser's tokens are keyed by its session cookie (HttpOnly, so no page can read it), with
-the same effect; only the sign-in form itself, before any session, is plain double-submit
-plus the origin checks. Stateless either way, so it works across N replicas.
+Tokens are ``itsdangerous`` ``URLSafeTimedSerializer`` values (a random nonce, salted for
+CSRF, good for ``MAX_AGE_S``) keyed by the server secret and ``binding`` (the browser's
+session cookie): tokens minted elsewhere are refused, and a token is tied to one session,
+which closes the cookie-injection gap of the plain scheme. Without a server secret a
+signed-in browser's tokens are keyed by its session cookie alone (HttpOnly, so no page can
+read it), with the same effect; only the sign-in form itself, before any session, is plain
+double-submit plus the origin checks. Stateless either way, so it works across N replicas.
 """
 
 from __future__ import annotations
@@ -22,15 +23,20 @@ import re
 import secrets
 from urllib.parse import urlsplit
 
+from itsdangerous import BadData, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
 from registry.errors import Forbidden
+from registry.web.session import cookies_secure
 
 COOKIE = "lorareg_csrf"
 FIELD = "csrf_token"
 HEADER = "x-csrf-token"
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}(\.[0-9a-f]{64})?$")
+SALT = "lorareg.csrf.v2"
+MAX_AGE_S = 24 * 3600  # a form left open longer asks for a reload
+_NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_SIGNED_RE = re.compile(r"^[A-Za-z0-9_.-]{60,160}$")
 _SAFE_SITES = {"same-origin", "none"}  # "none": typed URL or bookmark, not a page
 
 
@@ -39,30 +45,37 @@ class CsrfProtect:
         self.secret = secret
         self.cookie_name = cookie_name
 
-    def _key(self, binding: str) -> bytes | None:
-        """The signing key: the server secret, or else the binding itself, which for a
-        signed-in browser is its HttpOnly session cookie: a secret no other site can read,
-        so tokens are tied to the session even on a server configured without a secret."""
-        if self.secret is not None:
-            return self.secret
-        return binding.encode() if binding else None
-
-    def _sign(self, key: bytes, nonce: str, binding: str) -> str:
-        return hmac.new(key, f"{nonce}\x00{binding}".encode(), hashlib.sha256).hexdigest()
+    def _serializer(self, binding: str) -> URLSafeTimedSerializer | None:
+        """The signer: keyed by the server secret and the binding, which for a signed-in
+        browser is its HttpOnly session cookie: a secret no other site can read, so tokens
+        are tied to the session even on a server configured without a secret. None when
+        there is neither (the sign-in form of such a server)."""
+        if self.secret is None and not binding:
+            return None
+        return URLSafeTimedSerializer(
+            (self.secret or b"") + b"\x00" + binding.encode(),
+            salt=SALT,
+            signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256},
+        )
 
     def _mint(self, binding: str) -> str:
         nonce = secrets.token_urlsafe(32)
-        key = self._key(binding)
-        return f"{nonce}.{self._sign(key, nonce, binding)}" if key else nonce
+        signer = self._serializer(binding)
+        return signer.dumps(nonce) if signer is not None else nonce
 
     def _valid(self, token: str | None, binding: str) -> bool:
-        if not token or not _TOKEN_RE.match(token):
+        if not token:
             return False
-        nonce, _, sig = token.partition(".")
-        key = self._key(binding)
-        if key is None:
-            return not sig
-        return bool(sig) and hmac.compare_digest(sig, self._sign(key, nonce, binding))
+        signer = self._serializer(binding)
+        if signer is None:
+            return bool(_NONCE_RE.match(token))
+        if not _SIGNED_RE.match(token):
+            return False
+        try:
+            nonce = signer.loads(token, max_age=MAX_AGE_S)
+        except BadData:
+            return False
+        return isinstance(nonce, str) and bool(_NONCE_RE.match(nonce))
 
     def token(self, request: Request, *, binding: str = "") -> str:
         """The token for this visitor: the cookie's if it is valid, else a fresh one that
@@ -86,7 +99,7 @@ class CsrfProtect:
             request.state.csrf_token,
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=cookies_secure(request),
             path="/",
         )
 
@@ -97,7 +110,7 @@ class CsrfProtect:
             self.cookie_name,
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=cookies_secure(request),
             path="/",
         )
 

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 from registry.api.deps import MAX_ID, CurrentUser, IdPath, Reader, RuntimeDep
 from registry.catalog.refs import parse_ref
 from registry.db import models as m
-from registry.errors import InvalidInput, LoraregError, NotFound
-from registry.lifecycle.access import Principal
+from registry.errors import InvalidInput, LoraregError
+from registry.lifecycle.access import visible_jobs
 from registry.merge import jobs
 from registry.merge.jobs import JobInfo
 from registry.web.format import human_size
@@ -30,11 +30,6 @@ router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 JOBS = f"{PREFIX}/-/jobs"
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-
-
-def job_namespace(job: JobInfo) -> str:
-    # Jobs belong to the namespace of their output, as in the API.
-    return str(job.spec.get("output", "")).split("/")[0]
 
 
 @dataclass(frozen=True)
@@ -53,8 +48,10 @@ def job_page(
     visible: frozenset[str] | None,
 ) -> JobPage:
     """Jobs newest first, keyset on id (``ix_jobs_state`` when filtered by state). A scoped
-    viewer's pages may hold fewer rows: the key is the last row read, seen or not."""
+    viewer's filter runs in SQL (``ix_jobs_namespace``), so every page is full."""
     q = select(m.Job)
+    if (scope := visible_jobs(visible)) is not None:
+        q = q.where(scope)
     if state is not None:
         q = q.where(m.Job.state == state)
     if before is not None:
@@ -63,8 +60,6 @@ def job_page(
     more = len(rows) > limit
     rows = rows[:limit]
     infos = [jobs.job_info(session, r) for r in rows]
-    if visible is not None:
-        infos = [j for j in infos if job_namespace(j) in visible]
     return JobPage(infos, rows[-1].id if more and rows else None, before is not None)
 
 
@@ -83,12 +78,6 @@ def progress_text(job: JobInfo) -> str:
         elif st.get("phase"):
             parts.append(str(st["phase"]))
     return " · ".join(parts)
-
-
-def _visible(user: Principal, job: JobInfo) -> JobInfo:
-    if not user.sees(job_namespace(job)):
-        raise NotFound(f"no job {job.id}")
-    return job
 
 
 def _version_link(ref: str | None) -> str | None:
@@ -151,5 +140,5 @@ def job_list(
 
 @router.get(JOBS + "/{job_id}", dependencies=[Reader])
 def job_detail(request: Request, rt: RuntimeDep, user: CurrentUser, job_id: IdPath) -> HTMLResponse:
-    job = _visible(user, jobs.get_job(rt.db, job_id))
+    job = jobs.get_job(rt.db, job_id, namespaces=user.namespaces)
     return render(request, "job.html", _ctx(job))

@@ -36,17 +36,20 @@ class Lineage:
     more_merged_into: bool  # more than MERGED_INTO_LIMIT merges used this version
 
 
-def lineage(session: Session, version_id: int) -> Lineage:
-    """Both directions for one version: two indexed queries, each bounded."""
+def lineage(session: Session, version_id: int, *, visible: frozenset[str] | None = None) -> Lineage:
+    """Both directions for one version: two indexed queries, each bounded. A viewer scoped
+    to ``visible`` namespaces gets only links into them, filtered before the LIMIT: a merge
+    that used this version in another tenant's namespace is not named, nor counted."""
     MI, V, A, N = m.MergeInput, aliased(m.AdapterVersion), m.Adapter, m.Namespace
 
     def linked(column: Any) -> Any:
-        return (
+        q = (
             select(N.name, A.name, V.number, MI.weight, V.kind)
             .join(V, V.id == column)
             .join(A, A.id == V.adapter_id)
             .join(N, N.id == A.namespace_id)
         )
+        return q if visible is None else q.where(N.name.in_(sorted(visible)))
 
     inputs = session.execute(
         linked(MI.input_id).where(MI.output_id == version_id).order_by(MI.position)

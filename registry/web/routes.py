@@ -234,7 +234,7 @@ def version(
     with rt.db.read() as s:
         row = cq.version_row(s, repo, str(number))
         info = cq.to_info(s, row)
-        links = lineage(s, row.id)
+        links = lineage(s, row.id, visible=user.namespaces)
         events = wq.event_page(s, repo, before_id=events_before, limit=50)
     checks = latest_checks(rt.db, Ref(repo, number=info.number))
     path = f"{PREFIX}/{repo}/v{info.number}"

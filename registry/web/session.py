@@ -1,22 +1,25 @@
 """Dashboard sign-in: a signed, expiring session cookie that stands for an API token.
 
 The login form checks a token with ``authenticate`` once; the browser then keeps
-``s1.<token id>.<expires>.<mac>`` in an HttpOnly, SameSite=Strict cookie (Secure over
-https), never the token itself, so a stolen cookie is not a token that works forever with
-the CLI, and the token never sits in the browser's cookie store.
+``<token id>.<expires>.<timestamp>.<signature>`` (an ``itsdangerous`` ``TimestampSigner``
+value, salted for sessions) in an HttpOnly, SameSite=Strict cookie (Secure over https, or
+always with ``LORAREG_BEHIND_HTTPS``), never the token itself, so a stolen cookie is not a
+token that works forever with the CLI, and the token never sits in the browser's cookie
+store.
 
-The MAC is HMAC-SHA256 keyed by the token's stored hash (mixed with a server secret when
-one is given), which makes sessions:
+The signing key is the token's stored hash, mixed with the server secret when one is set
+(``LORAREG_SECRET_KEY``), which makes sessions:
 
 - stateless: any of N replicas verifies a cookie with one primary-key lookup, no session
-  table and no shared secret to distribute;
+  table;
 - bound to their token: revoking or expiring the token ends every session made from it at
   the next request, and a session never outlives the token;
 - short: ``LIFETIME_S`` at most, whatever the token's own lifetime.
 
 Logout drops the cookie; without server-side state a copied cookie stays valid until it
-expires, which the short lifetime bounds (revoke the token to end it at once). Anyone who
-can read the tokens table can mint sessions for its tokens; a server secret closes that.
+expires, which the short lifetime bounds (revoke the token to end it at once). Without a
+server secret, anyone who can read the tokens table can mint sessions for its tokens; the
+secret closes that.
 
 ``SessionAuth`` reads the cookie when a request has no ``Authorization`` header and puts
 the principal where ``registry.api.deps.get_principal`` looks first, so pages (and the
@@ -28,13 +31,13 @@ an API write always needs the bearer header, so no other page can make one with 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from fastapi.concurrency import run_in_threadpool
+from itsdangerous import BadSignature, TimestampSigner
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -46,7 +49,9 @@ from registry.lifecycle.access import Principal
 
 COOKIE = "lorareg_session"
 LIFETIME_S = 12 * 3600
-_VALUE_RE = re.compile(r"^s1\.([1-9][0-9]{0,18})\.([0-9]{1,12})\.([0-9a-f]{64})$")
+SALT = "lorareg.session.v2"
+MAX_COOKIE_CHARS = 256  # real values are ~80: anything longer is refused unread
+_TOKEN_ID_RE = re.compile(r"^[1-9][0-9]{0,18}$")
 _SAFE_METHODS = {"GET", "HEAD"}
 
 
@@ -59,17 +64,24 @@ class Session:
     binding: str = field(repr=False, default="")
 
 
+def cookies_secure(request: Request) -> bool:
+    """Cookies carry ``Secure`` over https, and always when the server is told it sits
+    behind a TLS-terminating proxy (whatever that proxy forwards)."""
+    return request.url.scheme == "https" or bool(getattr(request.app.state, "behind_https", False))
+
+
 class SessionCodec:
     def __init__(self, *, secret: bytes | None = None, lifetime_s: int = LIFETIME_S) -> None:
         self.secret = secret
         self.lifetime_s = lifetime_s
 
-    def _mac(self, token_hash: str, token_id: int, expires: int) -> str:
-        key = token_hash.encode()
-        if self.secret:
-            key = hmac.new(self.secret, key, hashlib.sha256).digest()
-        msg = f"lorareg-session\x00s1\x00{token_id}\x00{expires}".encode()
-        return hmac.new(key, msg, hashlib.sha256).hexdigest()
+    def _signer(self, token_hash: str) -> TimestampSigner:
+        return TimestampSigner(
+            (self.secret or b"") + token_hash.encode(),
+            salt=SALT,
+            key_derivation="hmac",
+            digest_method=hashlib.sha256,
+        )
 
     def issue(self, db: Database, principal: Principal, *, now: float | None = None) -> str:
         """A cookie value for a principal that ``authenticate`` just returned."""
@@ -83,23 +95,38 @@ class SessionCodec:
             expires = t + self.lifetime_s
             if row.expires_at is not None:
                 expires = min(expires, int(_aware(row.expires_at).timestamp()))
-            return f"s1.{row.id}.{expires}.{self._mac(row.token_hash, row.id, expires)}"
+            return self._signer(row.token_hash).sign(f"{row.id}.{expires}").decode()
+
+    @staticmethod
+    def expiry(value: str) -> int:
+        """When a value that ``issue`` just made expires (unix seconds)."""
+        return int(value.split(".")[1])
 
     def resolve(
         self, db: Database, value: str, *, now: float | None = None
     ) -> tuple[Session, Principal] | None:
         """The session and its principal, or None when the cookie is malformed, forged,
         expired, or its token was revoked or has expired."""
-        found = _VALUE_RE.match(value)
-        if found is None:
+        if len(value) > MAX_COOKIE_CHARS:
             return None
-        token_id, expires, mac = int(found[1]), int(found[2]), found[3]
+        head = value.split(".", 1)[0]
+        if not _TOKEN_ID_RE.match(head):
+            return None
         t = now if now is not None else time.time()
-        if expires <= t:
-            return None
         with db.read() as s:
-            row = s.get(m.Token, token_id)
-        if row is None or not hmac.compare_digest(mac, self._mac(row.token_hash, row.id, expires)):
+            row = s.get(m.Token, int(head))
+        if row is None:
+            return None
+        try:
+            # max_age bounds the signing time too: a value never lives past one lifetime.
+            signed = self._signer(row.token_hash).unsign(value, max_age=self.lifetime_s)
+        except BadSignature:
+            return None
+        token_id, _, expires_text = signed.decode().partition(".")
+        if token_id != head or not expires_text.isdigit():
+            return None
+        expires = int(expires_text)
+        if expires <= t:
             return None
         # The same refusals as authenticate(), which needs the plaintext we do not keep.
         if row.revoked_at is not None:
@@ -122,14 +149,14 @@ def set_session_cookie(request: Request, response: Response, value: str, *, max_
         max_age=max_age,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=cookies_secure(request),
         path="/",
     )
 
 
 def clear_session_cookie(request: Request, response: Response) -> None:
     response.delete_cookie(
-        COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/"
+        COOKIE, httponly=True, samesite="strict", secure=cookies_secure(request), path="/"
     )
 
 

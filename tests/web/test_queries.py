@@ -181,7 +181,7 @@ def test_pages_stay_fast_at_a_million_versions(runtime: Runtime) -> None:
         "/ui/ns005/adapter-00500/v25",
         "/ui/ns005/adapter-00500/compare?a=1&b=50",
     ]
-    with TestClient(create_app(runtime, background=False)) as web:
+    with TestClient(create_app(runtime, background=False), base_url="http://localhost") as web:
         for url in urls:
             web.get(url)  # warm the page cache: we time queries, not the first disk read
             start = time.perf_counter()

@@ -24,13 +24,18 @@ def test_round_trip_and_tampering(db: Database) -> None:
         frozenset({"acme"}),
     )
     assert session.token_id == info.id and session.binding == value
-    _, tid, expires, mac = value.split(".")
-    flipped = mac[:-1] + ("0" if mac[-1] != "0" else "1")
+    tid, expires, stamp, mac = value.split(".")
+    # The first character: the last one's low bits are base64 padding, ignored on decode.
+    flipped = ("A" if mac[0] != "A" else "B") + mac[1:]
+    other, _ = create_token(db, name="eve", role="admin", actor="t")
+    eve = codec.issue(db, authenticate(db, other))
     for bad in (
-        f"s1.{tid}.{expires}.{flipped}",  # another signature
-        f"s1.{tid}.{int(expires) + 3600}.{mac}",  # a longer life than was signed
-        f"s1.{int(tid) + 1}.{expires}.{mac}",  # another token
-        f"s2.{tid}.{expires}.{mac}",
+        f"{tid}.{expires}.{stamp}.{flipped}",  # another signature
+        f"{tid}.{int(expires) + 3600}.{stamp}.{mac}",  # a longer life than was signed
+        f"{int(tid) + 1}.{expires}.{stamp}.{mac}",  # another token
+        f"{eve.split('.', 1)[0]}.{value.split('.', 1)[1]}",  # alice's signature on eve's id
+        f"s1.{tid}.{expires}.{'0' * 64}",  # the old hand-made format
+        "x" * 5000,
         token,  # the token itself is not a session
         "",
     ):
@@ -51,14 +56,52 @@ def test_lifetime_and_token_state(db: Database) -> None:
     # A session never outlives its token.
     short, _ = create_token(db, name="short", role="reader", actor="t", expires_in_days=0.01)
     value = codec.issue(db, authenticate(db, short), now=now)
-    expires = int(value.split(".")[2])
+    expires = SessionCodec.expiry(value)
     assert expires <= now + 0.01 * 86400 + 1
 
 
 def test_csrf_tokens_are_bound_to_the_session_without_a_secret() -> None:
     plain = CsrfProtect()
-    minted = plain._mint("s1.1.2.abc")
-    assert "." in minted and plain._valid(minted, "s1.1.2.abc")
-    assert not plain._valid(minted, "s1.1.2.abd")  # another session
+    minted = plain._mint("1.2.3.abc")
+    assert "." in minted and plain._valid(minted, "1.2.3.abc")
+    assert not plain._valid(minted, "1.2.3.abd")  # another session
     assert not plain._valid(minted, "")  # signed out
-    assert not plain._valid(plain._mint(""), "s1.1.2.abc")  # a pre-login token
+    assert not plain._valid(plain._mint(""), "1.2.3.abc")  # a pre-login token
+
+
+def test_sessions_and_csrf_tokens_are_itsdangerous_values_with_their_own_salts(
+    db: Database,
+) -> None:
+    """Keyed by the server secret and the token's stored hash, salted per purpose: a CSRF
+    token never passes for a session, and an itsdangerous value signed with another salt
+    or key is refused."""
+    from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+    from registry.db import models as m
+    from registry.web import csrf, session
+
+    token, info = create_token(db, name="carol", role="reader", actor="t")
+    codec = SessionCodec(secret=b"server")
+    value = codec.issue(db, authenticate(db, token))
+    with db.read() as s:
+        row = s.get(m.Token, info.id)
+        assert row is not None
+        token_hash = row.token_hash
+    key = b"server" + token_hash.encode()
+    kw = {"key_derivation": "hmac", "digest_method": __import__("hashlib").sha256}
+    payload = TimestampSigner(key, salt=session.SALT, **kw).unsign(value, max_age=60)
+    assert payload.decode() == f"{info.id}.{SessionCodec.expiry(value)}"
+    # The same payload under the CSRF salt, or without the server secret, is refused.
+    for signer in (
+        TimestampSigner(key, salt=csrf.SALT, **kw),
+        TimestampSigner(token_hash.encode(), salt=session.SALT, **kw),
+    ):
+        assert codec.resolve(db, signer.sign(payload).decode()) is None
+    # CSRF tokens: timed, salted, keyed by the secret and the session.
+    protect = CsrfProtect(secret=b"server")
+    minted = protect._mint(value)
+    nonce = URLSafeTimedSerializer(
+        b"server\x00" + value.encode(), salt=csrf.SALT, signer_kwargs=kw
+    ).loads(minted, max_age=60)
+    assert isinstance(nonce, str) and len(nonce) == 43
+    assert codec.resolve(db, minted) is None and not protect._valid(value, value)

@@ -1,4 +1,9 @@
-"""Tokens, webhooks and the change feed: ``/api/v1/tokens``, ``/webhooks``, ``/events``."""
+"""Tokens, webhooks and the change feed: ``/api/v1/tokens``, ``/webhooks``, ``/events``.
+
+None of these has a namespace in its path, so each checks the caller's scope itself: a
+scoped admin manages only tokens and webhooks within its namespaces (403 ``forbidden``
+otherwise), and the feed holds only events of the caller's namespaces.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,12 @@ import time
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from registry.api.deps import MAX_ID, Admin, CurrentUser, IdPath, Reader, RuntimeDep
 from registry.api.schemas import TokenRequest, WebhookRequest
+from registry.api.waits import WaitLimiter, wait_key
 from registry.catalog.refs import check_name
 from registry.domain import EventInfo
 from registry.lifecycle import access, events, webhooks
@@ -21,7 +27,8 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 @router.post("/tokens", status_code=201, dependencies=[Admin])
 def create_token(rt: RuntimeDep, user: CurrentUser, body: TokenRequest) -> dict[str, Any]:
-    """Create a token; the response is the only time its secret is shown."""
+    """Create a token; the response is the only time its secret is shown. A scoped admin
+    names namespaces within its own."""
     secret, info = access.create_token(
         rt.db,
         name=body.name,
@@ -29,22 +36,25 @@ def create_token(rt: RuntimeDep, user: CurrentUser, body: TokenRequest) -> dict[
         actor=user.name,
         namespaces=body.namespaces,
         expires_in_days=body.expires_in_days,
+        creator=user,
     )
     return {"token": secret, **asdict(info)}
 
 
 @router.get("/tokens", dependencies=[Admin])
-def list_tokens(rt: RuntimeDep) -> list[dict[str, Any]]:
-    return [asdict(t) for t in access.list_tokens(rt.db)]
+def list_tokens(rt: RuntimeDep, user: CurrentUser) -> list[dict[str, Any]]:
+    return [asdict(t) for t in access.list_tokens(rt.db, viewer=user)]
 
 
 @router.delete("/tokens/{token_id}", dependencies=[Admin])
 def revoke_token(rt: RuntimeDep, user: CurrentUser, token_id: IdPath) -> dict[str, Any]:
-    return asdict(access.revoke_token(rt.db, token_id, actor=user.name))
+    return asdict(access.revoke_token(rt.db, token_id, actor=user.name, viewer=user))
 
 
 @router.post("/webhooks", status_code=201, dependencies=[Admin])
 def create_webhook(rt: RuntimeDep, user: CurrentUser, body: WebhookRequest) -> dict[str, Any]:
+    # An unscoped webhook receives every namespace's events: for unscoped admins only.
+    user.require_covers([body.namespace] if body.namespace else None, "a webhook's namespace")
     info, secret = webhooks.create_webhook(
         rt.db,
         url=body.url,
@@ -58,22 +68,28 @@ def create_webhook(rt: RuntimeDep, user: CurrentUser, body: WebhookRequest) -> d
 
 
 @router.get("/webhooks", dependencies=[Admin])
-def list_webhooks(rt: RuntimeDep) -> list[dict[str, Any]]:
-    return [asdict(w) for w in webhooks.list_webhooks(rt.db)]
+def list_webhooks(rt: RuntimeDep, user: CurrentUser) -> list[dict[str, Any]]:
+    hooks = webhooks.list_webhooks(rt.db)  # every row: no LIMIT to filter after
+    return [asdict(w) for w in hooks if user.covers([w.namespace] if w.namespace else None)]
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, dependencies=[Admin])
 def delete_webhook(rt: RuntimeDep, user: CurrentUser, webhook_id: IdPath) -> None:
+    access.require_webhook_scope(rt.db, webhook_id, user)
     webhooks.delete_webhook(rt.db, webhook_id, actor=user.name)
 
 
 @router.get("/webhooks/{webhook_id}/deliveries", dependencies=[Admin])
-def webhook_deliveries(rt: RuntimeDep, webhook_id: IdPath) -> list[dict[str, Any]]:
+def webhook_deliveries(
+    rt: RuntimeDep, user: CurrentUser, webhook_id: IdPath
+) -> list[dict[str, Any]]:
+    access.require_webhook_scope(rt.db, webhook_id, user)
     return webhooks.deliveries(rt.db, webhook_id)
 
 
 @router.get("/events", response_model=list[EventInfo], dependencies=[Reader])
 async def follow_events(
+    request: Request,
     rt: RuntimeDep,
     user: CurrentUser,
     since: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
@@ -81,22 +97,27 @@ async def follow_events(
     wait: Annotated[float, Query(ge=0, le=60)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EventInfo]:
-    """Events after ``since``; with ``wait``, a long poll that answers as soon as one
-    arrives (or with ``[]`` after ``wait`` seconds)."""
+    """Events after ``since`` in the caller's namespaces (events of no namespace, such as
+    token changes, only for unscoped tokens); with ``wait``, a long poll that answers as
+    soon as one arrives (or with ``[]`` after ``wait`` seconds). A token holds at most
+    ``LORAREG_MAX_WAITS_PER_TOKEN`` long polls at once: more is 429 ``too_many_waits``."""
     if namespace is not None:
         check_name(namespace, what="namespace")
         if not user.sees(namespace):
             return []
-    deadline = time.monotonic() + wait
-    while True:
-        found = await run_in_threadpool(
-            events.events_after,
-            rt.db,
-            since,
-            namespaces=user.namespaces,
-            namespace=namespace,
-            limit=limit,
+
+    def fetch() -> list[EventInfo]:
+        return events.events_after(
+            rt.db, since, namespaces=user.namespaces, namespace=namespace, limit=limit
         )
-        if found or time.monotonic() >= deadline:
-            return found
-        await asyncio.sleep(0.1)
+
+    found = await run_in_threadpool(fetch)
+    if found or wait == 0:
+        return found
+    limiter: WaitLimiter = request.app.state.waits
+    with limiter.hold(wait_key(user)):
+        deadline = time.monotonic() + wait
+        while not found and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            found = await run_in_threadpool(fetch)
+    return found

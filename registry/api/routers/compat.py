@@ -22,6 +22,7 @@ def add_base(
 ) -> dict[str, Any]:
     """Register a base model from ``hf://repo@rev``, or (admins) a folder on the server
     under LORAREG_BASE_ROOTS or ``s3://`` in LORAREG_BASE_BUCKETS."""
+    user.require_unscoped("a base model")  # every namespace checks against the same bases
     doc, created = bases.add_base(
         rt.db,
         rt.settings,
@@ -29,7 +30,7 @@ def add_base(
         body.source,
         actor=user.name,
         on_server=True,
-        caller_is_admin=user.can("admin") and user.namespaces is None,
+        caller_is_admin=user.can("admin"),
     )
     response.status_code = 201 if created else 200
     return {**doc, "created": created}
