@@ -17,11 +17,13 @@
     │   └── BaseSourceNotFound        base_source_not_found 404 1 (folder, s3:// or hf:// missing)
     ├── Conflict                      conflict         409   1
     │   ├── AlreadyExists             already_exists   409   1
-    │   └── GateFailed                gate_failed      409   1   (promotion policy unmet)
+    │   ├── GateFailed                gate_failed      409   1   (promotion policy unmet)
+    │   └── InProduction              in_production    409   1   (erasing production: --force)
     ├── IntegrityError                integrity_error  409   1   (stored bytes != sha256)
     ├── RangeNotSatisfiable           range_not_satisfiable 416 1
     ├── Unauthorized                  unauthorized     401   1
     ├── Forbidden                     forbidden        403   1
+    ├── QuotaExceeded                 quota_exceeded   403   1   (a namespace's bytes or versions)
     └── Unavailable                   unavailable      503   1   (database or storage down)
         ├── StorageUnavailable        storage_unavailable 503 1
         └── DatabaseUnavailable       database_unavailable 503 1
@@ -184,3 +186,17 @@ class GateFailed(Conflict):
     """A promotion refused by its policy; ``details["unmet"]`` lists every unmet condition."""
 
     code = "gate_failed"
+
+
+class QuotaExceeded(LoraregError):
+    """A push that would take its namespace past a quota an admin set. 403, not 413: the
+    request itself is small and well-formed; the namespace's policy refuses to hold more."""
+
+    code = "quota_exceeded"
+    http_status = 403
+
+
+class InProduction(Conflict):
+    """An erasure that would remove a version serving in production, without ``force``."""
+
+    code = "in_production"
