@@ -182,15 +182,16 @@ def _erase_rows(
         raise NotFound(f"namespace {target.namespace} does not exist; `lorareg list` shows them")
     if ns_row is None:
         raise AdapterNotFound(f"adapter {target.repo} does not exist")
-    adapters_q = select(m.Adapter).where(m.Adapter.namespace_id == ns_row.id)
+    adapters_q = select(m.Adapter.id, m.Adapter.name).where(m.Adapter.namespace_id == ns_row.id)
     if target.repo is not None:
         adapters_q = adapters_q.where(m.Adapter.name == target.repo.name)
     # Lock in id order (pushes lock an adapter, then its namespace): no deadlock with them.
-    adapters = list(s.scalars(adapters_q.order_by(m.Adapter.id).with_for_update()))
-    if target.repo is not None and not adapters:
+    names: dict[int, str] = {
+        aid: name for aid, name in s.execute(adapters_q.order_by(m.Adapter.id).with_for_update())
+    }
+    if target.repo is not None and not names:
         raise AdapterNotFound(f"adapter {target.repo} does not exist")
-    adapter_ids = [a.id for a in adapters]
-    names = {a.id: a.name for a in adapters}
+    adapter_ids = list(names)
     versions_q = select(m.AdapterVersion.id).where(m.AdapterVersion.adapter_id.in_(adapter_ids))
     if target.number is not None:
         versions_q = versions_q.where(m.AdapterVersion.number == target.number)
@@ -205,7 +206,7 @@ def _erase_rows(
     out.versions = [f"{target.namespace}/{names[a]}:{n}" for _, a, n in rows]
     whole = target.number is None
     if whole:
-        out.adapters = [f"{target.namespace}/{a.name}" for a in adapters]
+        out.adapters = [f"{target.namespace}/{name}" for name in names.values()]
 
     candidates = set(
         s.scalars(select(m.VersionFile.sha256).where(m.VersionFile.version_id.in_(versions_q)))
