@@ -94,7 +94,10 @@ def enforce_quota(session: Session, namespace_id: int, *, adding_bytes: int) -> 
     if max_bytes is None and max_versions is None:
         return
     # Re-read under the row lock: a quota changed or a push committed while we waited.
-    name, max_bytes, max_versions = session.execute(limits.with_for_update()).one()
+    # NO KEY UPDATE: racing pushes queue here, yet it does not conflict with the KEY SHARE
+    # lock a push's new adapter row takes on its namespace (FOR UPDATE would deadlock).
+    locked = limits.with_for_update(key_share=True)
+    name, max_bytes, max_versions = session.execute(locked).one()
     used_bytes, used_versions = usage(session, namespace_id)
     problems = []
     if max_versions is not None and used_versions + 1 > max_versions:
