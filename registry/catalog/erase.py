@@ -25,15 +25,15 @@ import time
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import delete, exc, func, select, update
+from sqlalchemy import delete, exc, select
 from sqlalchemy.orm import Session
 
+from registry.catalog import erase_rows as related
 from registry.catalog.refs import Repo, check_name
 from registry.db import models as m
 from registry.db.database import Database
 from registry.errors import (
     AdapterNotFound,
-    InProduction,
     InvalidInput,
     LoraregError,
     NotFound,
@@ -43,8 +43,7 @@ from registry.lifecycle.access import Principal
 from registry.storage.base import BlobStore
 
 MAX_REASON = 2000
-SCRUBBED = {"erased": True}
-_CHUNK = 500  # IN-list size for blob rows
+_CHUNK = related.CHUNK
 _ATTEMPTS = 3  # a push racing the erasure can make its transaction fail: try again
 
 
@@ -202,7 +201,7 @@ def _erase_rows(
     ).all()
     if target.number is not None and not rows:
         raise VersionNotFound(f"{target.repo} has no version {target.number}")
-    _refuse_production(s, versions_q, names, force=force)
+    related.refuse_production(s, versions_q, names, force=force)
     out.versions = [f"{target.namespace}/{names[a]}:{n}" for _, a, n in rows]
     whole = target.number is None
     if whole:
@@ -211,22 +210,22 @@ def _erase_rows(
     candidates = set(
         s.scalars(select(m.VersionFile.sha256).where(m.VersionFile.version_id.in_(versions_q)))
     )
-    out.derived = _derived(s, versions_q, principal)
-    _delete_version_rows(s, versions_q)
-    _drop_orphan_blobs(s, candidates, out)
+    out.derived = related.derived(s, versions_q, principal)
+    related.delete_version_rows(s, versions_q)
+    out.orphans, out.shared = related.drop_orphan_blobs(s, candidates)
 
     c = out.counts
-    c["events"] = _scrub_events(s, target)
-    c["jobs"] = _delete_jobs(s, target)
+    c["events"] = related.scrub_events(s, target)
+    c["jobs"] = related.delete_jobs(s, target)
     if whole:
         s.execute(delete(m.Alias).where(m.Alias.adapter_id.in_(adapter_ids)))
-        c["policies"] = _delete_policies(s, target)
+        c["policies"] = related.delete_policies(s, target)
         s.execute(delete(m.Adapter).where(m.Adapter.id.in_(adapter_ids)))
     if target.repo is None:
-        c["webhooks"] = s.execute(
-            delete(m.Webhook).where(m.Webhook.namespace == target.namespace)
-        ).rowcount
-        c["tokens_removed"], c["tokens_narrowed"] = _narrow_tokens(s, target.namespace)
+        c["webhooks"] = related.changed(
+            s.execute(delete(m.Webhook).where(m.Webhook.namespace == target.namespace))
+        )
+        c["tokens_removed"], c["tokens_narrowed"] = related.narrow_tokens(s, target.namespace)
         s.execute(delete(m.Namespace).where(m.Namespace.id == ns_row.id))
     per_adapter: dict[int, int] = {}
     for _, a, _n in rows:
@@ -240,132 +239,6 @@ def _erase_rows(
         payload={"reason": reason, "force": force},
     )
     return out
-
-
-def _refuse_production(s: Session, versions_q, names: dict[int, str], *, force: bool) -> None:  # type: ignore[no-untyped-def]
-    serving = s.execute(
-        select(m.AdapterVersion.adapter_id, m.AdapterVersion.number, m.AdapterVersion.base_model)
-        .where(m.AdapterVersion.id.in_(versions_q), m.AdapterVersion.stage == "production")
-        .order_by(m.AdapterVersion.adapter_id, m.AdapterVersion.number)
-        .limit(5)
-    ).all()
-    if serving and not force:
-        ns = s.scalar(select(m.Namespace.name).join(m.Adapter).where(m.Adapter.id == serving[0][0]))
-        listed = ", ".join(f"{ns}/{names[a]}:{n} (base {b})" for a, n, b in serving)
-        raise InProduction(
-            f"in production: {listed}; promote another version first, or pass --force to"
-            " erase it anyway (serving systems that resolve it then get 404)"
-        )
-
-
-def _derived(s: Session, versions_q, principal: Principal) -> list[str]:  # type: ignore[no-untyped-def]
-    rows = s.execute(
-        select(m.Namespace.name, m.Adapter.name, m.AdapterVersion.number)
-        .select_from(m.MergeInput)
-        .join(m.AdapterVersion, m.AdapterVersion.id == m.MergeInput.output_id)
-        .join(m.Adapter, m.Adapter.id == m.AdapterVersion.adapter_id)
-        .join(m.Namespace, m.Namespace.id == m.Adapter.namespace_id)
-        .where(m.MergeInput.input_id.in_(versions_q), m.MergeInput.output_id.not_in(versions_q))
-        .distinct()
-    ).all()
-    return sorted(f"{ns}/{name}:{n}" for ns, name, n in rows if principal.sees(ns))
-
-
-def _delete_version_rows(s: Session, versions_q) -> None:  # type: ignore[no-untyped-def]
-    ids = list(s.scalars(versions_q))
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        in_chunk = m.MergeInput.input_id.in_(chunk) | m.MergeInput.output_id.in_(chunk)
-        s.execute(delete(m.MergeInput).where(in_chunk))
-        for model in (m.Alias, m.CheckResult, m.EvalScore, m.Tag, m.VersionFile):
-            s.execute(delete(model).where(model.version_id.in_(chunk)))
-        s.execute(
-            update(m.AdapterVersion)
-            .where(m.AdapterVersion.parent_id.in_(chunk))
-            .values(parent_id=None)
-        )
-        s.execute(
-            update(m.Job).where(m.Job.output_version_id.in_(chunk)).values(output_version_id=None)
-        )
-        s.execute(delete(m.AdapterVersion).where(m.AdapterVersion.id.in_(chunk)))
-
-
-def _drop_orphan_blobs(s: Session, candidates: set[str], out: _Erased) -> None:
-    ordered = sorted(candidates)
-    for start in range(0, len(ordered), _CHUNK):
-        chunk = ordered[start : start + _CHUNK]
-        still = set(s.scalars(select(m.VersionFile.sha256).where(m.VersionFile.sha256.in_(chunk))))
-        gone = [sha for sha in chunk if sha not in still]
-        out.shared += len(chunk) - len(gone)
-        if gone:
-            sizes = dict(
-                s.execute(select(m.Blob.sha256, m.Blob.size).where(m.Blob.sha256.in_(gone))).all()
-            )
-            s.execute(delete(m.Blob).where(m.Blob.sha256.in_(gone)))
-            out.orphans.update({sha: int(sizes.get(sha, 0)) for sha in gone})
-
-
-def _scrub_events(s: Session, target: Target) -> int:
-    where = [m.Event.namespace == target.namespace]
-    if target.repo is not None:
-        where.append(m.Event.adapter == target.repo.name)
-    if target.number is not None:
-        where.append(m.Event.version == target.number)
-    return int(s.execute(update(m.Event).where(*where).values(payload=SCRUBBED)).rowcount or 0)
-
-
-def _delete_jobs(s: Session, target: Target) -> int:
-    """Merge jobs that name what is erased: queued ones would bring it back."""
-
-    def names_it(spec: dict[str, object]) -> bool:
-        refs = [(str(i.get("repo", "")), i.get("number")) for i in _inputs(spec)]
-        if target.number is not None:
-            repo = str(target.repo)
-            return any(r == repo and n == target.number for r, n in refs)
-        repos = [str(spec.get("output", ""))] + [r for r, _ in refs]
-        if target.repo is None:
-            return any(r.split("/", 1)[0] == target.namespace for r in repos)
-        return str(target.repo) in repos
-
-    doomed = [jid for jid, spec in s.execute(select(m.Job.id, m.Job.spec)) if names_it(spec or {})]
-    for start in range(0, len(doomed), _CHUNK):
-        s.execute(delete(m.Job).where(m.Job.id.in_(doomed[start : start + _CHUNK])))
-    return len(doomed)
-
-
-def _inputs(spec: dict[str, object]) -> list[dict[str, object]]:
-    items = spec.get("inputs")
-    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
-
-
-def _delete_policies(s: Session, target: Target) -> int:
-    if target.repo is not None:
-        q = delete(m.Policy).where(m.Policy.target == str(target.repo))
-    else:
-        q = delete(m.Policy).where(
-            (m.Policy.target == target.namespace)
-            | (func.substr(m.Policy.target, 1, len(target.namespace) + 1) == target.namespace + "/")
-        )
-    return int(s.execute(q).rowcount or 0)
-
-
-def _narrow_tokens(s: Session, namespace: str) -> tuple[int, int]:
-    """Tokens scoped to this namespace alone go; others lose it from their scope (an empty
-    scope would mean every namespace, so such a token is removed, never emptied)."""
-    removed = narrowed = 0
-    for row in s.scalars(select(m.Token).where(m.Token.namespaces.is_not(None))):
-        scope = list(row.namespaces or [])
-        if namespace not in scope:
-            continue
-        rest = [n for n in scope if n != namespace]
-        if rest:
-            row.namespaces = rest
-            narrowed += 1
-        else:
-            s.delete(row)
-            removed += 1
-    s.flush()
-    return removed, narrowed
 
 
 def _record(

@@ -3,6 +3,7 @@ inside the commit transaction (so racing pushes cannot both pass), merged models
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,8 @@ def test_racing_pushes_cannot_both_take_the_last_slot(
     original = quotas.usage
 
     def counted_together(*args: Any) -> tuple[int, int]:
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=3)  # breaks when the other push is held by the lock
-        except threading.BrokenBarrierError:
-            pass
         return original(*args)
 
     monkeypatch.setattr(quotas, "usage", counted_together)
