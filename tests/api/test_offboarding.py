@@ -181,3 +181,22 @@ def test_serving_routes_answer_404_after_an_erasure_on_every_replica(
             assert hub.headers["x-error-code"] == "RepoNotFound"
     finally:
         other.close()
+
+
+def test_a_name_pushed_again_after_an_erasure_never_serves_the_old_version(
+    runtime: Runtime, adapter_library: dict[str, Path], server_url: str
+) -> None:
+    """Erasing an adapter frees its name; the next push is version 1 again. Resolve must
+    describe the new version 1, not a cached rendering of the erased one."""
+    local = LocalClient(runtime)
+    old = local.push(adapter_library["v1"], "acme/a", base=BASE).version
+    assert (
+        httpx.get(f"{server_url}/api/v1/resolve/acme/a?ref=1").json()["content_id"]
+        == old.content_id
+    )
+    local.delete("acme/a", reason="offboarding")
+    new = local.push(adapter_library["r8"], "acme/a", base=BASE).version
+    assert (new.number, new.content_id != old.content_id) == (1, True)
+    doc = httpx.get(f"{server_url}/api/v1/resolve/acme/a?ref=1").json()
+    assert doc["content_id"] == new.content_id
+    assert {f["sha256"] for f in doc["files"]} == {f.sha256 for f in new.files}
