@@ -9,6 +9,7 @@ from cli.commands import (  # noqa: F401  (importing registers the commands)
     imports,
     lifecycle,
     merge,
+    namespaces,
     server,
     sync,
     upkeep,

@@ -19,7 +19,8 @@
     │   └── BaseSourceNotFound        base_source_not_found 404 1 (folder, s3:// or hf:// missing)
     ├── Conflict                      conflict         409   1
     │   ├── AlreadyExists             already_exists   409   1
-    │   └── GateFailed                gate_failed      409   1   (promotion policy unmet)
+    │   ├── GateFailed                gate_failed      409   1   (promotion policy unmet)
+    │   └── InProduction              in_production    409   1   (erasing production: --force)
     ├── IntegrityError                integrity_error  409   1   (stored bytes != sha256)
     ├── RangeNotSatisfiable           range_not_satisfiable 416 1
     ├── Unauthorized                  unauthorized     401   1
@@ -27,6 +28,7 @@
     │   ├── SourceNotAllowed          source_not_allowed 403 1   (server folder/bucket)
     │   └── CrossSiteRequest          cross_site_request 403 1   (foreign Origin on a write)
     ├── HostNotAllowed                host_not_allowed 421   1   (open server, non-loopback Host)
+    ├── QuotaExceeded                 quota_exceeded   403   1   (a namespace's bytes or versions)
     └── Unavailable                   unavailable      503   1   (database or storage down)
         ├── StorageUnavailable        storage_unavailable 503 1
         ├── DatabaseUnavailable       database_unavailable 503 1
@@ -232,3 +234,17 @@ class SourceNotAllowed(Forbidden):
     """A server-side base model source (folder, bucket) outside the configured roots."""
 
     code = "source_not_allowed"
+
+
+class QuotaExceeded(LoraregError):
+    """A push that would take its namespace past a quota an admin set. 403, not 413: the
+    request itself is small and well-formed; the namespace's policy refuses to hold more."""
+
+    code = "quota_exceeded"
+    http_status = 403
+
+
+class InProduction(Conflict):
+    """An erasure that would remove a version serving in production, without ``force``."""
+
+    code = "in_production"

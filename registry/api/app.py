@@ -13,6 +13,7 @@ from registry.api.limits import RequestLimits
 from registry.api.origins import BrowserGuard
 from registry.api.routers import adapters, admin, compat, health, hf, jobs, lifecycle, resolve
 from registry.api.waits import WaitLimiter
+from registry.api.routers.namespaces import router as namespaces_router
 from registry.runtime import Runtime
 from registry.web.routes import install_dashboard
 
@@ -88,6 +89,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(compat.router)
     app.include_router(jobs.router)
+    app.include_router(namespaces_router)  # offboarding and quotas
     install_dashboard(app)  # /ui/ pages and their static files; / redirects there
     app.include_router(hf.router)  # last: /{ns}/{name}/resolve/... would shadow other routes
     # Outermost: a rebinding name or a cross-site write is refused before any other work.

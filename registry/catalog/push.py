@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from registry.catalog.manifest import content_id
 from registry.catalog.queries import to_info
+from registry.catalog.quotas import enforce_quota
 from registry.catalog.refs import Repo, check_base_name
 from registry.db import models as m
 from registry.db.database import Database
@@ -174,6 +175,7 @@ def record_version(
     )
     if existing is not None:
         return existing, False
+    enforce_quota(session, adapter.namespace_id, adding_bytes=sum(f.size for f in req.files))
     parent_id = session.scalar(
         select(m.AdapterVersion.id)
         .where(m.AdapterVersion.adapter_id == adapter.id)

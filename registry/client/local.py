@@ -18,6 +18,7 @@ from registry.catalog.resolve import resolve, resolve_document
 from registry.client.compat_ops import LocalCompat
 from registry.client.lifecycle_ops import LocalLifecycle
 from registry.client.merge_ops import LocalMerge
+from registry.client.namespace_ops import LocalNamespaces
 from registry.client.transfer import BlobCache, prepare_push, write_version
 from registry.compat.version_checks import check_after_push
 from registry.domain import (
@@ -33,7 +34,7 @@ from registry.runtime import Runtime
 from registry.storage.base import Progress, blob_key
 
 
-class LocalClient(LocalLifecycle, LocalCompat, LocalMerge):
+class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.cache = BlobCache(runtime.settings.effective_cache_dir)

@@ -13,6 +13,7 @@ from registry.catalog.push import PushRequest, validate_metadata
 from registry.catalog.refs import Ref, parse_ref, parse_repo
 from registry.client.compat_ops import RemoteCompat
 from registry.client.merge_ops import RemoteMerge
+from registry.client.namespace_ops import RemoteNamespaces
 from registry.client.remote_lifecycle import RemoteLifecycle
 from registry.client.transfer import BlobCache, prepare_push, write_version
 from registry.domain import (
@@ -31,7 +32,7 @@ from registry.storage.base import Progress
 CHUNK = 1024 * 1024
 
 
-class RemoteClient(RemoteLifecycle, RemoteCompat, RemoteMerge):
+class RemoteClient(RemoteLifecycle, RemoteCompat, RemoteMerge, RemoteNamespaces):
     def __init__(
         self,
         url: str,

@@ -65,10 +65,17 @@ class Base(DeclarativeBase):
 
 class Namespace(Base):
     __tablename__ = "namespaces"
+    __table_args__ = (
+        CheckConstraint("max_bytes IS NULL OR max_bytes >= 0", name="max_bytes_nonneg"),
+        CheckConstraint("max_versions IS NULL OR max_versions >= 0", name="max_versions_nonneg"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Quotas an admin sets (catalog/quotas.py); None: no limit.
+    max_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    max_versions: Mapped[int | None] = mapped_column(Integer)
 
 
 class Adapter(Base):

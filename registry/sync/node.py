@@ -130,7 +130,7 @@ class NodeSync:
         self.layout.flip(repo, built.folder)
         self._unretire(built.folder)
         if on_disk is not None and on_disk != built.folder:
-            self._retire(on_disk)
+            self._retire_or_erase(repo, on_disk)
         self.state.adapters[key] = OnDisk(
             version=target.number,
             content_id=target.content_id,
@@ -154,6 +154,13 @@ class NodeSync:
     def _gone(self, repo: Repo, current: OnDisk | None, on_disk: Path | None) -> None:
         key = str(repo)
         if current is None and on_disk is None:
+            return
+        if on_disk is not None and self._erased(repo, on_disk):
+            self.layout.unlink(repo)
+            self._remove_now(on_disk)
+            self.state.adapters.pop(key, None)
+            self._save()
+            self.log(f"{repo}: removed its folder at once (erased from the registry)")
             return
         where = f"{self.options.ref} for {self.options.base}"
         if self.options.prune:
@@ -202,6 +209,33 @@ class NodeSync:
             self._save()
         if removed and self.options.prune:
             self.blobs.prune()
+
+    def _erased(self, repo: Repo, folder: Path) -> bool:
+        """The version in ``folder`` no longer exists in the registry (``lorareg delete``)."""
+        number = _version_of(folder)
+        return number is not None and not self.source.version_exists(repo, number)
+
+    def _retire_or_erase(self, repo: Repo, folder: Path) -> None:
+        """A replaced version stays readable for the grace period, unless it was erased:
+        an erased client's weights must not linger on serving nodes."""
+        if self._erased(repo, folder):
+            self._remove_now(folder)
+        else:
+            self._retire(folder)
+
+    def _remove_now(self, folder: Path) -> None:
+        # Its files are hard links into the node's blob cache: those no other folder links
+        # to go too (other cached blobs stay for rollbacks).
+        inodes = {p.stat().st_ino for p in folder.rglob("*") if p.is_file()}
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # the adapter's folder, once empty
+        self._unretire(folder)
+        for blob in self.layout.blobs.rglob("*"):
+            with contextlib.suppress(OSError):
+                info = blob.stat()
+                if blob.is_file() and info.st_ino in inodes and info.st_nlink == 1:
+                    blob.unlink()
 
     def _retire(self, folder: Path) -> None:
         rel = self.layout.relative(folder)

@@ -55,6 +55,8 @@ class SyncSource(Protocol):
 
     def events(self, since: int, *, wait: float, namespace: str | None) -> list[EventInfo]: ...
 
+    def version_exists(self, repo: Repo, number: int) -> bool: ...
+
     def open_blob(self, f: RemoteFile) -> Iterator[bytes]: ...
 
 
@@ -89,6 +91,14 @@ class ClientSource:
                 for f in doc["files"]
             ),
         )
+
+    def version_exists(self, repo: Repo, number: int) -> bool:
+        """False once the registry erased the version (or the caller may not see it)."""
+        try:
+            self.client.show(f"{repo}:{number}")
+        except NotFound:
+            return False
+        return True
 
 
 class LocalSource(ClientSource):

@@ -106,4 +106,6 @@ def version_actions(v: VersionInfo, viewer: Principal) -> list[tuple[str, str]]:
         out.append((label, promote_url(v.ref, "production")))
     if v.stage is None:
         out.append(("Promote to staging", promote_url(v.ref, "staging")))
+    if viewer.can("admin"):
+        out.append(("Delete…", with_query(f"{PREFIX}/-/delete", {"ref": v.ref})))
     return out

@@ -18,6 +18,7 @@ namespace can shadow ``/api``, ``/docs``, ``/healthz``, ``/readyz`` or ``/metric
     /ui/-/jobs/{id}                one job
     /ui/-/bases                    registered base models
     /ui/-/bases/{name}             one base model (the name may hold a slash)
+    /ui/-/delete?ref=|namespace=   confirm an erasure, typing its name (GET), do it (POST)
     /ui/-/static/...               CSS and JS
 
 Handlers only parse, query through ``rt.db.read()`` and render; shaping lives in
@@ -46,7 +47,7 @@ from registry.compat.version_checks import latest_checks
 from registry.domain import VersionInfo
 from registry.errors import AdapterNotFound, InvalidInput
 from registry.lifecycle.access import Principal
-from registry.web import account, actions, bases, jobs
+from registry.web import account, actions, bases, erase, jobs
 from registry.web import queries as wq
 from registry.web.actions import version_actions
 from registry.web.chart import eval_charts
@@ -76,7 +77,7 @@ PageSize = Annotated[int, Query(ge=1, le=200)]
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 # The dashboard's own pages first: "/ui/-/jobs" has the shape of "/ui/{namespace}/{name}".
-for _pages in (account.router, actions.router, jobs.router, bases.router):
+for _pages in (account.router, actions.router, jobs.router, bases.router, erase.router):
     router.include_router(_pages)
 
 

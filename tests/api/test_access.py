@@ -68,6 +68,12 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/jobs"): "reader",
     ("GET", "/api/v1/jobs/999"): "reader",
     ("POST", "/api/v1/jobs/999/cancel"): "writer",
+    # Offboarding and quotas; no body, so an admin's call is a 422 that erases nothing.
+    ("DELETE", ADAPTER): "admin",
+    ("DELETE", f"{ADAPTER}/versions/2"): "admin",
+    ("DELETE", "/api/v1/namespaces/acme"): "admin",
+    ("GET", "/api/v1/namespaces/acme"): "reader",
+    ("PUT", "/api/v1/namespaces/acme/quota"): "admin",
 }
 for prefix in HF_PREFIXES:
     ROUTES.update(
@@ -118,6 +124,8 @@ def _template(path: str) -> str:
         "/policies/acme", "/policies/{namespace}"
     )
     p = p.replace("/namespaces/acme/", "/namespaces/{namespace}/")
+    p = re.sub(r"/namespaces/acme$", "/namespaces/{namespace}", p)
+    p = re.sub(r"/versions/2$", "/versions/{number}", p)
     p = re.sub(r"/versions/1/(promote|evals|tags)", r"/versions/{number}/\1", p)
     p = re.sub(r"/versions/1/files/.*", "/versions/{revision}/files/{path}", p)
     p = re.sub(r"/versions/1(/checks)?$", r"/versions/{revision}\1", p)

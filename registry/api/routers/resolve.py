@@ -75,7 +75,14 @@ def file_url(request: Request, rt: Runtime, v: VersionInfo, f: FileEntry) -> str
 
 def _render(request: Request, rt: Runtime, version: VersionInfo) -> bytes:
     bodies = body_cache(request.app)
-    key = (version.namespace, version.name, version.number, str(request.base_url))
+    # The content id too: an erased adapter's name and numbers can be pushed again.
+    key = (
+        version.namespace,
+        version.name,
+        version.number,
+        version.content_id,
+        str(request.base_url),
+    )
     body = bodies.get(key)
     if body is None:
         presigned = False
