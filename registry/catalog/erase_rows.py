@@ -120,7 +120,13 @@ def delete_jobs(s: Session, target: Target) -> int:
             return any(r.split("/", 1)[0] == target.namespace for r in repos)
         return str(target.repo) in repos
 
-    doomed = [jid for jid, spec in s.execute(select(m.Job.id, m.Job.spec)) if names_it(spec or {})]
+    # job_namespaces lists every namespace a job reads or writes: only those jobs are read.
+    candidates = (
+        select(m.Job.id, m.Job.spec)
+        .join(m.JobNamespace, m.JobNamespace.job_id == m.Job.id)
+        .where(m.JobNamespace.namespace == target.namespace)
+    )
+    doomed = [jid for jid, spec in s.execute(candidates) if names_it(spec or {})]
     for start in range(0, len(doomed), CHUNK):
         s.execute(delete(m.Job).where(m.Job.id.in_(doomed[start : start + CHUNK])))
     return len(doomed)

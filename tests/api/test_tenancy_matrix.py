@@ -75,6 +75,11 @@ def _bodies(t: Tenants, tiny: Path) -> dict[tuple[str, str], list[dict[str, Any]
             {"name": TINY, "source": str(tiny)},
             {"name": "acme-base", "source": str(tiny)},
         ],
+        # Offboarding and quotas: an admin of beta tries to erase acme or lift its quota.
+        ("DELETE", adapter): [{"reason": "escape", "force": True}],
+        ("DELETE", f"{adapter}/versions/{{number}}"): [{"reason": "escape", "force": True}],
+        ("DELETE", "/api/v1/namespaces/{namespace}"): [{"reason": "escape", "force": True}],
+        ("PUT", "/api/v1/namespaces/{namespace}/quota"): [{"max_bytes": 1, "max_versions": 1}],
         ("POST", "/api/v1/merges"): [
             {"adapters": [f"acme/{ACME_ADAPTER}:1"], "base": TINY},
             {"adapters": ["beta/b:1"], "base": TINY, "output": f"acme/{ACME_ADAPTER}"},

@@ -157,7 +157,10 @@ def test_namespace_delete_offboards_the_client(
         # that was built from acme/a:2 (as a finished job leaves it).
         spec = {"inputs": [{"repo": "acme/a", "number": 2, "ref": "acme/a:2", "weight": 1.0}],
                 "output": "beta/merged", "base": BASE, "method": "linear"}  # fmt: skip
-        s.add(m.Job(spec=spec, created_by="t"))
+        job = m.Job(spec=spec, created_by="t", namespace="beta")
+        s.add(job)
+        s.flush()
+        s.add_all(m.JobNamespace(job_id=job.id, namespace=n) for n in ("acme", "beta"))
     merged = c.push(adapter_library["v2"], "beta/merged", base=BASE).version
     with db.write() as s:
         out_id = s.scalar(

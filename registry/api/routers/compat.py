@@ -22,7 +22,11 @@ def add_base(
 ) -> dict[str, Any]:
     """Register a base model from ``hf://repo@rev``, or (admins) a folder on the server
     under LORAREG_BASE_ROOTS or ``s3://`` in LORAREG_BASE_BUCKETS."""
-    user.require_unscoped("a base model")  # every namespace checks against the same bases
+    # Base models are shared by every namespace: only an unscoped token registers one.
+    # Server folders and buckets are refused inside add_base (source_not_allowed) unless
+    # the caller is an unscoped admin; a hub source needs an unscoped maintainer.
+    if body.source.startswith("hf://"):
+        user.require_unscoped("a base model")
     doc, created = bases.add_base(
         rt.db,
         rt.settings,
@@ -30,7 +34,7 @@ def add_base(
         body.source,
         actor=user.name,
         on_server=True,
-        caller_is_admin=user.can("admin"),
+        caller_is_admin=user.can("admin") and user.namespaces is None,
     )
     response.status_code = 201 if created else 200
     return {**doc, "created": created}
