@@ -34,7 +34,7 @@ from registry.merge.output import (
     layout_shards,
     write_index,
 )
-from registry.merge.plan import BaseLayout, build_plan, check_options, read_base
+from registry.merge.plan import BaseLayout, build_plan, check_options, read_base, untied
 from registry.merge.stream import MergeProgress, StreamSpec, stream_merge, torch_settings
 from registry.merge.tensor_io import (
     TORCH_DTYPES,
@@ -169,8 +169,8 @@ def merge_adapters(
                 " output dtype explains; the output was discarded"
             )
         t_verify = time.perf_counter()
-        side = copy_side_files(base_dir, tmp, out_dtype)
-        index = write_index(base, tmp, layouts)
+        side = copy_side_files(base_dir, tmp, out_dtype, untie=untied(plans))
+        index = write_index(base, tmp, layouts, plans)
         os.rename(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

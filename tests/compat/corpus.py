@@ -34,6 +34,7 @@ BASES: dict[str, Callable[[], Any]] = {
     "llama_big": lambda: make_llama(hidden_size=64),
     "llama_vocab160": lambda: make_llama(vocab_size=160),
     "gpt2": make_gpt2,
+    "llama_tied": lambda: make_llama(tie_word_embeddings=True),
 }
 
 
@@ -166,6 +167,24 @@ class Library:
                 ),
                 out,
                 tensors=_train_embedding,
+            ),
+            "embedding_tied": lambda: rewrite(
+                make_adapter(
+                    out.with_name("embedding_tied-raw"),
+                    base=BASES["llama_tied"](),
+                    target_modules=["embed_tokens", "q_proj"],
+                ),
+                out,
+                tensors=_train_embedding,
+            ),
+            "lm_head_tied": lambda: make_adapter(
+                out, base=BASES["llama_tied"](), target_modules=["q_proj", "lm_head"]
+            ),
+            "lm_head": lambda: make_adapter(
+                out, base=make_llama(), target_modules=["q_proj", "lm_head"]
+            ),
+            "gpt2_mixed": lambda: make_adapter(
+                out, base=make_gpt2(), target_modules=["c_attn", "c_proj", "lm_head"]
             ),
             "nan": lambda: rewrite(self.adapter("llama"), out, tensors=_nan),
             "renamed": lambda: rewrite(self.adapter("llama"), out, tensors=_rename),
