@@ -137,7 +137,9 @@ def _classify(
             pair and (pair.embedding or is_head_module(pair.module))
         ):
             continue
-        return ExtraTensor(kind, m["m"], info)
+        # A LoRA-wrapped layer's own bias is saved as <module>.base_layer.bias.
+        module = m["m"].removesuffix(".base_layer") if kind == "bias" else m["m"]
+        return ExtraTensor(kind, module, info)
     return ExtraTensor("orphan", owner, info)
 
 

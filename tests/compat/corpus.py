@@ -21,7 +21,7 @@ from registry.compat import BaseModelInfo, CheckReport, inspect_base, run_checks
 from registry.compat.fingerprint import BaseFingerprint
 from registry.compat.tensors import local_tensor_loader
 from registry.formats.peft import parse_config
-from tests.factories import make_adapter, make_gpt2, make_llama, save_base
+from tests.factories import make_adapter, make_gpt2, make_llama, make_qwen2, save_base
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
@@ -35,6 +35,7 @@ BASES: dict[str, Callable[[], Any]] = {
     "llama_vocab160": lambda: make_llama(vocab_size=160),
     "gpt2": make_gpt2,
     "llama_tied": lambda: make_llama(tie_word_embeddings=True),
+    "qwen2": make_qwen2,
 }
 
 
@@ -179,6 +180,23 @@ class Library:
             ),
             "lm_head_tied": lambda: make_adapter(
                 out, base=BASES["llama_tied"](), target_modules=["q_proj", "lm_head"]
+            ),
+            "qwen2_bias": lambda: make_adapter(
+                out, base=make_qwen2(), target_modules=["q_proj", "v_proj"], bias="lora_only"
+            ),
+            "excluded": lambda: make_adapter(
+                out, base=make_llama(), target_modules="all-linear", exclude_modules=["down_proj"]
+            ),
+            "excluded_regex": lambda: make_adapter(
+                out,
+                base=make_llama(),
+                target_modules="all-linear",
+                exclude_modules=r".*\.(down_proj|lm_head)",
+            ),
+            "excluded_more": lambda: rewrite(
+                self.adapter("excluded"),
+                out,
+                config=lambda d: d.update(target_modules=[*d["target_modules"], "qq_proj"]),
             ),
             "lm_head": lambda: make_adapter(
                 out, base=make_llama(), target_modules=["q_proj", "lm_head"]
