@@ -9,7 +9,7 @@ overlap (``pipeline.py``). Output goes to a hidden sibling folder that is rename
 place only after the merge has been verified, so ``out_dir`` either holds a complete merged
 model or does not exist.
 
-The math lives in ``delta.py`` (per-chunk formulas), ``compose.py`` (linear / cat / svd and
+The math lives in ``delta.py`` (per-chunk formulas), ``compose.py`` (sum / linear / cat / svd and
 the interference report) and ``verify.py`` (random-probe checks); what is refused, and why,
 in ``adapters.py`` and ``plan.py``.
 """
@@ -95,7 +95,7 @@ def merge_adapters(
     adapters: Sequence[AdapterInput],
     out_dir: Path,
     *,
-    method: str = "linear",
+    method: str = "sum",
     weights: Sequence[float] | None = None,
     svd_rank: int | None = None,
     device: str = "auto",

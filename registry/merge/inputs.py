@@ -28,10 +28,8 @@ from registry.errors import InvalidInput
 from registry.lifecycle.gates import latest_check
 from registry.merge.adapters import AdapterInput, load_adapters
 from registry.merge.jobs import JobInfo, enqueue
-from registry.merge.plan import check_options
+from registry.merge.plan import METHODS, check_options
 from registry.runtime import Runtime
-
-METHODS = ("linear", "cat", "svd")
 
 
 def request_merge(
@@ -41,7 +39,7 @@ def request_merge(
     base: str,
     actor: str,
     weights: list[float] | None = None,
-    method: str = "linear",
+    method: str = "sum",
     svd_rank: int | None = None,
     output: str | None = None,
     device: str = "auto",

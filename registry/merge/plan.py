@@ -25,8 +25,8 @@ from registry.errors import InvalidAdapter, InvalidInput, UnsafeFormat
 from registry.formats.safetensors import SafetensorsHeader, TensorInfo, read_header_file
 from registry.merge.adapters import FLOAT_DTYPES, LoadedAdapter, LoraModule, Replacement
 
-Method = Literal["linear", "cat", "svd"]
-METHODS: tuple[str, ...] = ("linear", "cat", "svd")
+Method = Literal["sum", "linear", "cat", "svd"]
+METHODS: tuple[str, ...] = ("sum", "linear", "cat", "svd")
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -298,6 +298,8 @@ def build_plan(
     if tied is not None and tied in plans and HEAD_WEIGHT not in plans:
         # The embedding changes but the head must not: untie, the head keeps the base values.
         plans[HEAD_WEIGHT] = new_plan(HEAD_WEIGHT, source=tied)
+    if method == "linear":
+        _check_linear_ranks(adapters)
     for plan in plans.values():
         _check_composition(plan, adapters, method)
     if out_dtype is not None:
@@ -361,19 +363,38 @@ def _check_composition(plan: TensorPlan, adapters: Sequence[LoadedAdapter], meth
             f"adapters {', '.join(labels)} each replace {plan.name} (modules_to_save); a weighted"
             " combination of full replacements is not defined (PEFT refuses it too)"
         )
-    if method == "linear":
+    if method == "sum":
         return
     dora = [adapters[c.adapter].label for c in contribs if c.lora and c.lora.magnitude_key]
     if dora:
         raise InvalidInput(
             f"method {method!r} cannot merge DoRA adapter {dora[0]} exactly ({plan.name}): DoRA"
             " rescales each row by a norm of the merged weight, which is not a low-rank delta;"
-            " use method 'linear'"
+            " use method 'sum'"
         )
     replaced = [c for c in contribs if c.replacement is not None]
     if replaced and (len(contribs) > 1 or contribs[0].weight != 1.0):
         raise InvalidInput(
             f"method {method!r} cannot combine the saved copy of {plan.name} from adapter"
             f" {adapters[replaced[0].adapter].label} with other adapters or a weight; use"
-            " method 'linear'"
+            " method 'sum'"
+        )
+    ranks = {c.lora.rank for c in contribs if c.lora is not None}
+    if method == "linear" and len(ranks) > 1:
+        raise InvalidInput(
+            f"method 'linear' (PEFT's: the A's and the B's summed separately) needs one rank"
+            f" per module, but {plan.name} has ranks {sorted(ranks)}; use 'sum' (the exact"
+            " weighted sum of the deltas) or 'cat'"
+        )
+
+
+def _check_linear_ranks(adapters: Sequence[LoadedAdapter]) -> None:
+    """PEFT's ``add_weighted_adapter(combination_type="linear")`` refuses adapters whose r
+    (or largest rank_pattern value) differ; so does lorareg's ``linear``."""
+    ranks = {a.label: max([a.config.r, *a.config.rank_pattern.values()]) for a in adapters}
+    if len(set(ranks.values())) > 1:
+        listed = ", ".join(f"{label} r={r}" for label, r in ranks.items())
+        raise InvalidInput(
+            f"method 'linear' (PEFT's) needs adapters of one rank ({listed}); use 'sum' (the"
+            " exact weighted sum of the deltas) or 'cat'"
         )
