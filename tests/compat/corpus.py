@@ -21,7 +21,14 @@ from registry.compat import BaseModelInfo, CheckReport, inspect_base, run_checks
 from registry.compat.fingerprint import BaseFingerprint
 from registry.compat.tensors import local_tensor_loader
 from registry.formats.peft import parse_config
-from tests.factories import make_adapter, make_gpt2, make_llama, make_qwen2, save_base
+from tests.factories import (
+    make_adapter,
+    make_gpt2,
+    make_llama,
+    make_mistral,
+    make_qwen2,
+    save_base,
+)
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
@@ -36,6 +43,7 @@ BASES: dict[str, Callable[[], Any]] = {
     "gpt2": make_gpt2,
     "llama_tied": lambda: make_llama(tie_word_embeddings=True),
     "qwen2": make_qwen2,
+    "mistral": make_mistral,
 }
 
 
@@ -181,6 +189,25 @@ class Library:
             "lm_head_tied": lambda: make_adapter(
                 out, base=BASES["llama_tied"](), target_modules=["q_proj", "lm_head"]
             ),
+            "qwen2_embedding": lambda: rewrite(
+                make_adapter(
+                    out.with_name("qwen2_embedding-raw"),
+                    base=make_qwen2(),
+                    target_modules=["embed_tokens", "q_proj"],
+                ),
+                out,
+                tensors=_train_embedding,
+            ),
+            "mistral_embedding": lambda: rewrite(
+                make_adapter(
+                    out.with_name("mistral_embedding-raw"),
+                    base=make_mistral(),
+                    target_modules=["embed_tokens", "q_proj"],
+                ),
+                out,
+                tensors=_train_embedding,
+            ),
+            "qwen2": lambda: make_adapter(out, base=make_qwen2()),
             "qwen2_bias": lambda: make_adapter(
                 out, base=make_qwen2(), target_modules=["q_proj", "v_proj"], bias="lora_only"
             ),
