@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from registry.compat.architectures import is_head_module
 from registry.compat.engine_support import vllm_support
 from registry.compat.findings import Finding, Severity
 from registry.compat.layout import layer_template
@@ -318,13 +319,36 @@ class LoraxProfile(EngineProfile):
 
 class PeftProfile(EngineProfile):
     """PEFT (``PeftModel.from_pretrained``): the reference implementation; it loads every
-    option it can save (huggingface/peft ``src/peft/tuners/lora``)."""
+    option it can save (huggingface/peft ``src/peft/tuners/lora``). It loads tensors by
+    their exact names (``set_peft_model_state_dict``, ``strict=False``): a module saved
+    under another model prefix is silently left out. ``tests/compat/test_peft_oracle.py``
+    holds this profile against PEFT itself on the whole corpus."""
 
     name = "peft"
     display_name = "PEFT"
 
     def assess(self, ctx: CheckContext) -> Assessment:
-        return Assessment(start="load it with PeftModel.from_pretrained(base_model, adapter_dir)")
+        out = Assessment(start="load it with PeftModel.from_pretrained(base_model, adapter_dir)")
+        if ctx.base is None:
+            return out
+        renamed = {
+            m: target
+            for m, target in ctx.resolution.prefix_mapped.items()
+            if not is_head_module(m)  # a tied head: PEFT wraps lm_head itself
+        }
+        if renamed:
+            module, target = sorted(renamed.items())[0]
+            out.findings.append(
+                self.fail(
+                    "prefix",
+                    f"loads adapter tensors by their exact names, so it would leave out"
+                    f" {len(renamed)} modules saved under another model prefix (e.g. {module},"
+                    f" which is {target} in this base)",
+                    "load the adapter on the model class it was trained on, or rename its"
+                    " tensors to this base's module names",
+                )
+            )
+        return out
 
 
 ENGINES: dict[str, EngineProfile] = {

@@ -108,7 +108,7 @@ def prefix(ctx: CheckContext) -> Iterator[Finding]:
             "names.prefix",
             Severity.INFO,
             f"{len(mapped)} module names resolve only under another prefix (e.g. {module} ->"
-            f" {target}); PEFT and vLLM remap these, some tools do not",
+            f" {target}); lorareg merge remaps them, PEFT does not (see its engine verdict)",
         )
 
 

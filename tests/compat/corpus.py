@@ -111,6 +111,19 @@ def _bf16(state: dict[str, torch.Tensor]) -> None:
         state[key] = state[key].to(torch.bfloat16)
 
 
+# The base each adapter is judged against when no test says otherwise (the engine oracles).
+ADAPTER_BASES: dict[str, str] = {
+    "gpt2": "gpt2", "gpt2_mixed": "gpt2",
+    "embedding_tied": "llama_tied", "lm_head_tied": "llama_tied",
+    "qwen2": "qwen2", "qwen2_bias": "qwen2", "qwen2_embedding": "qwen2",
+    "mistral_embedding": "mistral",
+}  # fmt: skip
+
+
+def base_for(adapter: str) -> str:
+    return ADAPTER_BASES.get(adapter, "llama")
+
+
 class Library:
     """Bases and adapters under ``root``, each built once per session."""
 
@@ -138,7 +151,14 @@ class Library:
             self._adapters[name] = self._build(name, self.root / "adapters" / name)
         return self._adapters[name]
 
+    def names(self) -> list[str]:
+        """Every adapter the library can build."""
+        return sorted(self._recipes(self.root / "unused"))
+
     def _build(self, name: str, out: Path) -> Path:
+        return self._recipes(out)[name]()
+
+    def _recipes(self, out: Path) -> dict[str, Callable[[], Path]]:
         recipes: dict[str, Callable[[], Path]] = {
             "llama": lambda: make_adapter(out, base=make_llama()),
             "gpt2": lambda: make_adapter(
@@ -247,7 +267,7 @@ class Library:
                 config=lambda d: d.update(target_modules=["q_proj", "k_proj", "v_proj"]),
             ),
         }
-        return recipes[name]()
+        return recipes
 
     def check(
         self,
