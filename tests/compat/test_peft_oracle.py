@@ -26,10 +26,9 @@ _FACTOR = re.compile(r"^(?P<m>.+)\.(lora_A|lora_B|lora_embedding_A|lora_embeddin
 
 def peft_serves(base_dir: Path, adapter: Path) -> tuple[bool, str]:
     from peft import PeftModel
+    from peft.tuners.tuners_utils import BaseTunerLayer
     from peft.utils import get_peft_model_state_dict
     from transformers import AutoModelForCausalLM
-
-    from peft.tuners.tuners_utils import BaseTunerLayer
 
     non_finite: list[str] = []
     try:
