@@ -29,12 +29,13 @@ import torch
 from registry.errors import AlreadyExists, IntegrityError, InvalidInput
 from registry.merge.adapters import AdapterInput, LoadedAdapter, Replacement, load_adapters
 from registry.merge.delta import PreparedTensor
+from registry.merge.methods import check_options
 from registry.merge.output import (
     copy_side_files,
     layout_shards,
     write_index,
 )
-from registry.merge.plan import BaseLayout, build_plan, check_options, read_base, untied
+from registry.merge.plan import BaseLayout, build_plan, read_base, untied
 from registry.merge.stream import MergeProgress, StreamSpec, stream_merge, torch_settings
 from registry.merge.tensor_io import (
     TORCH_DTYPES,
