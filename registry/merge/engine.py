@@ -29,6 +29,7 @@ import torch
 from registry.errors import AlreadyExists, IntegrityError, InvalidInput
 from registry.merge.adapters import AdapterInput, LoadedAdapter, Replacement, load_adapters
 from registry.merge.delta import PreparedTensor
+from registry.merge.layer_types import layer_types
 from registry.merge.methods import check_options
 from registry.merge.output import (
     copy_side_files,
@@ -210,6 +211,7 @@ def _verify(
     checks = []
     outs: dict[str, TensorFile] = {}
     bases: dict[str, TensorFile] = {}
+    kinds = layer_types(base.architecture, [p.plan.name for p in preps]) if preps else {}
     try:
         for prep in preps:
             shard = prep.plan.shard
@@ -219,7 +221,11 @@ def _verify(
             cols = prep.plan.info.shape[1]
             checks.append(
                 check_tensor(
-                    prep, bases[shard], outs[shard], chunk_rows=max(1, chunk_elems // cols)
+                    prep,
+                    bases[shard],
+                    outs[shard],
+                    chunk_rows=max(1, chunk_elems // cols),
+                    kind=kinds.get(prep.plan.name),
                 )
             )
     finally:

@@ -94,12 +94,21 @@ class TensorCheck:
 
 
 def check_tensor(
-    prep: PreparedTensor, base: TensorFile, out: TensorFile, *, chunk_rows: int, seed: int = 0
+    prep: PreparedTensor,
+    base: TensorFile,
+    out: TensorFile,
+    *,
+    chunk_rows: int,
+    seed: int = 0,
+    kind: str | None = None,
 ) -> TensorCheck:
     """Probe one merged tensor (see the module docstring) on up to ``SAMPLED_OUTPUTS`` of its
-    output features, chosen at random: each output feature is checked over all its inputs."""
+    output features, chosen at random: each output feature is checked over all its inputs.
+
+    ``kind`` is the layer's type as transformers builds it, when known (``layer_types.py``);
+    it wins over the plan's, which came from lorareg's own table."""
     plan = prep.plan
-    name, source, transposed = plan.name, plan.read_name, stores_in_out(prep)
+    name, source, transposed = plan.name, plan.read_name, stores_in_out(prep, kind)
     n_rows, n_cols = plan.info.shape
     n_in, n_out = (n_rows, n_cols) if transposed else (n_cols, n_rows)
     gen = torch.Generator().manual_seed(seed)
@@ -163,11 +172,11 @@ def check_tensor(
     )
 
 
-def stores_in_out(prep: PreparedTensor) -> bool:
+def stores_in_out(prep: PreparedTensor, kind: str | None = None) -> bool:
     """Whether the base layer's forward reads its weight as (in, out): a Conv1D or an
     embedding (a lookup of rows is ``onehot @ W``). Without a known layer type, the shape
     decides where it can (the plan refuses square layers of unknown type)."""
-    kind = prep.plan.kind
+    kind = kind or prep.plan.kind
     if kind is not None:
         return kind in ("conv1d", "embedding")
     lr = next(lr for t in prep.terms for lr in t.low_rank)

@@ -72,6 +72,20 @@ def test_verification_catches_a_merge_that_transposes_a_square_layer(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
 
 
+def test_verification_asks_transformers_not_lorareg_s_own_table(
+    gpt2_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A table that forgot GPT-2 is Conv1D: the merge transposes the square c_proj, and the
+    # verification, which takes the layer type from transformers' own modules, refuses it.
+    import registry.compat.architectures as architectures
+
+    adapter = make_adapter(tmp_path / "a", base=make_gpt2(), target_modules=["attn.c_proj"])
+    adapter = _fan_false(adapter)
+    monkeypatch.setitem(architectures.CONV1D_MODULES, "gpt2", frozenset({"c_fc"}))
+    with pytest.raises(IntegrityError, match=r"verification failed: .*attn\.c_proj"):
+        merge(gpt2_base, [adapter], tmp_path / "out", verify_modules=32)
+
+
 @pytest.mark.parametrize(
     "targets", [["embed_tokens", "q_proj"], ["lm_head"], ["embed_tokens", "lm_head"]]
 )
