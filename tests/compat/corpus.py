@@ -116,7 +116,7 @@ ADAPTER_BASES: dict[str, str] = {
     "gpt2": "gpt2", "gpt2_mixed": "gpt2",
     "embedding_tied": "llama_tied", "lm_head_tied": "llama_tied",
     "qwen2": "qwen2", "qwen2_bias": "qwen2", "qwen2_embedding": "qwen2",
-    "mistral_embedding": "mistral",
+    "mistral_embedding": "mistral", "mistral": "mistral",
 }  # fmt: skip
 
 
@@ -228,6 +228,9 @@ class Library:
                 tensors=_train_embedding,
             ),
             "qwen2": lambda: make_adapter(out, base=make_qwen2()),
+            "mistral": lambda: make_adapter(
+                out, base=make_mistral(), target_modules=["q_proj", "v_proj", "down_proj"]
+            ),
             "qwen2_bias": lambda: make_adapter(
                 out, base=make_qwen2(), target_modules=["q_proj", "v_proj"], bias="lora_only"
             ),
