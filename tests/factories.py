@@ -36,7 +36,44 @@ def make_llama(seed: int = 0, **overrides: Any) -> Any:
     return LlamaForCausalLM(tiny_llama_config(**overrides)).eval()
 
 
-def make_gpt2(seed: int = 0) -> Any:
+def make_qwen2(seed: int = 0, **overrides: Any) -> Any:
+    """Qwen2: LLaMA's layout plus biases on q/k/v."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    kw: dict[str, Any] = dict(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
+    kw.update(overrides)
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(Qwen2Config(**kw)).eval()
+
+
+def make_mistral(seed: int = 0, **overrides: Any) -> Any:
+    from transformers import MistralConfig, MistralForCausalLM
+
+    kw: dict[str, Any] = dict(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
+    kw.update(overrides)
+    torch.manual_seed(seed)
+    return MistralForCausalLM(MistralConfig(**kw)).eval()
+
+
+def make_gpt2(seed: int = 0, **overrides: Any) -> Any:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
@@ -48,6 +85,7 @@ def make_gpt2(seed: int = 0) -> Any:
         n_head=4,
         bos_token_id=0,
         eos_token_id=0,
+        **overrides,
     )
     return GPT2LMHeadModel(cfg).eval()
 

@@ -165,10 +165,12 @@ def show(ctx: Context, ref: str, base: str | None, as_json: bool) -> None:
 
 def _options(config: dict) -> str:  # type: ignore[type-arg]
     flags = [k for k in ("use_rslora", "use_dora", "fan_in_fan_out") if config.get(k)]
-    if config.get("rank_pattern"):
-        flags.append("rank_pattern")
-    if config.get("modules_to_save"):
-        flags.append("modules_to_save")
+    flags += [k for k in ("rank_pattern", "alpha_pattern", "modules_to_save") if config.get(k)]
+    flags += [k for k in ("lora_bias",) if config.get(k)]
+    if config.get("bias", "none") != "none":
+        flags.append(f"bias={config['bias']}")
+    if config.get("init_lora_weights", True) is not True:
+        flags.append(f"init_lora_weights={config['init_lora_weights']}")
     return ", ".join(flags) or "-"
 
 

@@ -39,7 +39,14 @@ def _progress_line(doc: dict[str, Any]) -> str:
 @click.option("--base", required=True, help="Registered base model to merge into.")
 @click.option("--weights", help="One weight per adapter, comma-separated.")
 @click.option(
-    "--method", default="linear", show_default=True, type=click.Choice(["linear", "cat", "svd"])
+    "--method",
+    default="sum",
+    show_default=True,
+    type=click.Choice(["sum", "linear", "cat", "svd"]),
+    help="How several adapters combine. sum: the exact weighted sum of their deltas (what"
+    " `linear` computed in earlier lorareg versions). linear: PEFT's add_weighted_adapter"
+    " linear, A's and B's summed separately (cross terms; equal ranks only). cat: the exact"
+    " sum as one concatenated factor pair. svd: the sum truncated to --svd-rank.",
 )
 @click.option("--svd-rank", type=int, help="Rank to truncate to (svd).")
 @click.option("--output", help="Repository for the merged model (default: NS/NAME-merged).")

@@ -91,7 +91,7 @@ class MergeRequest(Body):
     adapters: list[str] = Field(min_length=1, max_length=32)
     base: str = Field(max_length=200)
     weights: list[float] | None = None
-    method: str = "linear"
+    method: str = "sum"
     svd_rank: int | None = Field(default=None, ge=1, le=65536)
     output: str | None = None
     device: str = "auto"

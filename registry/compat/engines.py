@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from registry.compat.architectures import is_head_module
+from registry.compat.engine_support import vllm_support
 from registry.compat.findings import Finding, Severity
 from registry.compat.layout import layer_template
 from registry.compat.rules import CheckContext
@@ -91,7 +93,10 @@ class VllmProfile(EngineProfile):
       CorDA, LoftQ), ``layer_replication``, and a rank (max of ``r`` and ``rank_pattern``)
       above ``max_lora_rank``;
     - ``vllm/lora/lora_model.py`` ``from_lora_tensors``: DoRA weights are not loaded, and an
-      embedding LoRA must cover exactly the base vocabulary.
+      embedding LoRA must cover exactly the base vocabulary;
+    - per architecture, whether the model class supports LoRA at all and on which modules
+      (``packed_modules_mapping``, ``embedding_modules``, ``SupportsLoRA``): the data file
+      ``vllm_lora.json``, with the vLLM version it was read from.
     Trainable-token deltas are not read by the mainline loader.
     """
 
@@ -113,6 +118,7 @@ class VllmProfile(EngineProfile):
                     "serve it with PEFT, or retrain without it",
                 )
             )
+        out.findings += self._architecture(ctx)
         rank = max_rank(ctx)
         fitting = [r for r in self.RANKS if r >= rank]
         if not fitting:
@@ -131,6 +137,33 @@ class VllmProfile(EngineProfile):
         )
         out.start = f"start with {flags}{default}"
         return out
+
+    def _architecture(self, ctx: CheckContext) -> list[Finding]:
+        data = vllm_support()
+        support = data.of(ctx.base.architecture if ctx.base else None)
+        if support is None:
+            return []
+        if not support.lora:
+            return [
+                self.fail(
+                    "architecture",
+                    f"has no LoRA support for {support.architecture} (vLLM {data.version}: the"
+                    " model class does not implement SupportsLoRA)",
+                    "merge the adapter into the base (`lorareg merge`) and serve the merged"
+                    " model, or serve it with PEFT",
+                )
+            ]
+        refused = [n for n in target_names(ctx) if n not in support.modules]
+        if not refused:
+            return []
+        return [
+            self.fail(
+                "target_modules",
+                f"refuses LoRA on {', '.join(refused)} for {support.architecture} (vLLM"
+                f" {data.version} accepts {', '.join(sorted(support.modules))})",
+                "merge the adapter (`lorareg merge`), or retrain without those modules",
+            )
+        ]
 
 
 class SglangProfile(EngineProfile):
@@ -286,13 +319,36 @@ class LoraxProfile(EngineProfile):
 
 class PeftProfile(EngineProfile):
     """PEFT (``PeftModel.from_pretrained``): the reference implementation; it loads every
-    option it can save (huggingface/peft ``src/peft/tuners/lora``)."""
+    option it can save (huggingface/peft ``src/peft/tuners/lora``). It loads tensors by
+    their exact names (``set_peft_model_state_dict``, ``strict=False``): a module saved
+    under another model prefix is silently left out. ``tests/compat/test_peft_oracle.py``
+    holds this profile against PEFT itself on the whole corpus."""
 
     name = "peft"
     display_name = "PEFT"
 
     def assess(self, ctx: CheckContext) -> Assessment:
-        return Assessment(start="load it with PeftModel.from_pretrained(base_model, adapter_dir)")
+        out = Assessment(start="load it with PeftModel.from_pretrained(base_model, adapter_dir)")
+        if ctx.base is None:
+            return out
+        renamed = {
+            m: target
+            for m, target in ctx.resolution.prefix_mapped.items()
+            if not is_head_module(m)  # a tied head: PEFT wraps lm_head itself
+        }
+        if renamed:
+            module, target = sorted(renamed.items())[0]
+            out.findings.append(
+                self.fail(
+                    "prefix",
+                    f"loads adapter tensors by their exact names, so it would leave out"
+                    f" {len(renamed)} modules saved under another model prefix (e.g. {module},"
+                    f" which is {target} in this base)",
+                    "load the adapter on the model class it was trained on, or rename its"
+                    " tensors to this base's module names",
+                )
+            )
+        return out
 
 
 ENGINES: dict[str, EngineProfile] = {

@@ -12,6 +12,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from registry.compat.architectures import is_head_module
 from registry.compat.fingerprint import BaseModelInfo
 from registry.formats.peft import PeftConfig
 from registry.formats.safetensors import SafetensorsHeader, TensorInfo
@@ -129,11 +130,16 @@ def _classify(
         m = pattern.match(name)
         if not m or kind not in enabled:
             continue
-        # PEFT copies an embedding's base weight only next to an embedding LoRA.
+        # PEFT copies the base weight of a targeted input or output embedding (the
+        # embedding LoRA, or lm_head's) when it saves ("save_embedding_layers").
         pair = layout.pairs.get(m["m"])
-        if kind == "embedding_copy" and not (pair and pair.embedding):
+        if kind == "embedding_copy" and not (
+            pair and (pair.embedding or is_head_module(pair.module))
+        ):
             continue
-        return ExtraTensor(kind, m["m"], info)
+        # A LoRA-wrapped layer's own bias is saved as <module>.base_layer.bias.
+        module = m["m"].removesuffix(".base_layer") if kind == "bias" else m["m"]
+        return ExtraTensor(kind, module, info)
     return ExtraTensor("orphan", owner, info)
 
 

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from registry.compat.architectures import (
+    embedding_weight,
+    is_embedding_module,
+    is_head_module,
+    ties_embeddings,
+)
 from registry.compat.findings import Finding, Severity
 from registry.compat.rules import CheckContext, rule
 
@@ -102,5 +108,30 @@ def prefix(ctx: CheckContext) -> Iterator[Finding]:
             "names.prefix",
             Severity.INFO,
             f"{len(mapped)} module names resolve only under another prefix (e.g. {module} ->"
-            f" {target}); PEFT and vLLM remap these, some tools do not",
+            f" {target}); lorareg merge remaps them, PEFT does not (see its engine verdict)",
+        )
+
+
+@rule("base.tied_embedding", "no LoRA on a weight the base ties", needs={"base"})
+def tied_embedding(ctx: CheckContext) -> Iterator[Finding]:
+    assert ctx.base is not None
+    if not ties_embeddings(ctx.base.architecture, ctx.base.tensors):
+        return
+    shared = embedding_weight(ctx.base.tensors)
+    for module in sorted(ctx.layout.pairs):
+        if is_embedding_module(module):
+            applies = "to the input embedding only"
+        elif is_head_module(module):
+            applies = "to the output head only"
+        else:
+            continue
+        yield ctx.finding(
+            "base.tied_embedding",
+            Severity.WARN,
+            f"the base ties lm_head to the input embedding ({shared}); PEFT and vLLM apply"
+            f" this LoRA {applies}, but a merge into the shared weight (PEFT's"
+            " merge_and_unload) changes both, so the merged model answers differently",
+            "merge it with `lorareg merge`, which writes lm_head apart and sets"
+            " tie_word_embeddings=false, or serve it unmerged",
+            module=module,
         )

@@ -105,7 +105,22 @@ _option(
     lambda c: bool(c.config.modules_to_save),
     "saves full copies of modules (modules_to_save)",
 )
-_option("schema.bias", "bias", lambda c: c.config.bias != "none", "trains biases (bias)")
+
+
+@rule("schema.bias", "bias")
+def bias(ctx: CheckContext) -> Iterator[Finding]:
+    if ctx.config.bias == "none":
+        return
+    saved = len(ctx.layout.extras_of("bias"))
+    yield ctx.finding(
+        "schema.bias",
+        Severity.INFO,
+        f"trains the base layers' biases (bias={ctx.config.bias!r}, {saved} bias tensors):"
+        " PEFT loads them and `lorareg merge` writes them into the merged model; vLLM refuses"
+        " the adapter, SGLang and LoRAX serve it without them (see the engine verdicts)",
+    )
+
+
 _option(
     "schema.lora_bias",
     "lora_bias",

@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from registry.compat.architectures import module_kind
 from registry.compat.findings import Finding, Severity
 from registry.compat.rules import CheckContext, rule
 
-# Architectures whose projections are Conv1D (weight stored in x out).
-CONV1D_MODEL_TYPES = ("gpt2", "gpt_bigcode", "openai-gpt", "imagegpt", "decision_transformer")
 OTHER_SIZE = (
     "the adapter was trained on another model size; check it against the base it was"
     " trained on, or retrain it on this base"
@@ -40,9 +39,6 @@ def fits(ctx: CheckContext) -> Iterator[Fit]:
     """Every resolved 2-D pair with the dimensions its base layer expects."""
     assert ctx.base is not None
     fan = ctx.config.fan_in_fan_out
-    # PEFT flips fan_in_fan_out per layer (Linear vs Conv1D) when it loads, so either
-    # orientation is right in a fan_in_fan_out config or a Conv1D model.
-    either = fan or ctx.base.architecture.get("model_type") in CONV1D_MODEL_TYPES
     for module, base_name in sorted(ctx.resolution.found.items()):
         pair = ctx.layout.pairs[module]
         w = ctx.base.tensors[base_name][1]
@@ -54,12 +50,19 @@ def fits(ctx: CheckContext) -> Iterator[Fit]:
         if pair.embedding:
             yield Fit(module, *got, w, True, w[0], w[1], False)
             continue
+        # PEFT sets fan_in_fan_out per layer from its type (Conv1D: in x out, Linear: out x
+        # in) whatever the config says; only a base of unknown type leaves it to the config.
+        kind = module_kind(ctx.base.architecture, module)
+        if kind is not None:
+            dims = (w[0], w[1]) if kind == "conv1d" else (w[1], w[0])
+            yield Fit(module, *got, w, False, dims[0], dims[1], False)
+            continue
         primary = (w[0], w[1]) if fan else (w[1], w[0])
         swapped = (primary[1], primary[0])
         fan_only = False
         dims = primary
         if got != primary and got == swapped:
-            dims, fan_only = swapped, not either
+            dims, fan_only = swapped, not fan
         yield Fit(module, *got, w, False, dims[0], dims[1], fan_only)
 
 

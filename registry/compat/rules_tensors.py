@@ -77,6 +77,20 @@ def orphan(ctx: CheckContext) -> Iterator[Finding]:
         )
 
 
+def excluded(ctx: CheckContext, name: str) -> bool:
+    """Whether PEFT's ``exclude_modules`` leaves out a module called ``name``: a list entry
+    equal to it or to its last dotted parts, or a regex matching all of it
+    (``peft.tuners.tuners_utils.check_target_module_exists``)."""
+    exclude = (ctx.config.model_extra or {}).get("exclude_modules")
+    if isinstance(exclude, str):
+        return re.fullmatch(exclude, name) is not None
+    if isinstance(exclude, list):
+        return any(
+            isinstance(key, str) and (name == key or name.endswith("." + key)) for key in exclude
+        )
+    return False
+
+
 @rule("tensors.target_missing", "every declared target module has tensors")
 def target_missing(ctx: CheckContext) -> Iterator[Finding]:
     targets = ctx.config.target_modules
@@ -96,6 +110,8 @@ def target_missing(ctx: CheckContext) -> Iterator[Finding]:
         )
         return
     for target in targets:
+        if excluded(ctx, target):
+            continue  # PEFT expands all-linear, then leaves out what exclude_modules names
         if not any(m == target or m.endswith("." + target) for m in modules):
             yield ctx.finding(
                 "tensors.target_missing",

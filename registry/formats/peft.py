@@ -115,6 +115,13 @@ def parse_config(raw: bytes, *, name: str = CONFIG_NAME) -> PeftConfig:
         raise InvalidAdapter(f"{name} is nested too deeply to be a config") from None
     if not isinstance(doc, dict):
         raise InvalidAdapter(f"{name} must hold a JSON object")
+    peft_type = doc.get("peft_type", "LORA")
+    if not isinstance(peft_type, str) or peft_type.upper() != "LORA":
+        # Name the method first: its own fields (VeRA, LoHa, ...) are not LoRA's.
+        raise InvalidAdapter(
+            f"{name}: peft_type is {str(peft_type)[:40]!r}; lorareg handles LoRA adapters"
+            " (peft_type LORA) only"
+        )
     try:
         cfg = PeftConfig.model_validate(doc, strict=False)
     except ValidationError as exc:

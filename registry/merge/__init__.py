@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from registry.merge.adapters import AdapterInput
     from registry.merge.compose import InterferenceReport, interference_report
     from registry.merge.engine import MergeResult, merge_adapters, resolve_device
-    from registry.merge.plan import METHODS
+    from registry.merge.methods import METHODS
     from registry.merge.stream import MergeCancelled, MergeProgress
     from registry.merge.verify import Verification
 
@@ -29,7 +29,7 @@ _EXPORTS = {
     "MergeResult": "registry.merge.engine",
     "merge_adapters": "registry.merge.engine",
     "resolve_device": "registry.merge.engine",
-    "METHODS": "registry.merge.plan",
+    "METHODS": "registry.merge.methods",
     "MergeCancelled": "registry.merge.stream",
     "MergeProgress": "registry.merge.stream",
     "Verification": "registry.merge.verify",

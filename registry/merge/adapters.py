@@ -9,11 +9,13 @@ tensor is given a meaning, or the adapter is refused:
 - ``<module>.lora_magnitude_vector``: DoRA's magnitude for that module.
 - ``<module>.base_layer.weight``: a copy of the base weight PEFT saves with embedding targets
   (``save_embedding_layers``); PEFT loads it over the base, so it replaces the base tensor.
+- ``<module>.base_layer.bias`` (``bias="lora_only"`` or ``"all"``) and ``<module>.bias``
+  (``bias="all"``): a trained bias, which replaces the base's (what merge_and_unload keeps).
 - any other tensor under a ``modules_to_save`` module: replaces the base tensor of that name.
 
-Refused, because a merge could not reproduce what PEFT computes: ``bias`` other than
-``"none"``, ``lora_bias``, initialisations that rewrite the base weights (PiSSA, CorDA, OLoRA,
-LoftQ, LoRA-GA), LoRA variants with their own forward (aLoRA, Arrow, BD-LoRA, VeLoRA,
+Refused, because a merge could not reproduce what PEFT computes: ``lora_bias``,
+initialisations that rewrite the base weights (PiSSA, CorDA, OLoRA, LoftQ, LoRA-GA; convert
+them to plain LoRA first), LoRA variants with their own forward (aLoRA, Arrow, BD-LoRA, VeLoRA,
 MonteCLoRA, KaSA, QA-LoRA), layer replication, trainable tokens, parameter targets,
 convolution LoRA, and any tensor this list does not explain.
 """
@@ -89,7 +91,7 @@ class Replacement:
 
     target: str
     key: str
-    kind: Literal["modules_to_save", "base_layer"]
+    kind: Literal["modules_to_save", "base_layer", "bias"]
 
 
 @dataclass
@@ -149,11 +151,14 @@ def load_adapter(source: AdapterInput) -> LoadedAdapter:
         elif _in_modules_to_save(strip_save_prefix(key), config.modules_to_save):
             target = strip_save_prefix(key)
             adapter.replacements.append(Replacement(target=target, key=key, kind="modules_to_save"))
+        elif config.bias != "none" and key.endswith(".bias"):
+            target = strip_save_prefix(key)
+            adapter.replacements.append(Replacement(target=target, key=key, kind="bias"))
         else:
             raise InvalidAdapter(
                 f"adapter {label}: tensor {key} is neither a LoRA factor, a DoRA magnitude nor"
                 " part of a modules_to_save module, so lorareg cannot tell what merging it means"
-                " (trained biases and trainable tokens are not merged)"
+                " (trainable tokens are not merged)"
             )
     if magnitudes and not config.use_dora:
         raise InvalidAdapter(
@@ -196,10 +201,10 @@ def load_adapter(source: AdapterInput) -> LoadedAdapter:
 
 def _check_config(label: str, config: PeftConfig) -> None:
     extra = config.model_extra or {}
-    if config.bias != "none":
+    if config.bias not in ("none", "all", "lora_only"):
         raise InvalidAdapter(
-            f"adapter {label}: bias={config.bias!r} trains base biases alongside the adapter;"
-            " lorareg merges only adapters trained with bias='none'"
+            f"adapter {label}: bias={config.bias!r} is not one of PEFT's values"
+            " (none, all, lora_only)"
         )
     if extra.get("lora_bias"):
         raise InvalidAdapter(

@@ -2,34 +2,31 @@
 
 Methods (every one of them is exact for what it promises):
 
-- ``linear``: the weighted sum of the adapters' deltas, ``W + sum_i w_i * s_i * B_i @ A_i``
-  (DoRA and replacements contribute ``w_i * (out_i - W)``, see ``delta.py``).
+- ``sum`` (the default): the weighted sum of the adapters' deltas,
+  ``W + sum_i w_i * s_i * B_i @ A_i`` (DoRA and replacements contribute ``w_i * (out_i - W)``,
+  see ``delta.py``). Until issue 13 this was called ``linear``.
+- ``linear``: PEFT's ``add_weighted_adapter(combination_type="linear")``: A and B are scaled
+  *separately* by ``c_i = sqrt(|w_i * s_i|)`` (the sign on A) and summed, so the delta is
+  ``(sum_i c_i B_i)(sum_j sign_j c_j A_j)``, with cross terms ``B_i A_j``: *not* the
+  weighted sum of the deltas. Refused, as PEFT refuses it, for adapters of different ranks.
 - ``cat``: concatenate the A's and the weighted, scaled B's into one factor pair of rank
   ``sum r_i``. ``[w_1 s_1 B_1, w_2 s_2 B_2] @ [A_1; A_2]`` *is* the weighted sum of the
-  deltas, so the merged weights equal ``linear``'s up to fp32 rounding; it exists because it
-  is one matmul per chunk instead of one per adapter.
+  deltas, so the merged weights equal ``sum``'s up to fp32 rounding (PEFT's ``cat`` too); it
+  exists because it is one matmul per chunk instead of one per adapter.
 - ``svd``: the weighted sum of the deltas truncated to ``svd_rank`` singular values per
   module (default: the largest rank among the adapters on that module). Computed from the
   factors (QR of the stacked B's and A's, then an SVD of the small core), so it never forms
-  a full delta; at full rank it equals ``linear``.
+  a full delta; at full rank it equals ``sum``. PEFT's ``svd`` takes a full SVD of the dense
+  sum and defaults the rank to the largest ``r`` / ``rank_pattern`` of the configs.
 
-Where this differs from PEFT's ``add_weighted_adapter``:
-
-- PEFT's ``linear`` scales A and B *separately* by ``sqrt(w_i * s_i)`` and adds the A's and
-  the B's, so its delta ``(sum_i c_i B_i)(sum_j c_j A_j)`` contains cross terms
-  ``B_i A_j`` and is *not* the weighted sum of the deltas (and it requires equal ranks).
-  lorareg's ``linear`` is the weighted sum.
-- PEFT's ``cat`` is the same weighted sum as lorareg's ``cat`` and ``linear``.
-- PEFT's ``svd`` takes a full SVD of the dense weighted sum and defaults the rank to the
-  largest ``r`` / ``rank_pattern`` value of the adapters' configs; lorareg truncates the
-  same sum, with the default taken per module, without forming it densely.
-- PEFT builds a new *adapter*; lorareg merges the composition straight into the base.
-- DoRA under ``cat`` / ``svd`` is refused: DoRA's row rescaling is not a low-rank delta.
+PEFT builds a new *adapter*; lorareg merges the composition straight into the base. DoRA
+under ``linear`` / ``cat`` / ``svd`` is refused: DoRA's row rescaling is not a low-rank delta.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,13 +46,30 @@ def prepare_tensor(
 ) -> PreparedTensor:
     """Turn a tensor's contributions into the terms ``delta.merge_rows`` applies.
 
-    Plain LoRA under ``linear`` becomes one term with one low-rank pair per adapter, so the
+    Plain LoRA under ``sum`` becomes one term with one low-rank pair per adapter, so the
     merge adds each delta in place; DoRA and replacements keep a term per adapter.
     """
     contribs = plan.contributions
     if not contribs:
         return PreparedTensor(plan, [])
-    if method == "linear":
+    loras = [i for i, c in enumerate(contribs) if c.lora is not None]
+    if method == "linear" and len(loras) > 1:
+        # plan.py has refused DoRA, replacements and unequal ranks for this method.
+        a_sum: torch.Tensor | None = None
+        b_sum: torch.Tensor | None = None
+        for i in loras:
+            c = contribs[i]
+            assert c.lora is not None
+            a, b, _ = factors[i]
+            scaled = c.weight * c.lora.scale
+            coef = math.sqrt(abs(scaled))
+            a_i, b_i = a * (coef if scaled >= 0 else -coef), b * coef
+            a_sum = a_i if a_sum is None else a_sum + a_i
+            b_sum = b_i if b_sum is None else b_sum + b_i
+        assert a_sum is not None and b_sum is not None
+        return PreparedTensor(plan, [Term(weight=1.0, low_rank=[LowRank(a_sum, b_sum, 1.0)])])
+    if method in ("sum", "linear"):
+        # A lone adapter: PEFT's linear is its delta times its weight, as the sum is.
         plain = all(c.replacement is None and c.lora and not c.lora.magnitude_key for c in contribs)
         if plain:
             pairs = []

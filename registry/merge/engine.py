@@ -9,7 +9,7 @@ overlap (``pipeline.py``). Output goes to a hidden sibling folder that is rename
 place only after the merge has been verified, so ``out_dir`` either holds a complete merged
 model or does not exist.
 
-The math lives in ``delta.py`` (per-chunk formulas), ``compose.py`` (linear / cat / svd and
+The math lives in ``delta.py`` (per-chunk formulas), ``compose.py`` (sum / linear / cat / svd and
 the interference report) and ``verify.py`` (random-probe checks); what is refused, and why,
 in ``adapters.py`` and ``plan.py``.
 """
@@ -29,12 +29,14 @@ import torch
 from registry.errors import AlreadyExists, IntegrityError, InvalidInput
 from registry.merge.adapters import AdapterInput, LoadedAdapter, Replacement, load_adapters
 from registry.merge.delta import PreparedTensor
+from registry.merge.layer_types import layer_types
+from registry.merge.methods import check_options
 from registry.merge.output import (
     copy_side_files,
     layout_shards,
     write_index,
 )
-from registry.merge.plan import BaseLayout, build_plan, check_options, read_base
+from registry.merge.plan import BaseLayout, build_plan, read_base, untied
 from registry.merge.stream import MergeProgress, StreamSpec, stream_merge, torch_settings
 from registry.merge.tensor_io import (
     TORCH_DTYPES,
@@ -95,7 +97,7 @@ def merge_adapters(
     adapters: Sequence[AdapterInput],
     out_dir: Path,
     *,
-    method: str = "linear",
+    method: str = "sum",
     weights: Sequence[float] | None = None,
     svd_rank: int | None = None,
     device: str = "auto",
@@ -169,8 +171,8 @@ def merge_adapters(
                 " output dtype explains; the output was discarded"
             )
         t_verify = time.perf_counter()
-        side = copy_side_files(base_dir, tmp, out_dtype)
-        index = write_index(base, tmp, layouts)
+        side = copy_side_files(base_dir, tmp, out_dtype, untie=untied(plans))
+        index = write_index(base, tmp, layouts, plans)
         os.rename(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -209,6 +211,7 @@ def _verify(
     checks = []
     outs: dict[str, TensorFile] = {}
     bases: dict[str, TensorFile] = {}
+    kinds = layer_types(base.architecture, [p.plan.name for p in preps]) if preps else {}
     try:
         for prep in preps:
             shard = prep.plan.shard
@@ -218,7 +221,11 @@ def _verify(
             cols = prep.plan.info.shape[1]
             checks.append(
                 check_tensor(
-                    prep, bases[shard], outs[shard], chunk_rows=max(1, chunk_elems // cols)
+                    prep,
+                    bases[shard],
+                    outs[shard],
+                    chunk_rows=max(1, chunk_elems // cols),
+                    kind=kinds.get(prep.plan.name),
                 )
             )
     finally:

@@ -20,7 +20,6 @@ from registry.catalog.queries import ref_row, to_info
 from registry.catalog.refs import Ref, check_base_name, parse_ref, parse_repo
 from registry.client.transfer import write_version
 from registry.compat.bases import base_row
-from registry.compat.findings import Severity
 from registry.compat.sources import open_base_source
 from registry.compat.version_checks import check_version
 from registry.db import models as m
@@ -29,10 +28,8 @@ from registry.errors import InvalidInput
 from registry.lifecycle.gates import latest_check
 from registry.merge.adapters import AdapterInput, load_adapters
 from registry.merge.jobs import JobInfo, enqueue
-from registry.merge.plan import check_options
+from registry.merge.methods import METHODS, check_options
 from registry.runtime import Runtime
-
-METHODS = ("linear", "cat", "svd")
 
 
 def request_merge(
@@ -42,7 +39,7 @@ def request_merge(
     base: str,
     actor: str,
     weights: list[float] | None = None,
-    method: str = "linear",
+    method: str = "sum",
     svd_rank: int | None = None,
     output: str | None = None,
     device: str = "auto",
@@ -120,6 +117,22 @@ def require_torch() -> None:
         )
 
 
+def merge_blockers(report: dict[str, Any]) -> list[str]:
+    """The failed findings of a stored check report that concern merging, by code.
+
+    Engine findings (``engine`` set, codes ``engine.*``) say who can *serve* the adapter
+    unmerged; they join a report only when a check asked for that engine, so letting them
+    gate merges would make the gate depend on which engines the last check named.
+    """
+    return sorted(
+        {
+            str(f.get("code"))
+            for f in report.get("findings", [])
+            if f.get("severity") == "fail" and not f.get("engine")
+        }
+    )
+
+
 def _require_compatible(rt: Runtime, v: VersionInfo, base: str, actor: str) -> None:
     with rt.db.read() as s:
         vid = s.scalar(
@@ -133,15 +146,8 @@ def _require_compatible(rt: Runtime, v: VersionInfo, base: str, actor: str) -> N
             )
         )
         check = latest_check(s, vid, base) if vid is not None else None
-        verdict = check.verdict if check is not None else None
-        codes = (
-            sorted(
-                {f["code"] for f in check.report.get("findings", []) if f.get("severity") == "fail"}
-            )
-            if check is not None
-            else []
-        )
-    if verdict is None:
+        codes = merge_blockers(check.report) if check is not None else None
+    if codes is None:
         _, report = check_version(
             rt.db,
             rt.store,
@@ -150,9 +156,8 @@ def _require_compatible(rt: Runtime, v: VersionInfo, base: str, actor: str) -> N
             actor=actor,
             max_header_bytes=rt.settings.max_header_bytes,
         )
-        verdict = report.verdict.value
-        codes = sorted(report.codes(Severity.FAIL))
-    if verdict == "fail":
+        codes = merge_blockers(report.to_json())
+    if codes:
         raise InvalidInput(
             f"{v.ref} fails its compatibility checks against {base} ({', '.join(codes)});"
             f" see `lorareg check {v.ref} --base {base}`; merge it against the base it fits"

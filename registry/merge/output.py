@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from registry.formats.safetensors import DTYPE_SIZES, file_reader
@@ -81,10 +81,18 @@ def layout_shards(
     for shard in base.shards:
         header = base.headers[shard]
         tensors = sorted(header.tensors.values(), key=lambda t: t.start)
+        # Tensors the base does not store (an untied lm_head) go at the end of the shard
+        # holding the tensor they start from.
+        added = [
+            replace(p.info, name=p.name, start=-1, end=-1)
+            for p in sorted(plans.values(), key=lambda p: p.name)
+            if p.added and p.shard == shard
+        ]
+        tensors += added
         out_dtype = {
             t.name: plans[t.name].out_dtype if t.name in plans else t.dtype for t in tensors
         }
-        if all(out_dtype[t.name] == t.dtype for t in tensors):
+        if not added and all(out_dtype[t.name] == t.dtype for t in tensors):
             # Same bytes for the header: offsets (and __metadata__) carry over untouched.
             raw = file_reader(base.folder / shard)(0, header.data_offset)
         else:
@@ -115,8 +123,14 @@ def layout_shards(
     return layouts, [c for c in copies if c.length], jobs
 
 
-def copy_side_files(base_dir: Path, out_dir: Path, out_dtype: str | None) -> list[str]:
-    """Copy config, generation config, tokenizer and other small files; not weights."""
+def copy_side_files(
+    base_dir: Path, out_dir: Path, out_dtype: str | None, *, untie: bool = False
+) -> list[str]:
+    """Copy config, generation config, tokenizer and other small files; not weights.
+
+    ``untie`` sets ``tie_word_embeddings`` to false in config.json: the output stores
+    ``lm_head.weight`` apart from the embedding, and transformers must not tie them again.
+    """
     copied = []
     for path in sorted(base_dir.iterdir()):
         name = path.name
@@ -124,11 +138,16 @@ def copy_side_files(base_dir: Path, out_dir: Path, out_dtype: str | None) -> lis
             continue
         if name.lower().endswith(_WEIGHT_SUFFIXES):
             continue
-        if name == "config.json" and out_dtype in _TORCH_DTYPE_NAMES:
+        if name == "config.json" and (out_dtype in _TORCH_DTYPE_NAMES or untie):
             doc = json.loads(path.read_text())
-            for key in ("torch_dtype", "dtype"):
-                if key in doc or key == "dtype":
-                    doc[key] = _TORCH_DTYPE_NAMES[out_dtype]
+            if out_dtype in _TORCH_DTYPE_NAMES:
+                for key in ("torch_dtype", "dtype"):
+                    if key in doc or key == "dtype":
+                        doc[key] = _TORCH_DTYPE_NAMES[out_dtype]
+            if untie:
+                doc["tie_word_embeddings"] = False
+                if isinstance(doc.get("text_config"), dict):
+                    doc["text_config"]["tie_word_embeddings"] = False
             (out_dir / name).write_text(json.dumps(doc, indent=2) + "\n")
         else:
             shutil.copyfile(path, out_dir / name)
@@ -136,11 +155,20 @@ def copy_side_files(base_dir: Path, out_dir: Path, out_dtype: str | None) -> lis
     return copied
 
 
-def write_index(base: BaseLayout, out_dir: Path, layouts: list[ShardLayout]) -> str | None:
-    """The base's index with the same weight_map; total_size follows a dtype change."""
+def write_index(
+    base: BaseLayout,
+    out_dir: Path,
+    layouts: list[ShardLayout],
+    plans: dict[str, TensorPlan] | None = None,
+) -> str | None:
+    """The base's index with the same weight_map (plus any added tensor); total_size follows
+    a dtype change."""
     if base.index is None:
         return None
     doc = dict(base.index)
+    added = {p.name: p.shard for p in (plans or {}).values() if p.added}
+    if added:
+        doc["weight_map"] = {**doc["weight_map"], **added}  # type: ignore[dict-item]
     metadata = dict(doc.get("metadata") or {})  # type: ignore[call-overload]
     metadata["total_size"] = sum(layout.data_size for layout in layouts)
     doc["metadata"] = metadata

@@ -185,10 +185,10 @@ class Pipeline:
                 }
                 mapped = None
                 if self.read_ring is None:
-                    mapped = base.map_rows(plan.name, start, stop)
+                    mapped = base.map_rows(plan.read_name, start, stop)
                     raw = mapped.tensor
                 else:
-                    raw = base.read_rows(plan.name, start, stop, into=self.read_ring)
+                    raw = base.read_rows(plan.read_name, start, stop, into=self.read_ring)
                 chunk = Chunk(job, start, stop, raw, reps, factors, mapped)
                 self._put(self._read_q, chunk, None)
         self._put(self._read_q, None, None)

@@ -7,20 +7,28 @@ merge that cannot be done exactly is refused before any output is written.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from registry.compat.architectures import (
+    HEAD_WEIGHT,
+    ModuleKind,
+    embedding_weight,
+    is_head_module,
+    module_kind,
+    ties_embeddings,
+)
 from registry.errors import InvalidAdapter, InvalidInput, UnsafeFormat
 from registry.formats.safetensors import SafetensorsHeader, TensorInfo, read_header_file
 from registry.merge.adapters import FLOAT_DTYPES, LoadedAdapter, LoraModule, Replacement
+from registry.merge.methods import check_composition, check_linear_ranks
 
-Method = Literal["linear", "cat", "svd"]
-METHODS: tuple[str, ...] = ("linear", "cat", "svd")
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+_MAX_CONFIG_BYTES = 4 * 2**20
 
 
 @dataclass(frozen=True)
@@ -32,9 +40,17 @@ class BaseLayout:
     headers: dict[str, SafetensorsHeader]
     tensor_shard: dict[str, str]
     index: dict[str, object] | None
+    # config.json ({} when absent): says which layers are Conv1D and whether lm_head is tied.
+    architecture: dict[str, object] = field(default_factory=dict)
 
     def info(self, name: str) -> TensorInfo:
         return self.headers[self.tensor_shard[name]].tensors[name]
+
+    @property
+    def tied_embedding(self) -> str | None:
+        """The input embedding transformers ties lm_head to when it loads this base."""
+        names = self.tensor_shard.keys()
+        return embedding_weight(names) if ties_embeddings(self.architecture, names) else None
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,11 @@ class TensorPlan:
     """How one base tensor becomes its output: the adapters changing it and the output dtype.
 
     ``transposed`` is true when the tensor is stored (in, out) (GPT-2's Conv1D, embeddings),
-    so the LoRA delta is ``(B @ A).T`` as PEFT computes it.
+    so the LoRA delta is ``(B @ A).T`` as PEFT computes it. ``kind`` is the base layer's
+    type, which the verification probes through (independently of ``transposed``).
+    ``source`` names the base tensor the values start from when it is not ``name`` itself:
+    an ``lm_head.weight`` written separately from the embedding it was tied to (``added``
+    when the base stores no such tensor).
     """
 
     name: str
@@ -61,6 +81,14 @@ class TensorPlan:
     out_dtype: str
     transposed: bool = False
     contributions: list[Contribution] = field(default_factory=list)
+    kind: Literal["linear", "conv1d", "embedding"] | None = None
+    source: str | None = None
+    added: bool = False
+
+    @property
+    def read_name(self) -> str:
+        """The base tensor whose stored rows this tensor starts from."""
+        return self.source or self.name
 
     @property
     def has_dora(self) -> bool:
@@ -118,29 +146,26 @@ def read_base(folder: Path) -> BaseLayout:
                     f"{index_path}: maps {name} to {shard}, but that shard does not hold it"
                 )
     return BaseLayout(
-        folder=folder, shards=shards, headers=headers, tensor_shard=tensor_shard, index=index
+        folder=folder,
+        shards=shards,
+        headers=headers,
+        tensor_shard=tensor_shard,
+        index=index,
+        architecture=_read_config(folder),
     )
 
 
-def check_options(
-    n_adapters: int, method: str, weights: Sequence[float] | None, svd_rank: int | None
-) -> list[float]:
-    """Validate the composition options; return one weight per adapter."""
-    if method not in METHODS:
-        raise InvalidInput(f"merge method {method!r} is unknown; use one of {', '.join(METHODS)}")
-    if weights is None:
-        weights = [1.0] * n_adapters
-    if len(weights) != n_adapters:
-        raise InvalidInput(
-            f"{len(weights)} weights for {n_adapters} adapters; give one weight per adapter"
-        )
-    if not all(isinstance(w, int | float) and math.isfinite(w) for w in weights):
-        raise InvalidInput(f"merge weights must be finite numbers, got {list(weights)}")
-    if svd_rank is not None and method != "svd":
-        raise InvalidInput("svd_rank only applies to method 'svd'")
-    if svd_rank is not None and (not isinstance(svd_rank, int) or svd_rank <= 0):
-        raise InvalidInput(f"svd_rank must be a positive integer, got {svd_rank!r}")
-    return [float(w) for w in weights]
+def _read_config(folder: Path) -> dict[str, object]:
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        return {}
+    if path.stat().st_size > _MAX_CONFIG_BYTES:
+        raise InvalidInput(f"{path} is over {_MAX_CONFIG_BYTES} bytes; not a model config")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path} is not valid JSON ({exc})") from None
+    return doc if isinstance(doc, dict) else {}
 
 
 def resolve_name(name: str, names: set[str], prefixes: set[str]) -> str | None:
@@ -179,14 +204,32 @@ def build_plan(
     """
     names = set(base.tensor_shard)
     prefixes = {n.split(".", 1)[0] for n in names if "." in n}
+    tied = base.tied_embedding
     plans: dict[str, TensorPlan] = {}
 
+    def new_plan(name: str, source: str | None = None) -> TensorPlan:
+        src = source or name
+        info = base.info(src)
+        return TensorPlan(
+            name=name,
+            shard=base.tensor_shard[src],
+            info=info,
+            out_dtype=out_dtype or info.dtype,
+            source=source,
+            added=name not in names,
+        )
+
     def plan_for(target: str, adapter: LoadedAdapter, what: str) -> TensorPlan:
+        if tied is not None and is_head_module(target.rsplit(".", 1)[0]):
+            # The head is the embedding on load; written on its own, from the embedding.
+            if HEAD_WEIGHT not in plans:
+                plans[HEAD_WEIGHT] = new_plan(HEAD_WEIGHT, source=tied)
+            return plans[HEAD_WEIGHT]
         resolved = resolve_name(target, names, prefixes)
         if resolved is None:
             raise InvalidAdapter(
                 f"adapter {adapter.label}: {what} targets {target}, which is not a tensor of the"
-                " base model (wrong base, or a base that ties lm_head to the embeddings?)"
+                " base model (wrong base?)"
             )
         info = base.info(resolved)
         if info.dtype not in FLOAT_DTYPES:
@@ -195,22 +238,18 @@ def build_plan(
                 " cannot be merged exactly, use the unquantized base"
             )
         if resolved not in plans:
-            plans[resolved] = TensorPlan(
-                name=resolved,
-                shard=base.tensor_shard[resolved],
-                info=info,
-                out_dtype=out_dtype or info.dtype,
-            )
+            plans[resolved] = new_plan(resolved)
         return plans[resolved]
 
     for idx, (adapter, weight) in enumerate(zip(adapters, weights, strict=True)):
         touched: dict[str, tuple[LoraModule | None, Replacement | None]] = {}
         for lora in adapter.loras.values():
             plan = plan_for(f"{lora.module}.weight", adapter, f"LoRA module {lora.module}")
-            transposed = _orientation(plan, lora, adapter)
-            if any(c.lora for c in plan.contributions) and plan.transposed != transposed:
-                raise InvalidInput(f"adapters disagree on the orientation of {plan.name}")
-            plan.transposed = transposed
+            kind = "embedding" if lora.embedding else module_kind(base.architecture, lora.module)
+            transposed = _orientation(plan, lora, adapter, kind)
+            if plan.kind is not None and plan.kind != kind:
+                raise InvalidInput(f"adapters disagree on the layer type of {plan.name}")
+            plan.transposed, plan.kind = transposed, kind
             touched[plan.name] = (lora, None)
         for rep in adapter.replacements:
             plan = plan_for(rep.target, adapter, f"saved tensor {rep.key}")
@@ -220,7 +259,11 @@ def build_plan(
                     f"adapter {adapter.label}: {rep.key} has shape {list(rep_info.shape)} but base"
                     f" tensor {plan.name} is {list(plan.info.shape)} (resized vocabulary?)"
                 )
-            if rep.kind == "base_layer" and same_as_base and same_as_base(plan.name, adapter, rep):
+            if (
+                rep.kind == "base_layer"
+                and same_as_base
+                and same_as_base(plan.read_name, adapter, rep)
+            ):
                 continue
             touched[plan.name] = (touched.get(plan.name, (None, None))[0], rep)
         for name, (mod, saved) in touched.items():
@@ -229,8 +272,13 @@ def build_plan(
             )
     for name in [n for n, p in plans.items() if not p.contributions]:
         del plans[name]
+    if tied is not None and tied in plans and HEAD_WEIGHT not in plans:
+        # The embedding changes but the head must not: untie, the head keeps the base values.
+        plans[HEAD_WEIGHT] = new_plan(HEAD_WEIGHT, source=tied)
+    if method == "linear":
+        check_linear_ranks(adapters)
     for plan in plans.values():
-        _check_composition(plan, adapters, method)
+        check_composition(plan, adapters, method)
     if out_dtype is not None:
         for name in names - set(plans):
             info = base.info(name)
@@ -241,50 +289,43 @@ def build_plan(
     return plans
 
 
-def _orientation(plan: TensorPlan, lora: LoraModule, adapter: LoadedAdapter) -> bool:
+def untied(plans: dict[str, TensorPlan]) -> bool:
+    """Whether the output writes lm_head apart from the embedding it was tied to."""
+    return any(p.source is not None for p in plans.values())
+
+
+def _orientation(
+    plan: TensorPlan,
+    lora: LoraModule,
+    adapter: LoadedAdapter,
+    kind: ModuleKind | Literal["embedding"] | None,
+) -> bool:
+    """Whether the stored tensor is (in, out), decided as PEFT does: by the layer's type.
+
+    PEFT switches fan_in_fan_out on for a Conv1D and off for an nn.Linear whatever the
+    adapter's config says, so the config is never consulted here.
+    """
     shape = plan.info.shape
     natural, flipped = (lora.out_features, lora.in_features), (lora.in_features, lora.out_features)
-    if lora.embedding:
-        # PEFT's embedding delta is always (B @ A).T: A is (r, vocab), B is (dim, r).
-        if shape == flipped:
-            return True
-    elif shape == natural == flipped:
-        # Square: only the config can tell an nn.Linear from a Conv1D.
-        return adapter.config.fan_in_fan_out
-    elif shape == natural:
-        return False
-    elif shape == flipped:
-        # PEFT switches fan_in_fan_out on for Conv1D layers whatever the config says.
-        return True
+    layer = {"conv1d": "Conv1D (stored in x out)", "linear": "Linear (stored out x in)"}
+    if kind is None and natural == flipped:
+        raise InvalidAdapter(
+            f"adapter {adapter.label}: {lora.module} is square, and the base folder has no"
+            f" {CONFIG_NAME} with a model_type to tell a Conv1D from a Linear layer; add the"
+            " base's config.json"
+        )
+    if kind in ("embedding", "conv1d"):
+        # Embedding: PEFT's delta is (B @ A).T (A is (r, vocab), B is (dim, r)).
+        fits, transposed = shape == flipped, True
+    elif kind == "linear":
+        fits, transposed = shape == natural, False
+    else:
+        fits, transposed = shape in (natural, flipped), shape == flipped
+    if fits:
+        return transposed
+    where = f" (a {layer[kind]})" if kind in layer else ""
     raise InvalidAdapter(
         f"adapter {adapter.label}: {lora.module} has lora_A {lora.rank}x{lora.in_features} and"
         f" lora_B {lora.out_features}x{lora.rank}, which does not fit base tensor {plan.name}"
-        f" of shape {list(shape)}"
+        f" of shape {list(shape)}{where}"
     )
-
-
-def _check_composition(plan: TensorPlan, adapters: Sequence[LoadedAdapter], method: str) -> None:
-    contribs = plan.contributions
-    labels = [adapters[c.adapter].label for c in contribs]
-    saved = [c for c in contribs if c.replacement and c.replacement.kind == "modules_to_save"]
-    if len(saved) > 1:
-        raise InvalidInput(
-            f"adapters {', '.join(labels)} each replace {plan.name} (modules_to_save); a weighted"
-            " combination of full replacements is not defined (PEFT refuses it too)"
-        )
-    if method == "linear":
-        return
-    dora = [adapters[c.adapter].label for c in contribs if c.lora and c.lora.magnitude_key]
-    if dora:
-        raise InvalidInput(
-            f"method {method!r} cannot merge DoRA adapter {dora[0]} exactly ({plan.name}): DoRA"
-            " rescales each row by a norm of the merged weight, which is not a low-rank delta;"
-            " use method 'linear'"
-        )
-    replaced = [c for c in contribs if c.replacement is not None]
-    if replaced and (len(contribs) > 1 or contribs[0].weight != 1.0):
-        raise InvalidInput(
-            f"method {method!r} cannot combine the saved copy of {plan.name} from adapter"
-            f" {adapters[replaced[0].adapter].label} with other adapters or a weight; use"
-            " method 'linear'"
-        )

@@ -211,7 +211,7 @@ def _prepare(
             assert c.replacement is not None
             src, key = adapter_files[c.adapter], c.replacement.key
         else:
-            src, key = base_files[plan.shard], plan.name
+            src, key = base_files[plan.shard], plan.read_name
 
         def read(start: int, stop: int, src: TensorFile = src, key: str = key) -> torch.Tensor:
             return on_dev(src.read_rows(key, start, stop))

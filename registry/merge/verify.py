@@ -1,8 +1,10 @@
 """Checking a finished merge against the adapters with random probes.
 
 For a sample of merged modules, and up to 256 random output features of each, ``(W' - W) x``
-is computed from the bytes written and the base, and compared with what the adapters say it
-must be, ``sum w * s * B (A x)`` (for DoRA,
+is computed from the bytes written and the base as the base's layer computes its forward
+pass (``x @ W.T`` for an nn.Linear, ``x @ W`` for a Conv1D, a row lookup for an embedding:
+the layer type, never the merge's own orientation flag, so a transposed merge fails here),
+and compared with what the adapters say it must be, ``sum w * s * B (A x)`` (for DoRA,
 ``f * (W x + s B (A x)) - W x`` with ``f = m / ||W + dW||`` recomputed here). Everything runs
 in fp64 on the CPU, independently of the merge's fp32 arithmetic and device, so the only
 error left is the output dtype's rounding. The error is reported against the bound that
@@ -57,7 +59,7 @@ def choose_sample(plans: Iterable[TensorPlan], n: int) -> list[str]:
         return []
     step = max(1, len(candidates) // n)
     chosen = {p.name for p in candidates[::step][:n]}
-    for pick in (lambda p: p.transposed, lambda p: p.has_dora):
+    for pick in (lambda p: p.kind == "conv1d", lambda p: p.has_dora):
         if not any(pick(p) for p in candidates if p.name in chosen):
             extra = next((p for p in candidates if pick(p)), None)
             if extra is not None:
@@ -92,12 +94,21 @@ class TensorCheck:
 
 
 def check_tensor(
-    prep: PreparedTensor, base: TensorFile, out: TensorFile, *, chunk_rows: int, seed: int = 0
+    prep: PreparedTensor,
+    base: TensorFile,
+    out: TensorFile,
+    *,
+    chunk_rows: int,
+    seed: int = 0,
+    kind: str | None = None,
 ) -> TensorCheck:
     """Probe one merged tensor (see the module docstring) on up to ``SAMPLED_OUTPUTS`` of its
-    output features, chosen at random: each output feature is checked over all its inputs."""
+    output features, chosen at random: each output feature is checked over all its inputs.
+
+    ``kind`` is the layer's type as transformers builds it, when known (``layer_types.py``);
+    it wins over the plan's, which came from lorareg's own table."""
     plan = prep.plan
-    name, transposed = plan.name, plan.transposed
+    name, source, transposed = plan.name, plan.read_name, stores_in_out(prep, kind)
     n_rows, n_cols = plan.info.shape
     n_in, n_out = (n_rows, n_cols) if transposed else (n_cols, n_rows)
     gen = torch.Generator().manual_seed(seed)
@@ -108,13 +119,13 @@ def check_tensor(
         # (inputs start, stop, base, merged): the sampled outputs' weights, (k, stop - start).
         if not transposed:
             rows = _runs(outs.tolist())
-            w = torch.cat([base.read_rows(name, a, b) for a, b in rows]).to(torch.float64)
+            w = torch.cat([base.read_rows(source, a, b) for a, b in rows]).to(torch.float64)
             new = torch.cat([out.read_rows(name, a, b) for a, b in rows]).to(torch.float64)
             yield 0, n_in, w, new
             return
         for start in range(0, n_rows, chunk_rows):
             stop = min(n_rows, start + chunk_rows)
-            w = base.read_rows(name, start, stop)[:, outs].T.to(torch.float64)
+            w = base.read_rows(source, start, stop)[:, outs].T.to(torch.float64)
             new = out.read_rows(name, start, stop)[:, outs].T.to(torch.float64)
             yield start, stop, w, new
 
@@ -159,6 +170,18 @@ def check_tensor(
         max_rel_error=float(err.max()) / scale,
         max_error_ratio=float((err / bound).max()),
     )
+
+
+def stores_in_out(prep: PreparedTensor, kind: str | None = None) -> bool:
+    """Whether the base layer's forward reads its weight as (in, out): a Conv1D or an
+    embedding (a lookup of rows is ``onehot @ W``). Without a known layer type, the shape
+    decides where it can (the plan refuses square layers of unknown type)."""
+    kind = kind or prep.plan.kind
+    if kind is not None:
+        return kind in ("conv1d", "embedding")
+    lr = next(lr for t in prep.terms for lr in t.low_rank)
+    n_in, n_out = lr.a.shape[1], lr.b.shape[0]
+    return n_in != n_out and tuple(prep.plan.info.shape) == (n_in, n_out)
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int]]:

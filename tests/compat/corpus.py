@@ -21,7 +21,14 @@ from registry.compat import BaseModelInfo, CheckReport, inspect_base, run_checks
 from registry.compat.fingerprint import BaseFingerprint
 from registry.compat.tensors import local_tensor_loader
 from registry.formats.peft import parse_config
-from tests.factories import make_adapter, make_gpt2, make_llama, save_base
+from tests.factories import (
+    make_adapter,
+    make_gpt2,
+    make_llama,
+    make_mistral,
+    make_qwen2,
+    save_base,
+)
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
@@ -34,6 +41,9 @@ BASES: dict[str, Callable[[], Any]] = {
     "llama_big": lambda: make_llama(hidden_size=64),
     "llama_vocab160": lambda: make_llama(vocab_size=160),
     "gpt2": make_gpt2,
+    "llama_tied": lambda: make_llama(tie_word_embeddings=True),
+    "qwen2": make_qwen2,
+    "mistral": make_mistral,
 }
 
 
@@ -101,6 +111,19 @@ def _bf16(state: dict[str, torch.Tensor]) -> None:
         state[key] = state[key].to(torch.bfloat16)
 
 
+# The base each adapter is judged against when no test says otherwise (the engine oracles).
+ADAPTER_BASES: dict[str, str] = {
+    "gpt2": "gpt2", "gpt2_mixed": "gpt2",
+    "embedding_tied": "llama_tied", "lm_head_tied": "llama_tied",
+    "qwen2": "qwen2", "qwen2_bias": "qwen2", "qwen2_embedding": "qwen2",
+    "mistral_embedding": "mistral", "mistral": "mistral",
+}  # fmt: skip
+
+
+def base_for(adapter: str) -> str:
+    return ADAPTER_BASES.get(adapter, "llama")
+
+
 class Library:
     """Bases and adapters under ``root``, each built once per session."""
 
@@ -128,7 +151,14 @@ class Library:
             self._adapters[name] = self._build(name, self.root / "adapters" / name)
         return self._adapters[name]
 
+    def names(self) -> list[str]:
+        """Every adapter the library can build."""
+        return sorted(self._recipes(self.root / "unused"))
+
     def _build(self, name: str, out: Path) -> Path:
+        return self._recipes(out)[name]()
+
+    def _recipes(self, out: Path) -> dict[str, Callable[[], Path]]:
         recipes: dict[str, Callable[[], Path]] = {
             "llama": lambda: make_adapter(out, base=make_llama()),
             "gpt2": lambda: make_adapter(
@@ -167,6 +197,63 @@ class Library:
                 out,
                 tensors=_train_embedding,
             ),
+            "embedding_tied": lambda: rewrite(
+                make_adapter(
+                    out.with_name("embedding_tied-raw"),
+                    base=BASES["llama_tied"](),
+                    target_modules=["embed_tokens", "q_proj"],
+                ),
+                out,
+                tensors=_train_embedding,
+            ),
+            "lm_head_tied": lambda: make_adapter(
+                out, base=BASES["llama_tied"](), target_modules=["q_proj", "lm_head"]
+            ),
+            "qwen2_embedding": lambda: rewrite(
+                make_adapter(
+                    out.with_name("qwen2_embedding-raw"),
+                    base=make_qwen2(),
+                    target_modules=["embed_tokens", "q_proj"],
+                ),
+                out,
+                tensors=_train_embedding,
+            ),
+            "mistral_embedding": lambda: rewrite(
+                make_adapter(
+                    out.with_name("mistral_embedding-raw"),
+                    base=make_mistral(),
+                    target_modules=["embed_tokens", "q_proj"],
+                ),
+                out,
+                tensors=_train_embedding,
+            ),
+            "qwen2": lambda: make_adapter(out, base=make_qwen2()),
+            "mistral": lambda: make_adapter(
+                out, base=make_mistral(), target_modules=["q_proj", "v_proj", "down_proj"]
+            ),
+            "qwen2_bias": lambda: make_adapter(
+                out, base=make_qwen2(), target_modules=["q_proj", "v_proj"], bias="lora_only"
+            ),
+            "excluded": lambda: make_adapter(
+                out, base=make_llama(), target_modules="all-linear", exclude_modules=["down_proj"]
+            ),
+            "excluded_regex": lambda: make_adapter(
+                out,
+                base=make_llama(),
+                target_modules="all-linear",
+                exclude_modules=r".*\.(down_proj|lm_head)",
+            ),
+            "excluded_more": lambda: rewrite(
+                self.adapter("excluded"),
+                out,
+                config=lambda d: d.update(target_modules=[*d["target_modules"], "qq_proj"]),
+            ),
+            "lm_head": lambda: make_adapter(
+                out, base=make_llama(), target_modules=["q_proj", "lm_head"]
+            ),
+            "gpt2_mixed": lambda: make_adapter(
+                out, base=make_gpt2(), target_modules=["c_attn", "c_proj", "lm_head"]
+            ),
             "nan": lambda: rewrite(self.adapter("llama"), out, tensors=_nan),
             "renamed": lambda: rewrite(self.adapter("llama"), out, tensors=_rename),
             "orphan": lambda: rewrite(self.adapter("llama"), out, tensors=_orphan),
@@ -183,7 +270,7 @@ class Library:
                 config=lambda d: d.update(target_modules=["q_proj", "k_proj", "v_proj"]),
             ),
         }
-        return recipes[name]()
+        return recipes
 
     def check(
         self,

@@ -12,7 +12,8 @@ from registry.errors import InvalidAdapter
 from registry.formats.adapter import inspect_adapter, local_files
 from tests.compat.corpus import Library
 
-VALID = ["llama", "rslora", "rank_pattern", "dora", "embedding"]
+# "lm_head": PEFT saves lm_head.base_layer.weight beside its LoRA (issue 13, case 4).
+VALID = ["llama", "rslora", "rank_pattern", "dora", "embedding", "lm_head"]
 
 
 @pytest.mark.parametrize("adapter", VALID)
@@ -63,6 +64,9 @@ BROKEN = [
     ("rank_mismatch", "llama", None, None, {"tensors.rank"}),
     ("target_missing", "llama", None, None, {"tensors.target_missing"}),
     ("f64", "llama", None, None, {"numbers.dtype"}),
+    ("embedding_tied", "llama_tied", None, None, {"base.tied_embedding"}),
+    ("lm_head_tied", "llama_tied", None, None, {"base.tied_embedding"}),
+    ("gpt2_mixed", "gpt2", None, None, {"base.tied_embedding"}),
 ]
 
 
@@ -151,3 +155,25 @@ def test_module_names_under_another_prefix_still_resolve(library: Library) -> No
     [note] = [f for f in report.findings if f.code == "names.prefix"]
     assert note.severity == Severity.INFO
     assert "layers.0.self_attn.q_proj -> model.layers.0.self_attn.q_proj.weight" in note.message
+
+
+def test_a_tied_embedding_finding_names_the_module_and_the_shared_weight(
+    library: Library,
+) -> None:
+    report = library.check("embedding_tied", "llama_tied")
+
+    [finding] = report.problems()
+    assert finding.module == "model.embed_tokens"
+    assert "ties lm_head to the input embedding (model.embed_tokens.weight)" in finding.message
+    assert "to the input embedding only" in finding.message
+    # The same adapter on an untied base of the same shape is fine.
+    assert library.check("embedding", "llama").codes() == set()
+
+
+def test_mixed_conv1d_and_linear_targets_fit_gpt2_whatever_fan_in_fan_out_says(
+    library: Library,
+) -> None:
+    report = library.check("gpt2_mixed", "gpt2")
+
+    assert not report.codes() & {"shapes.in_features", "shapes.out_features"}
+    assert not report.codes() & {"shapes.fan_in_fan_out", "tensors.orphan"}

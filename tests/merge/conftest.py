@@ -50,3 +50,23 @@ def max_abs_diff(ref: dict[str, torch.Tensor], ours: dict[str, torch.Tensor]) ->
     missing = set(ours) - set(ref)
     assert not missing, f"tensors PEFT does not have: {sorted(missing)}"
     return max((ref[k].double() - v.double()).abs().max().item() for k, v in ours.items())
+
+
+IDS = torch.tensor([[1, 5, 9, 33, 70, 127, 0, 64]])
+
+
+def unmerged_logits(model: Any, adapter: Path, ids: torch.Tensor = IDS) -> torch.Tensor:
+    """The outside oracle: the adapter as PEFT runs it, not merged."""
+    from peft import PeftModel
+
+    with torch.no_grad():
+        return PeftModel.from_pretrained(model, adapter).eval()(ids).logits.float()
+
+
+def output_logits(out_dir: Path, ids: torch.Tensor = IDS) -> torch.Tensor:
+    """The merged folder as transformers loads it (config.json decides ties and dtype)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(out_dir).eval()
+    with torch.no_grad():
+        return model(ids).logits.float()

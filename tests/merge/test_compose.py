@@ -1,13 +1,15 @@
-"""Several adapters: linear, cat and svd, and the interference report."""
+"""Several adapters: sum, linear (PEFT's), cat and svd, and the interference report."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from registry.errors import InvalidInput
 from registry.merge import AdapterInput, interference_report
 from tests.factories import make_adapter, make_llama
 from tests.merge.conftest import load_output, merge, peft_merged
@@ -30,14 +32,14 @@ def _base_state(base: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def test_linear_is_the_weighted_sum_of_deltas(
+def test_sum_is_the_weighted_sum_of_deltas(
     llama_base: Path, two_adapters: tuple[Path, Path], tmp_path: Path
 ) -> None:
     a, b = two_adapters
     w = _base_state(llama_base)
     only_a = load_output(merge(llama_base, [a], tmp_path / "a"))
     only_b = load_output(merge(llama_base, [b], tmp_path / "b"))
-    both = merge(llama_base, [a, b], tmp_path / "ab", weights=[0.7, -0.3])
+    both = merge(llama_base, [a, b], tmp_path / "ab", weights=[0.7, -0.3], method="sum")
     merged = load_output(both)
     assert both.verification.passed
     for name, base in w.items():
@@ -45,7 +47,7 @@ def test_linear_is_the_weighted_sum_of_deltas(
         torch.testing.assert_close(merged[name], expected, atol=1e-6, rtol=0)
 
 
-def test_cat_equals_linear_and_peft_cat(
+def test_cat_equals_sum_and_peft_cat(
     llama_base: Path, two_adapters: tuple[Path, Path], tmp_path: Path
 ) -> None:
     from peft import PeftModel
@@ -63,7 +65,7 @@ def test_cat_equals_linear_and_peft_cat(
         torch.testing.assert_close(peft_cat[name], tensor, atol=1e-6, rtol=0)
 
 
-def test_svd_at_full_rank_equals_linear_and_truncates_otherwise(
+def test_svd_at_full_rank_equals_sum_and_truncates_otherwise(
     llama_base: Path, two_adapters: tuple[Path, Path], tmp_path: Path
 ) -> None:
     a, b = two_adapters
@@ -136,18 +138,56 @@ def test_interference_report(two_adapters: tuple[Path, Path], tmp_path: Path) ->
     assert report.to_dict()["max_abs_cosine"] == pytest.approx(1.0)
 
 
-def test_peft_linear_is_not_the_weighted_sum(
-    llama_base: Path, two_adapters: tuple[Path, Path], tmp_path: Path
-) -> None:
-    # Documents compose.py: PEFT's "linear" mixes A's and B's separately (cross terms).
+def _peft_combined(adapters: dict[str, Path], weights: list[float], how: str) -> Any:
     from peft import PeftModel
 
+    names = list(adapters)
+    model = PeftModel.from_pretrained(make_llama(), adapters[names[0]], adapter_name=names[0])
+    for name in names[1:]:
+        model.load_adapter(adapters[name], adapter_name=name)
+    model.add_weighted_adapter(names, weights, "combined", combination_type=how)
+    model.set_adapter("combined")
+    return model.merge_and_unload(adapter_names=["combined"]).state_dict()
+
+
+@pytest.mark.parametrize("weights", [[0.5, 0.5], [0.7, -0.3]])
+def test_linear_is_peft_linear(
+    weights: list[float], llama_base: Path, two_adapters: tuple[Path, Path], tmp_path: Path
+) -> None:
     a, b = two_adapters
-    ours = load_output(merge(llama_base, [a, b], tmp_path / "lin", weights=[0.5, 0.5]))
-    model = PeftModel.from_pretrained(make_llama(), a, adapter_name="a")
-    model.load_adapter(b, adapter_name="b")
-    model.add_weighted_adapter(["a", "b"], [0.5, 0.5], "ab", combination_type="linear")
-    model.set_adapter("ab")
-    peft_linear = model.merge_and_unload(adapter_names=["ab"]).state_dict()
-    name = "model.layers.0.self_attn.v_proj.weight"
-    assert (peft_linear[name] - ours[name]).abs().max() > 1e-4
+    result = merge(llama_base, [a, b], tmp_path / "lin", weights=weights, method="linear")
+    ours = load_output(result)
+    reference = _peft_combined({"a": a, "b": b}, weights, "linear")
+
+    assert result.method == "linear" and result.verification.passed
+    for name, tensor in ours.items():
+        torch.testing.assert_close(tensor, reference[name], atol=1e-6, rtol=0)
+    # Cross terms B_a A_b: not the weighted sum of the deltas (that is `sum`).
+    summed = load_output(merge(llama_base, [a, b], tmp_path / "sum", weights=weights))
+    name = "model.layers.0.self_attn.v_proj.weight"  # changed by both adapters
+    assert (summed[name] - ours[name]).abs().max() > 1e-4
+
+
+def test_linear_refuses_unequal_ranks_as_peft_does(
+    llama_base: Path, two_adapters: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, _ = two_adapters
+    r8 = make_adapter(tmp_path / "r8", base=make_llama(), r=8, target_modules=["v_proj"])
+    with pytest.raises(ValueError, match="same r value"):
+        _peft_combined({"a": a, "r8": r8}, [0.5, 0.5], "linear")
+
+    with pytest.raises(InvalidInput, match=r"one rank \(a r=4, r8 r=8\)"):
+        merge(llama_base, [a, r8], tmp_path / "out", method="linear")
+    assert not (tmp_path / "out").exists()
+    assert merge(llama_base, [a, r8], tmp_path / "sum", method="sum").verification.passed
+
+
+def test_merge_help_says_what_each_method_is() -> None:
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    text = " ".join(CliRunner().invoke(cli, ["merge", "--help"]).output.split())
+    assert "[sum|linear|cat|svd]" in text and "[default: sum]" in text
+    assert "sum: the exact weighted sum of their deltas" in text
+    assert "linear: PEFT's add_weighted_adapter linear" in text

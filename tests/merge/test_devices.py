@@ -66,7 +66,7 @@ def test_buffered_reads_match_mapped_reads(
 
 
 @needs_cuda
-@pytest.mark.parametrize("method", ["linear", "svd"])
+@pytest.mark.parametrize("method", ["sum", "linear", "svd"])
 def test_cuda_matches_cpu_and_peft(
     method: str, llama_base: Path, gpt2_base: Path, tmp_path: Path
 ) -> None:
@@ -80,7 +80,7 @@ def test_cuda_matches_cpu_and_peft(
         gpu = merge(bases[model], [adapter], tmp_path / f"{name}-gpu", device="cuda", **kw)
         assert gpu.device.startswith("cuda") and gpu.verification.passed
         assert max_abs_diff(load_output(cpu), load_output(gpu)) <= 1e-5
-        if method == "linear":
+        if method in ("sum", "linear"):
             reference = peft_merged(factories[model](), adapter)
             assert max_abs_diff(reference, load_output(gpu)) <= 1e-5
 
@@ -89,7 +89,7 @@ def test_cuda_matches_cpu_and_peft(
 def test_cuda_bf16_base_and_composition(llama_base: Path, tmp_path: Path) -> None:
     a = make_adapter(tmp_path / "a", base=make_llama(), target_modules=["q_proj", "v_proj"])
     b = make_adapter(tmp_path / "b", base=make_llama(), seed=7, target_modules=["v_proj"])
-    for method in ("linear", "cat", "svd"):
+    for method in ("sum", "linear", "cat", "svd"):
         kw: dict[str, Any] = {"method": method, "weights": [0.6, 0.4], "dtype": "bfloat16"}
         cpu = merge(llama_base, [a, b], tmp_path / f"{method}-cpu", **kw)
         gpu = merge(llama_base, [a, b], tmp_path / f"{method}-gpu", device="cuda", **kw)

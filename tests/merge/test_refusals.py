@@ -35,7 +35,7 @@ def _patched(adapter: Path, folder: Path, **fields: Any) -> Path:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"bias": "all"}, "bias='all'"),
+        ({"bias": "some"}, "bias='some'"),
         ({"lora_bias": True}, "lora_bias"),
         ({"init_lora_weights": "pissa_niter_4"}, "rewrites the base weights"),
         ({"init_lora_weights": "olora"}, "rewrites the base weights"),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from registry.errors import IntegrityError, InvalidAdapter, StorageUnavailable
+from registry.errors import IntegrityError, StorageUnavailable
 from registry.merge import MergeProgress
 from registry.merge.delta import LowRank
 from tests.factories import make_adapter, make_gpt2, make_llama, save_base
@@ -90,28 +90,6 @@ def test_wrong_math_fails_verification_and_leaves_nothing(
     with pytest.raises(IntegrityError, match="verification failed"):
         merge(llama_base, [adapter], tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
-
-
-def test_tied_base_merges_embeddings_and_refuses_lm_head(tmp_path: Path) -> None:
-    from transformers import AutoModelForCausalLM
-
-    base = save_base(make_llama(tie_word_embeddings=True), tmp_path / "base")
-    lm_head = make_adapter(
-        tmp_path / "head", base=make_llama(tie_word_embeddings=True), target_modules=["lm_head"]
-    )
-    with pytest.raises(InvalidAdapter, match="lm_head.weight, which is not a tensor"):
-        merge(base, [lm_head], tmp_path / "out")
-    embed = make_adapter(
-        tmp_path / "emb",
-        base=make_llama(tie_word_embeddings=True),
-        target_modules=["embed_tokens", "q_proj"],
-    )
-    result = merge(base, [embed], tmp_path / "out")
-    model: Any = AutoModelForCausalLM.from_pretrained(result.out_dir)
-    reference = peft_merged(make_llama(tie_word_embeddings=True), embed)
-    merged_embed = model.get_input_embeddings().weight
-    torch.testing.assert_close(merged_embed, reference["model.embed_tokens.weight"])
-    assert model.lm_head.weight.data_ptr() == merged_embed.data_ptr()
 
 
 def test_disk_full_fails_cleanly(
