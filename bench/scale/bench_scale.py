@@ -17,12 +17,14 @@ versions, in one run (goal: flat within 1.5x from the smallest to the largest).
    - resolve (cold): 300 references the server has not seen (its cache misses, so each
      one runs the catalog queries), 4 at a time (at most 8 rounds: the 1k catalog has
      3000 such references);
-   - list: ``GET /api/v1/adapters?namespace=NS&limit=100``, first page and a keyset page
-     (``after`` = the middle adapter of NS), one at a time (a namespace holds 10 adapters
-     at 1k and 100 at 1M, so these pages grow with the catalog); and the first 50
-     adapters of all namespaces (``?limit=50``), 50 rows at every size;
-   - dashboard: ``GET /ui/`` (first page and a keyset page) and ``/ui/{ns}/{name}`` of
-     random adapters and of the one with the longest history, one at a time.
+   - list: ``GET /api/v1/adapters?namespace=NS``, first page and a keyset page (``after``
+     = the middle adapter of NS), one at a time, and the first adapters of all namespaces;
+   - dashboard: ``GET /ui/`` (first page and a keyset page after a random adapter) and
+     ``/ui/{ns}/{name}`` of random adapters and of the one with the longest history.
+
+   Like for like: every list page holds the same number of rows at every size (``Pages``:
+   a namespace page as many as the smallest catalog's namespaces hold, 10 at 1k), and each
+   answer is checked to hold them. The tables also give each page's median size in KB.
 
    Every series stops at its request count (200 for pages) or after ``--seconds``,
    whichever comes first.
@@ -30,8 +32,9 @@ versions, in one run (goal: flat within 1.5x from the smallest to the largest).
    resolve use-cases issue, at every size: their database time (free of client and
    network noise), and on the largest catalog the plans of those over 1 ms.
 
-Needs PostgreSQL (``LORAREG_TEST_PG_URL``, default postgres@127.0.0.1:5432, trust) and
-``wrk`` (Debian: ``apt-get install -y wrk``).
+Needs PostgreSQL (``LORAREG_TEST_PG_URL``, default postgres@127.0.0.1:5432, trust), its
+driver (``pip install -e '.[postgres]'``) and ``wrk`` (Debian: ``apt-get install -y wrk``);
+nothing from ``tests/`` or the dev extra, so it runs from a fresh clone.
 """
 
 from __future__ import annotations
@@ -39,20 +42,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
+
+try:
+    import psycopg
+except ImportError:  # the driver is an extra: say which, not a traceback
+    sys.exit("the scale benchmark needs PostgreSQL's driver: pip install -e '.[postgres]'")
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -62,12 +72,18 @@ from bench.scale.generate import check_consistent, generate, shape_for, table_ro
 from bench.scale.load import Series, run_series, run_wrk  # noqa: E402
 from registry.db.database import Database  # noqa: E402
 from registry.db.migrate import upgrade  # noqa: E402
-from tests.fixtures.s3 import free_port  # noqa: E402
 
 ADMIN_URL = os.environ.get(
     "LORAREG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 LORAREG = Path(sys.executable).parent / "lorareg"
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def db_urls(size: int) -> tuple[str, str]:
@@ -185,18 +201,21 @@ class Targets:
                 " (SELECT v.base_model FROM versions v WHERE v.adapter_id = a.id AND v.number = 1)"
                 " FROM adapters a JOIN namespaces n ON n.id = a.namespace_id"
             ).fetchall()
-            mids = conn.execute(
-                "SELECT ns, name FROM (SELECT n.name AS ns, a.name, row_number() OVER"
-                " (PARTITION BY n.id ORDER BY a.name) AS k, count(*) OVER (PARTITION BY n.id)"
-                " AS c FROM adapters a JOIN namespaces n ON n.id = a.namespace_id) x"
-                " WHERE k = c / 2 + 1"
+            ordered = conn.execute(
+                "SELECT n.name, a.name FROM adapters a JOIN namespaces n ON n.id = a.namespace_id"
+                " ORDER BY n.name, a.name"
             ).fetchall()
         self.adapters: list[tuple[str, str, int, bool, str]] = [tuple(r) for r in rows]  # type: ignore[misc]
-        self.middle: dict[str, str] = dict(
-            mids
-        )  # namespace -> the adapter in the middle of its list
+        self.keys = [f"{ns}/{name}" for ns, name in ordered]  # the order every list pages in
+        self.names: dict[str, list[str]] = {}  # namespace -> its adapters, in list order
+        for ns, name in ordered:
+            self.names.setdefault(ns, []).append(name)
         self.hot = max(self.adapters, key=lambda a: a[2])
         self.rng = rng
+
+    def namespace_rows(self) -> int:
+        """Adapters in the smallest namespace: the most a namespace page can hold here."""
+        return min(len(v) for v in self.names.values())
 
     def refs(self, count: int) -> list[str]:
         """Random resolve paths: latest, production (where there is one) and numbered."""
@@ -230,14 +249,57 @@ class Targets:
         raise SystemExit(f"fewer than {count} unrequested references left; use fewer rounds")
 
     def namespace(self) -> str:
-        return self.rng.choice(sorted(self.middle))
+        return self.rng.choice(sorted(self.names))
+
+    def middle(self, ns: str) -> str:
+        """The key a keyset page of ``ns`` starts after: its middle adapter's, so at least
+        half the namespace follows it."""
+        names = self.names[ns]
+        return f"{ns}/{names[len(names) // 2 - 1]}"
+
+    def key_before(self, rows: int) -> str:
+        """A random key with more than ``rows`` adapters after it (a full page and a next)."""
+        return self.keys[self.rng.randrange(len(self.keys) - rows - 1)]
 
     def adapter_page(self) -> str:
         ns, name, *_ = self.rng.choice(self.adapters)
         return f"/ui/{ns}/{name}"
 
 
-def measure(server: Server, t: Targets, seen: set[str], seconds: float) -> dict[str, Series]:
+@dataclass(frozen=True)
+class Pages:
+    """Rows per page of the list series, the same at every size (like for like): a namespace
+    page holds as many rows as the smallest catalog's namespaces do; keyset pages half that
+    (the rows after a namespace's middle), and on the dashboard half its smallest catalog."""
+
+    namespace: int
+    namespace_keyset: int
+    everything: int
+    ui_keyset: int
+
+    @staticmethod
+    def fitting(targets: list[Targets]) -> Pages:
+        ns_rows = min(100, *(t.namespace_rows() for t in targets))
+        adapters = min(len(t.keys) for t in targets)
+        return Pages(
+            namespace=ns_rows,
+            namespace_keyset=ns_rows // 2,
+            everything=min(50, adapters),
+            ui_keyset=min(50, (adapters - 1) // 2),
+        )
+
+
+def _json_rows(resp: httpx.Response) -> int:
+    return len(resp.json())
+
+
+def _ui_rows(resp: httpx.Response) -> int:
+    return resp.text.count('class="adapter-link"')
+
+
+def measure(
+    server: Server, t: Targets, seen: set[str], seconds: float, pages: Pages
+) -> dict[str, Series]:
     """One round of every series on one server."""
     out: dict[str, Series] = {}
     hot = t.refs(1000)
@@ -245,27 +307,47 @@ def measure(server: Server, t: Targets, seen: set[str], seconds: float) -> dict[
     out["resolve hot (wrk)"] = run_wrk(server.url, hot, seconds=seconds, connections=16)
     cold = t.cold_refs(300, seen)
     out["resolve cold"] = _series(server, lambda i: cold[i], 300, seconds, concurrency=4)
-    out["list first page"] = _series(
-        server, lambda i: f"/api/v1/adapters?namespace={t.namespace()}&limit=100", 200, seconds
+
+    def first(_: int) -> str:
+        return f"/api/v1/adapters?namespace={t.namespace()}&limit={pages.namespace}"
+
+    out[f"list first page ({pages.namespace} rows)"] = _series(
+        server, first, 200, seconds, rows=_json_rows, expect_rows=pages.namespace
     )
 
     def after(_: int) -> str:
         ns = t.namespace()
-        return f"/api/v1/adapters?namespace={ns}&limit=100&after={ns}/{t.middle[ns]}"
+        return (
+            f"/api/v1/adapters?namespace={ns}&limit={pages.namespace_keyset}&after={t.middle(ns)}"
+        )
 
-    out["list keyset page"] = _series(server, after, 200, seconds)
-
-    # No namespace, 50 rows: the one page with as many rows at 1k (50 adapters) as at 1M.
-    out["list first 50, all namespaces"] = _series(
-        server, lambda i: "/api/v1/adapters?limit=50", 200, seconds
+    out[f"list keyset page ({pages.namespace_keyset} rows)"] = _series(
+        server, after, 200, seconds, rows=_json_rows, expect_rows=pages.namespace_keyset
     )
-    out["ui index"] = _series(server, lambda i: "/ui/", 200, seconds)
+    # No namespace: the first adapters of all namespaces.
+    out[f"list all namespaces ({pages.everything} rows)"] = _series(
+        server,
+        lambda i: f"/api/v1/adapters?limit={pages.everything}",
+        200,
+        seconds,
+        rows=_json_rows,
+        expect_rows=pages.everything,
+    )
+    out[f"ui index ({pages.everything} rows)"] = _series(
+        server,
+        lambda i: f"/ui/?limit={pages.everything}" if pages.everything != 50 else "/ui/",
+        200,
+        seconds,
+        rows=_ui_rows,
+        expect_rows=pages.everything,
+    )
 
     def ui_after(_: int) -> str:
-        ns = t.namespace()
-        return f"/ui/?after={ns}/{t.middle[ns]}"
+        return f"/ui/?limit={pages.ui_keyset}&after={t.key_before(pages.ui_keyset)}"
 
-    out["ui index keyset"] = _series(server, ui_after, 200, seconds)
+    out[f"ui index keyset ({pages.ui_keyset} rows)"] = _series(
+        server, ui_after, 200, seconds, rows=_ui_rows, expect_rows=pages.ui_keyset
+    )
     out["ui adapter"] = _series(server, lambda i: t.adapter_page(), 200, seconds)
     hot_page = f"/ui/{t.hot[0]}/{t.hot[1]}"
     out["ui adapter (longest history)"] = _series(server, lambda i: hot_page, 200, seconds)
@@ -278,9 +360,19 @@ def _series(
     count: int,
     seconds: float,
     concurrency: int = 1,
+    rows: Callable[[httpx.Response], int] | None = None,
+    expect_rows: int | None = None,
 ) -> Series:
     return asyncio.run(
-        run_series(server.url, path, count=count, seconds=seconds, concurrency=concurrency)
+        run_series(
+            server.url,
+            path,
+            count=count,
+            seconds=seconds,
+            concurrency=concurrency,
+            rows=rows,
+            expect_rows=expect_rows,
+        )
     )
 
 
@@ -312,12 +404,14 @@ def main() -> None:
             for s in servers.values():
                 s.wait_ready()
             targets = {size: Targets(size, rng) for size in sizes}
+            pages = Pages.fitting(list(targets.values()))
+            print(f"rows per page at every size: {pages}", flush=True)
             seen: dict[int, set[str]] = {size: set() for size in sizes}
             rounds: dict[int, list[dict[str, Series]]] = {size: [] for size in sizes}
             for r in range(args.rounds):
                 for size in sizes:
                     load = os.getloadavg()[0]
-                    got = measure(servers[size], targets[size], seen[size], args.seconds)
+                    got = measure(servers[size], targets[size], seen[size], args.seconds, pages)
                     rounds[size].append(got)
                     print(
                         f"round {r + 1} [{size}] load {load:.1f}: "
@@ -400,6 +494,12 @@ def summarise(sizes: list[int], rounds: dict[int, list[dict[str, Series]]]) -> d
         cells = "".join(f"{per_size[s]['p50']:>12.1f}/{per_size[s]['p99']:<11.1f}" for s in ordered)
         rcells = "".join(f"{ratios[b][0]:>7.2f}/{ratios[b][1]:<6.2f}" for b in (small, prev))
         print(f"{name:32}{cells}{rcells}  {'yes' if flat else 'NO'}")
+    print("\n" + f"{'page size (median KB)':32}" + "".join(f"{f'{s:,}':>24}" for s in ordered))
+    for name in names:
+        sizes = [statistics.median(rd[name].size for rd in rounds[s]) / 1000 for s in ordered]
+        if not any(math.isnan(kb) for kb in sizes):
+            print(f"{name:32}" + "".join(f"{kb:>24.1f}" for kb in sizes))
+            table[name]["kb"] = dict(zip(map(str, ordered), sizes, strict=True))
     return table
 
 

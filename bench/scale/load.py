@@ -28,6 +28,7 @@ class Series:
     count: int
     rps: float
     statuses: Counter[int] = field(default_factory=Counter)
+    size: float = math.nan  # median response body, bytes (not measured by wrk)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -36,6 +37,7 @@ class Series:
             "count": self.count,
             "rps": self.rps,
             "statuses": dict(self.statuses),
+            "bytes": self.size,
         }
 
 
@@ -53,10 +55,14 @@ async def run_series(
     count: int,
     seconds: float,
     concurrency: int = 1,
+    rows: Callable[[httpx.Response], int] | None = None,
+    expect_rows: int | None = None,
 ) -> Series:
     """``count`` GETs of ``path(i)`` (``concurrency`` at a time), stopping early after
-    ``seconds``; raises on any answer other than 200, which would make the figure a lie."""
+    ``seconds``; raises on any answer other than 200, or (with ``rows``) one that does not
+    hold ``expect_rows`` rows: either would make the figure a lie."""
     latencies: list[float] = []
+    sizes: list[float] = []
     statuses: Counter[int] = Counter()
     deadline = time.monotonic() + seconds
     next_i = 0
@@ -67,12 +73,16 @@ async def run_series(
             nonlocal next_i
             while next_i < count and time.monotonic() < deadline:
                 i, next_i = next_i, next_i + 1
+                url = path(i)
                 t0 = time.perf_counter()
-                resp = await http.get(path(i))
+                resp = await http.get(url)
                 latencies.append((time.perf_counter() - t0) * 1000)
+                sizes.append(len(resp.content))
                 statuses[resp.status_code] += 1
                 if resp.status_code != 200:
-                    raise RuntimeError(f"GET {path(i)}: {resp.status_code} {resp.text[:300]}")
+                    raise RuntimeError(f"GET {url}: {resp.status_code} {resp.text[:300]}")
+                if rows is not None and (got := rows(resp)) != expect_rows:
+                    raise RuntimeError(f"GET {url}: {got} rows, not {expect_rows}")
 
         t0 = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -83,6 +93,7 @@ async def run_series(
         count=len(latencies),
         rps=len(latencies) / wall if wall else 0.0,
         statuses=statuses,
+        size=_percentile(sizes, 50),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from registry.catalog.records import event_info, version_info
@@ -131,8 +131,10 @@ def list_adapters(
 ) -> list[AdapterSummary]:
     """Adapters with their version count and newest version, ordered by ``ns/name``.
 
-    The page of adapters is chosen first (keyset on ns/name), then versions are aggregated
-    for that page only, so the cost follows the page size, not the catalog's size.
+    The page of adapters is chosen first (keyset on ns/name), then versions are read for
+    that page only, so the cost follows the page size, not the catalog's size: the counts
+    and newest numbers from the ``(adapter_id, number)`` index alone, then one row per
+    adapter (its newest version: base model, and when it was pushed).
     """
     q = (
         select(m.Adapter.id, m.Namespace.name, m.Adapter.name)
@@ -151,43 +153,40 @@ def list_adapters(
     ids = [row[0] for row in page]
     if not ids:
         return []
-    stats = {
-        aid: (n, latest, updated)
-        for aid, n, latest, updated in session.execute(
-            select(
-                m.AdapterVersion.adapter_id,
-                func.count(),
-                func.max(m.AdapterVersion.number),
-                func.max(m.AdapterVersion.created_at),
-            )
-            .where(m.AdapterVersion.adapter_id.in_(ids))
-            .group_by(m.AdapterVersion.adapter_id)
+    V = m.AdapterVersion
+    counts = {
+        aid: (n, latest)
+        for aid, n, latest in session.execute(
+            select(V.adapter_id, func.count(), func.max(V.number))
+            .where(V.adapter_id.in_(ids))
+            .group_by(V.adapter_id)
         )
     }
-    newest = {aid: latest for aid, (_, latest, _) in stats.items()}
-    bases = {
-        aid: base
-        for aid, number, base in session.execute(
-            select(
-                m.AdapterVersion.adapter_id, m.AdapterVersion.number, m.AdapterVersion.base_model
+    # (adapter, number) pairs, not "adapter IN .. AND number IN ..": that cross product
+    # matched up to page-size rows per adapter.
+    newest = {
+        aid: (base, created)
+        for aid, base, created in session.execute(
+            select(V.adapter_id, V.base_model, V.created_at).where(
+                tuple_(V.adapter_id, V.number).in_(
+                    sorted((aid, latest) for aid, (_, latest) in counts.items())
+                )
             )
-            .where(m.AdapterVersion.adapter_id.in_(ids))
-            .where(m.AdapterVersion.number.in_(sorted(set(newest.values()))))
         )
-        if newest.get(aid) == number
     }
     out = []
     for aid, ns_name, name in page:
-        if aid not in stats:
+        if aid not in counts or aid not in newest:
             continue  # an adapter row without versions is never listed
-        n, latest, updated = stats[aid]
+        n, latest = counts[aid]
+        base, updated = newest[aid]
         out.append(
             AdapterSummary(
                 namespace=ns_name,
                 name=name,
                 versions=n,
                 latest=latest,
-                base_model=bases.get(aid),
+                base_model=base,
                 updated_at=updated,
             )
         )
