@@ -2,14 +2,17 @@
 versions, in one run (goal: flat within 1.5x from the smallest to the largest).
 
     .venv/bin/python bench/scale/bench_scale.py [--sizes 1000,100000,1000000]
-        [--rounds 3] [--seconds 8] [--reuse] [--keep] [--explain] [--json out.json]
+        [--rounds 3] [--seconds 8] [--requests 300] [--reuse] [--keep] [--explain]
+        [--json out.json]
 
 1. For each size, a fresh database ``lorareg_scale_<size>`` migrated with Alembic and filled
    by ``generate.py`` (``--reuse`` keeps one already generated); prints the time, the rows
    and the disk it takes, and checks the rows are consistent.
 2. One ``lorareg serve`` per size (uvicorn, local blob folder: no request reads a blob).
-3. ``--rounds`` rounds, each measuring every size in turn (so background load on the
-   machine hits all sizes alike); each figure is the median over rounds of:
+3. ``--rounds`` rounds; in each the resolve series run on every size in turn, and the page
+   series run on all sizes at once, request by request in turns (A B, B A, ...), so
+   background load on a shared machine hits all sizes alike; each figure is the median
+   over rounds of:
 
    - resolve (hot): ``wrk`` for ``--seconds`` over 1000 references (latest, production,
      numbered; random adapters), after one pass that fills the server's cache: the steady
@@ -26,8 +29,8 @@ versions, in one run (goal: flat within 1.5x from the smallest to the largest).
    a namespace page as many as the smallest catalog's namespaces hold, 10 at 1k), and each
    answer is checked to hold them. The tables also give each page's median size in KB.
 
-   Every series stops at its request count (200 for pages) or after ``--seconds``,
-   whichever comes first.
+   Every series stops at its request count (``--requests`` per size for pages) or after
+   ``--seconds`` (per size), whichever comes first.
 4. ``--explain``: EXPLAIN (ANALYZE, BUFFERS) of every statement the list, dashboard and
    resolve use-cases issue, at every size: their database time (free of client and
    network noise), and on the largest catalog the plans of those over 1 ms.
@@ -69,7 +72,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.scale.explain import explain_use_cases  # noqa: E402
 from bench.scale.generate import check_consistent, generate, shape_for, table_rows  # noqa: E402
-from bench.scale.load import Series, run_series, run_wrk  # noqa: E402
+from bench.scale.load import Series, Target, run_interleaved, run_series, run_wrk  # noqa: E402
 from registry.db.database import Database  # noqa: E402
 from registry.db.migrate import upgrade  # noqa: E402
 
@@ -297,83 +300,86 @@ def _ui_rows(resp: httpx.Response) -> int:
     return resp.text.count('class="adapter-link"')
 
 
-def measure(
-    server: Server, t: Targets, seen: set[str], seconds: float, pages: Pages
+def measure_resolve(
+    server: Server, t: Targets, seen: set[str], seconds: float
 ) -> dict[str, Series]:
-    """One round of every series on one server."""
+    """One round of the resolve series on one server (wrk, and 4 requests at a time)."""
     out: dict[str, Series] = {}
     hot = t.refs(1000)
     asyncio.run(run_series(server.url, lambda i: hot[i], count=len(hot), seconds=60, concurrency=8))
     out["resolve hot (wrk)"] = run_wrk(server.url, hot, seconds=seconds, connections=16)
     cold = t.cold_refs(300, seen)
-    out["resolve cold"] = _series(server, lambda i: cold[i], 300, seconds, concurrency=4)
-
-    def first(_: int) -> str:
-        return f"/api/v1/adapters?namespace={t.namespace()}&limit={pages.namespace}"
-
-    out[f"list first page ({pages.namespace} rows)"] = _series(
-        server, first, 200, seconds, rows=_json_rows, expect_rows=pages.namespace
+    out["resolve cold"] = asyncio.run(
+        run_series(server.url, lambda i: cold[i], count=300, seconds=seconds, concurrency=4)
     )
-
-    def after(_: int) -> str:
-        ns = t.namespace()
-        return (
-            f"/api/v1/adapters?namespace={ns}&limit={pages.namespace_keyset}&after={t.middle(ns)}"
-        )
-
-    out[f"list keyset page ({pages.namespace_keyset} rows)"] = _series(
-        server, after, 200, seconds, rows=_json_rows, expect_rows=pages.namespace_keyset
-    )
-    # No namespace: the first adapters of all namespaces.
-    out[f"list all namespaces ({pages.everything} rows)"] = _series(
-        server,
-        lambda i: f"/api/v1/adapters?limit={pages.everything}",
-        200,
-        seconds,
-        rows=_json_rows,
-        expect_rows=pages.everything,
-    )
-    out[f"ui index ({pages.everything} rows)"] = _series(
-        server,
-        lambda i: f"/ui/?limit={pages.everything}" if pages.everything != 50 else "/ui/",
-        200,
-        seconds,
-        rows=_ui_rows,
-        expect_rows=pages.everything,
-    )
-
-    def ui_after(_: int) -> str:
-        return f"/ui/?limit={pages.ui_keyset}&after={t.key_before(pages.ui_keyset)}"
-
-    out[f"ui index keyset ({pages.ui_keyset} rows)"] = _series(
-        server, ui_after, 200, seconds, rows=_ui_rows, expect_rows=pages.ui_keyset
-    )
-    out["ui adapter"] = _series(server, lambda i: t.adapter_page(), 200, seconds)
-    hot_page = f"/ui/{t.hot[0]}/{t.hot[1]}"
-    out["ui adapter (longest history)"] = _series(server, lambda i: hot_page, 200, seconds)
     return out
 
 
-def _series(
-    server: Server,
-    path: Callable[[int], str],
+def measure_pages(
+    servers: dict[int, Server],
+    targets: dict[int, Targets],
+    *,
     count: int,
     seconds: float,
-    concurrency: int = 1,
-    rows: Callable[[httpx.Response], int] | None = None,
-    expect_rows: int | None = None,
-) -> Series:
-    return asyncio.run(
-        run_series(
-            server.url,
-            path,
+    pages: Pages,
+) -> dict[int, dict[str, Series]]:
+    """One round of the list and dashboard series, every size taking turns request by
+    request (``run_interleaved``), each answer checked to hold the page's rows."""
+
+    def series(
+        of: Callable[[Targets], Callable[[int], str]],
+        rows: Callable[[httpx.Response], int] | None = None,
+        expect: int | None = None,
+    ) -> dict[int, Series]:
+        return run_interleaved(
+            {size: Target(servers[size].url, of(targets[size]), rows, expect) for size in servers},
             count=count,
             seconds=seconds,
-            concurrency=concurrency,
-            rows=rows,
-            expect_rows=expect_rows,
         )
-    )
+
+    def first(t: Targets) -> Callable[[int], str]:
+        return lambda i: f"/api/v1/adapters?namespace={t.namespace()}&limit={pages.namespace}"
+
+    def after(t: Targets) -> Callable[[int], str]:
+        def path(_: int) -> str:
+            ns = t.namespace()
+            return (
+                f"/api/v1/adapters?namespace={ns}&limit={pages.namespace_keyset}"
+                f"&after={t.middle(ns)}"
+            )
+
+        return path
+
+    def everything(t: Targets) -> Callable[[int], str]:
+        return lambda i: f"/api/v1/adapters?limit={pages.everything}"
+
+    def index(t: Targets) -> Callable[[int], str]:
+        return lambda i: "/ui/" if pages.everything == 50 else f"/ui/?limit={pages.everything}"
+
+    def ui_after(t: Targets) -> Callable[[int], str]:
+        return lambda i: f"/ui/?limit={pages.ui_keyset}&after={t.key_before(pages.ui_keyset)}"
+
+    def adapter(t: Targets) -> Callable[[int], str]:
+        return lambda i: t.adapter_page()
+
+    def longest(t: Targets) -> Callable[[int], str]:
+        return lambda i: f"/ui/{t.hot[0]}/{t.hot[1]}"
+
+    got = {
+        f"list first page ({pages.namespace} rows)": series(first, _json_rows, pages.namespace),
+        f"list keyset page ({pages.namespace_keyset} rows)": series(
+            after, _json_rows, pages.namespace_keyset
+        ),
+        # No namespace: the first adapters of all namespaces.
+        f"list all namespaces ({pages.everything} rows)": series(
+            everything, _json_rows, pages.everything
+        ),
+        f"ui index ({pages.everything} rows)": series(index, _ui_rows, pages.everything),
+        f"ui index keyset ({pages.ui_keyset} rows)": series(ui_after, _ui_rows, pages.ui_keyset),
+        "ui adapter": series(adapter),
+        "ui adapter (longest history)": series(longest),
+    }
+    return {size: {name: by_size[size] for name, by_size in got.items()} for size in servers}
 
 
 def main() -> None:
@@ -381,6 +387,7 @@ def main() -> None:
     p.add_argument("--sizes", default="1000,100000,1000000")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--requests", type=int, default=300, help="per page series, size and round")
     p.add_argument("--reuse", action="store_true", help="keep an already generated catalog")
     p.add_argument("--keep", action="store_true", help="do not drop the databases at the end")
     p.add_argument("--explain", action="store_true")
@@ -409,18 +416,24 @@ def main() -> None:
             seen: dict[int, set[str]] = {size: set() for size in sizes}
             rounds: dict[int, list[dict[str, Series]]] = {size: [] for size in sizes}
             for r in range(args.rounds):
+                got = {size: measure_resolve(servers[size], targets[size], seen[size],
+                                             args.seconds) for size in sizes}  # fmt: skip
+                paged = measure_pages(
+                    servers, targets, count=args.requests, seconds=args.seconds, pages=pages
+                )
                 for size in sizes:
-                    load = os.getloadavg()[0]
-                    got = measure(servers[size], targets[size], seen[size], args.seconds, pages)
-                    rounds[size].append(got)
+                    got[size].update(paged[size])
+                    rounds[size].append(got[size])
                     print(
-                        f"round {r + 1} [{size}] load {load:.1f}: "
-                        + "; ".join(f"{k} p50 {v.p50:.1f} p99 {v.p99:.1f}" for k, v in got.items()),
+                        f"round {r + 1} [{size}]: "
+                        + "; ".join(
+                            f"{k} p50 {v.p50:.1f} p99 {v.p99:.1f}" for k, v in got[size].items()
+                        ),
                         flush=True,
                     )
                     result["rounds"].append(
-                        {"round": r, "size": size, "loadavg": load}
-                        | {k: v.to_json() for k, v in got.items()}
+                        {"round": r, "size": size, "loadavg": os.getloadavg()[0]}
+                        | {k: v.to_json() for k, v in got[size].items()}
                     )
         finally:
             for s in servers.values():
@@ -428,7 +441,7 @@ def main() -> None:
     table = summarise(sizes, rounds)
     result["summary"] = table
     if args.explain:
-        result["explain"] = explain(sizes)
+        result["explain"] = explain(sizes, rows=pages.__dict__)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2, default=str))
@@ -438,10 +451,12 @@ def main() -> None:
                 admin.execute(f'DROP DATABASE IF EXISTS "lorareg_scale_{size}" WITH (FORCE)')
 
 
-def explain(sizes: list[int]) -> dict[int, dict[str, Any]]:
+def explain(sizes: list[int], *, rows: dict[str, int]) -> dict[int, dict[str, Any]]:
     """Database time per use-case at each size (EXPLAIN ANALYZE), and the plans of the
     statements over 1 ms on the largest catalog."""
-    found = {size: explain_use_cases(db_urls(size)[0], threshold_ms=1.0) for size in sizes}
+    found = {
+        size: explain_use_cases(db_urls(size)[0], threshold_ms=1.0, rows=rows) for size in sizes
+    }
     small, large = min(sizes), max(sizes)
     print("\n" + f"{'use case (database time)':32}" + "".join(f"{f'{s:,} ms':>14}" for s in sizes))
     for name in found[small]:

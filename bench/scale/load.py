@@ -13,10 +13,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 WRK_SCRIPT = Path(__file__).with_name("paths.lua")
+K = TypeVar("K")
 
 
 @dataclass
@@ -95,6 +97,58 @@ async def run_series(
         statuses=statuses,
         size=_percentile(sizes, 50),
     )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One server's side of an interleaved series: where, what, and how many rows."""
+
+    base_url: str
+    path: Callable[[int], str]
+    rows: Callable[[httpx.Response], int] | None = None
+    expect_rows: int | None = None
+
+
+def run_interleaved(targets: dict[K, Target], *, count: int, seconds: float) -> dict[K, Series]:
+    """``count`` GETs per target, one at a time, taking turns (A B, B A, A B, ...), so
+    whatever else runs on the machine lands on every target alike: on a shared box that
+    matters more than anything the catalogs differ in. Same checks as ``run_series``."""
+    keys = list(targets)
+    took: dict[K, list[float]] = {k: [] for k in keys}
+    sizes: dict[K, list[float]] = {k: [] for k in keys}
+    clients = {k: httpx.Client(base_url=t.base_url, timeout=120) for k, t in targets.items()}
+    deadline = time.monotonic() + seconds * len(keys)
+    t0 = time.monotonic()
+    try:
+        for i in range(count):
+            if time.monotonic() >= deadline:
+                break
+            for k in keys if i % 2 == 0 else reversed(keys):
+                t = targets[k]
+                url = t.path(i)
+                start = time.perf_counter()
+                resp = clients[k].get(url)
+                took[k].append((time.perf_counter() - start) * 1000)
+                sizes[k].append(len(resp.content))
+                if resp.status_code != 200:
+                    raise RuntimeError(f"GET {url}: {resp.status_code} {resp.text[:300]}")
+                if t.rows is not None and (got := t.rows(resp)) != t.expect_rows:
+                    raise RuntimeError(f"GET {url}: {got} rows, not {t.expect_rows}")
+    finally:
+        for c in clients.values():
+            c.close()
+    wall = time.monotonic() - t0
+    return {
+        k: Series(
+            p50=_percentile(took[k], 50),
+            p99=_percentile(took[k], 99),
+            count=len(took[k]),
+            rps=len(took[k]) / wall if wall else 0.0,
+            statuses=Counter({200: len(took[k])}),
+            size=_percentile(sizes[k], 50),
+        )
+        for k in keys
+    }
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}

@@ -121,6 +121,38 @@ def list_versions(session: Session, repo: Repo) -> list[VersionInfo]:
     return [to_info(session, r) for r in rows]
 
 
+def _adapter_keys(
+    session: Session,
+    namespace: str | None,
+    *,
+    limit: int,
+    after: str | None,
+    visible: frozenset[str] | None,
+) -> list[tuple[int, str, str]]:
+    """(id, namespace, name) of the next ``limit`` adapters by ``ns/name`` after a key."""
+    A, N = m.Adapter, m.Namespace
+    q = select(A.id, N.name, A.name).join(N, N.id == A.namespace_id).limit(limit)
+    if visible is not None:
+        q = q.where(N.name.in_(sorted(visible)))
+    ns, _, nm = (after or "").partition("/")
+    if namespace is not None:
+        # The namespace's id as a sub-select (a constant to the planner), so the walk runs
+        # down the (namespace_id, name) index and stops after ``limit`` adapters instead of
+        # sorting the whole namespace.
+        ns_id = select(N.id).where(N.name == namespace).scalar_subquery()
+        q = q.where(N.name == namespace, A.namespace_id == ns_id).order_by(A.name)
+        if after and ns > namespace:
+            return []
+        if after and ns == namespace:
+            q = q.where(A.name > nm)
+    else:
+        q = q.order_by(N.name, A.name)
+        if after:
+            # The first condition alone lets the planner seek the namespace index.
+            q = q.where(N.name >= ns, (N.name > ns) | (A.name > nm))
+    return [(aid, ns_name, name) for aid, ns_name, name in session.execute(q)]
+
+
 def list_adapters(
     session: Session,
     namespace: str | None = None,
@@ -134,36 +166,37 @@ def list_adapters(
     The page of adapters is chosen first (keyset on ns/name), then versions are read for
     that page only, so the cost follows the page size, not the catalog's size: the counts
     and newest numbers from the ``(adapter_id, number)`` index alone, then one row per
-    adapter (its newest version: base model, and when it was pushed).
+    adapter (its newest version: base model, and when it was pushed). An adapter without
+    versions (all erased) is left out and the page filled from the next ones: a client
+    that stops at a short page must not miss every adapter after it.
     """
-    q = (
-        select(m.Adapter.id, m.Namespace.name, m.Adapter.name)
-        .join(m.Namespace)
-        .order_by(m.Namespace.name, m.Adapter.name)
-        .limit(limit)
-    )
-    if namespace is not None:
-        q = q.where(m.Namespace.name == namespace)
-    if visible is not None:
-        q = q.where(m.Namespace.name.in_(sorted(visible)))
-    if after:
-        ns, _, nm = after.partition("/")
-        q = q.where((m.Namespace.name > ns) | ((m.Namespace.name == ns) & (m.Adapter.name > nm)))
-    page = session.execute(q).all()
-    ids = [row[0] for row in page]
-    if not ids:
+    out: list[AdapterSummary] = []
+    while len(out) < limit:
+        want = limit - len(out)
+        keys = _adapter_keys(session, namespace, limit=want, after=after, visible=visible)
+        out += _summaries(session, keys)
+        if len(keys) < want:
+            break
+        after = f"{keys[-1][1]}/{keys[-1][2]}"
+    return out
+
+
+def _summaries(session: Session, keys: list[tuple[int, str, str]]) -> list[AdapterSummary]:
+    if not keys:
         return []
     V = m.AdapterVersion
     counts = {
         aid: (n, latest)
         for aid, n, latest in session.execute(
             select(V.adapter_id, func.count(), func.max(V.number))
-            .where(V.adapter_id.in_(ids))
+            .where(V.adapter_id.in_([k[0] for k in keys]))
             .group_by(V.adapter_id)
         )
     }
+    if not counts:
+        return []
     # (adapter, number) pairs, not "adapter IN .. AND number IN ..": that cross product
-    # matched up to page-size rows per adapter.
+    # matched up to a page's worth of versions per adapter.
     newest = {
         aid: (base, created)
         for aid, base, created in session.execute(
@@ -175,9 +208,9 @@ def list_adapters(
         )
     }
     out = []
-    for aid, ns_name, name in page:
+    for aid, ns_name, name in keys:
         if aid not in counts or aid not in newest:
-            continue  # an adapter row without versions is never listed
+            continue  # no versions (or its newest erased since the counts were read)
         n, latest = counts[aid]
         base, updated = newest[aid]
         out.append(
