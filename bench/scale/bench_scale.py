@@ -416,8 +416,11 @@ def main() -> None:
             seen: dict[int, set[str]] = {size: set() for size in sizes}
             rounds: dict[int, list[dict[str, Series]]] = {size: [] for size in sizes}
             for r in range(args.rounds):
+                # Every other round the other way round, so a slow spell on the machine
+                # does not always land on the same size.
+                order = sizes if r % 2 == 0 else sizes[::-1]
                 got = {size: measure_resolve(servers[size], targets[size], seen[size],
-                                             args.seconds) for size in sizes}  # fmt: skip
+                                             args.seconds) for size in order}  # fmt: skip
                 paged = measure_pages(
                     servers, targets, count=args.requests, seconds=args.seconds, pages=pages
                 )
@@ -511,10 +514,10 @@ def summarise(sizes: list[int], rounds: dict[int, list[dict[str, Series]]]) -> d
         print(f"{name:32}{cells}{rcells}  {'yes' if flat else 'NO'}")
     print("\n" + f"{'page size (median KB)':32}" + "".join(f"{f'{s:,}':>24}" for s in ordered))
     for name in names:
-        sizes = [statistics.median(rd[name].size for rd in rounds[s]) / 1000 for s in ordered]
-        if not any(math.isnan(kb) for kb in sizes):
-            print(f"{name:32}" + "".join(f"{kb:>24.1f}" for kb in sizes))
-            table[name]["kb"] = dict(zip(map(str, ordered), sizes, strict=True))
+        kbs = [statistics.median(rd[name].size for rd in rounds[s]) / 1000 for s in ordered]
+        if not any(math.isnan(kb) for kb in kbs):
+            print(f"{name:32}" + "".join(f"{kb:>24.1f}" for kb in kbs))
+            table[name]["kb"] = dict(zip(map(str, ordered), kbs, strict=True))
     return table
 
 
