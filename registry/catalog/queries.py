@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
+from registry.catalog.paging import adapters_in_order
 from registry.catalog.records import event_info, version_info
 from registry.catalog.refs import Ref, Repo, parse_revision
 from registry.db import models as m
@@ -130,27 +131,16 @@ def _adapter_keys(
     visible: frozenset[str] | None,
 ) -> list[tuple[int, str, str]]:
     """(id, namespace, name) of the next ``limit`` adapters by ``ns/name`` after a key."""
-    A, N = m.Adapter, m.Namespace
-    q = select(A.id, N.name, A.name).join(N, N.id == A.namespace_id).limit(limit)
-    if visible is not None:
-        q = q.where(N.name.in_(sorted(visible)))
-    ns, _, nm = (after or "").partition("/")
+    N = m.Namespace
+    on_ns = []
     if namespace is not None:
-        # The namespace's id as a sub-select (a constant to the planner), so the walk runs
-        # down the (namespace_id, name) index and stops after ``limit`` adapters instead of
-        # sorting the whole namespace.
-        ns_id = select(N.id).where(N.name == namespace).scalar_subquery()
-        q = q.where(N.name == namespace, A.namespace_id == ns_id).order_by(A.name)
-        if after and ns > namespace:
-            return []
-        if after and ns == namespace:
-            q = q.where(A.name > nm)
-    else:
-        q = q.order_by(N.name, A.name)
-        if after:
-            # The first condition alone lets the planner seek the namespace index.
-            q = q.where(N.name >= ns, (N.name > ns) | (A.name > nm))
-    return [(aid, ns_name, name) for aid, ns_name, name in session.execute(q)]
+        on_ns.append(N.name == namespace)
+    if visible is not None:
+        on_ns.append(N.name.in_(sorted(visible)))
+    found = adapters_in_order(
+        session, [m.Adapter.id], limit=limit, key=after or None, where_namespace=on_ns
+    )
+    return [(aid, ns_name, name) for ns_name, name, aid in found]
 
 
 def list_adapters(
