@@ -11,8 +11,8 @@ versions, in one run (goal: flat within 1.5x from the smallest to the largest).
 2. One ``lorareg serve`` per size (uvicorn, local blob folder: no request reads a blob).
 3. ``--rounds`` rounds; in each the resolve series run on every size in turn, and the page
    series run on all sizes at once, request by request in turns (A B, B A, ...), so
-   background load on a shared machine hits all sizes alike; each figure is the median
-   over rounds of:
+   background load on a shared machine hits all sizes alike; each figure is a percentile
+   of every round's latencies pooled (``summarise``) of:
 
    - resolve (hot): ``wrk`` for ``--seconds`` over 1000 references (latest, production,
      numbered; random adapters), after one pass that fills the server's cache: the steady
@@ -72,7 +72,14 @@ sys.path.insert(0, str(ROOT))
 
 from bench.scale.explain import explain_use_cases  # noqa: E402
 from bench.scale.generate import check_consistent, generate, shape_for, table_rows  # noqa: E402
-from bench.scale.load import Series, Target, run_interleaved, run_series, run_wrk  # noqa: E402
+from bench.scale.load import (  # noqa: E402
+    Series,
+    Target,
+    percentile,
+    run_interleaved,
+    run_series,
+    run_wrk,
+)
 from registry.db.database import Database  # noqa: E402
 from registry.db.migrate import upgrade  # noqa: E402
 
@@ -477,9 +484,10 @@ def explain(sizes: list[int], *, rows: dict[str, int]) -> dict[int, dict[str, An
 
 
 def summarise(sizes: list[int], rounds: dict[int, list[dict[str, Series]]]) -> dict[str, Any]:
-    """Median over rounds of each series' p50 and p99; ratios of the largest size to the
-    smallest (the goal) and to the one before it (at 1k a namespace or a keyset page holds
-    fewer rows than at 100k and 1M, which the second ratio leaves out)."""
+    """Each series' p50 and p99 over the latencies of all rounds pooled (wrk gives only its
+    percentiles: the median over rounds of those); ratios of the largest size to the
+    smallest (the goal) and to the one before it. Pooled, a p99 rests on the 1% slowest
+    of every round's requests, not on two or three of one round's."""
     ordered = sorted(sizes)
     small, large = ordered[0], ordered[-1]
     prev = ordered[-2] if len(ordered) > 2 else small
@@ -495,6 +503,12 @@ def summarise(sizes: list[int], rounds: dict[int, list[dict[str, Series]]]) -> d
             }
             for size in ordered
         }
+        for size in ordered:
+            pooled = [ms for rd in rounds[size] for ms in rd[name].samples]
+            if pooled:
+                per_size[size].update(
+                    p50=percentile(pooled, 50), p99=percentile(pooled, 99), count=len(pooled)
+                )
         ratios = {
             base: (
                 per_size[large]["p50"] / per_size[base]["p50"],

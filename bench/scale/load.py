@@ -31,6 +31,7 @@ class Series:
     rps: float
     statuses: Counter[int] = field(default_factory=Counter)
     size: float = math.nan  # median response body, bytes (not measured by wrk)
+    samples: list[float] = field(default_factory=list, repr=False)  # each latency, ms
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -43,7 +44,7 @@ class Series:
         }
 
 
-def _percentile(ms: list[float], q: float) -> float:
+def percentile(ms: list[float], q: float) -> float:
     if not ms:
         return math.nan
     ordered = sorted(ms)
@@ -90,12 +91,13 @@ async def run_series(
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.monotonic() - t0
     return Series(
-        p50=_percentile(latencies, 50),
-        p99=_percentile(latencies, 99),
+        p50=percentile(latencies, 50),
+        p99=percentile(latencies, 99),
         count=len(latencies),
         rps=len(latencies) / wall if wall else 0.0,
         statuses=statuses,
-        size=_percentile(sizes, 50),
+        size=percentile(sizes, 50),
+        samples=latencies,
     )
 
 
@@ -140,12 +142,13 @@ def run_interleaved(targets: dict[K, Target], *, count: int, seconds: float) -> 
     wall = time.monotonic() - t0
     return {
         k: Series(
-            p50=_percentile(took[k], 50),
-            p99=_percentile(took[k], 99),
+            p50=percentile(took[k], 50),
+            p99=percentile(took[k], 99),
             count=len(took[k]),
             rps=len(took[k]) / wall if wall else 0.0,
             statuses=Counter({200: len(took[k])}),
-            size=_percentile(sizes[k], 50),
+            size=percentile(sizes[k], 50),
+            samples=took[k],
         )
         for k in keys
     }
