@@ -18,8 +18,8 @@ versions, in one run (goal: flat within 1.5x from the smallest to the largest).
      numbered; random adapters), after one pass that fills the server's cache: the steady
      state of a serving fleet;
    - resolve (cold): 300 references the server has not seen (its cache misses, so each
-     one runs the catalog queries), 4 at a time (at most 8 rounds: the 1k catalog has
-     3000 such references);
+     one runs the catalog queries), 4 at a time, the sizes taking turns every 30 (at most
+     8 rounds: the 1k catalog has 3000 such references);
    - list: ``GET /api/v1/adapters?namespace=NS``, first page and a keyset page (``after``
      = the middle adapter of NS), one at a time, and the first adapters of all namespaces;
    - dashboard: ``GET /ui/`` (first page and a keyset page after a random adapter) and
@@ -55,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,19 +308,55 @@ def _ui_rows(resp: httpx.Response) -> int:
     return resp.text.count('class="adapter-link"')
 
 
-def measure_resolve(
-    server: Server, t: Targets, seen: set[str], seconds: float
-) -> dict[str, Series]:
-    """One round of the resolve series on one server (wrk, and 4 requests at a time)."""
-    out: dict[str, Series] = {}
+def measure_resolve(server: Server, t: Targets, seconds: float) -> dict[str, Series]:
+    """One round of hot resolves on one server (wrk, after a pass that fills its cache)."""
     hot = t.refs(1000)
     asyncio.run(run_series(server.url, lambda i: hot[i], count=len(hot), seconds=60, concurrency=8))
-    out["resolve hot (wrk)"] = run_wrk(server.url, hot, seconds=seconds, connections=16)
-    cold = t.cold_refs(300, seen)
-    out["resolve cold"] = asyncio.run(
-        run_series(server.url, lambda i: cold[i], count=300, seconds=seconds, concurrency=4)
-    )
-    return out
+    return {"resolve hot (wrk)": run_wrk(server.url, hot, seconds=seconds, connections=16)}
+
+
+def measure_cold(
+    servers: dict[int, Server],
+    targets: dict[int, Targets],
+    seen: dict[int, set[str]],
+    *,
+    seconds: float,
+    count: int = 300,
+    chunks: int = 10,
+) -> dict[int, Series]:
+    """One round of cold resolves, 4 at a time: ``count`` per size in ``chunks`` slices, the
+    sizes taking turns slice by slice (A B, B A, ...) as the page series do request by
+    request, so a slow spell on the machine lands on every size alike."""
+    cold = {size: targets[size].cold_refs(count, seen[size]) for size in servers}
+    per = count // chunks
+    samples: dict[int, list[float]] = {size: [] for size in servers}
+    series: dict[int, list[Series]] = {size: [] for size in servers}
+    for c in range(chunks):
+        for size in list(servers) if c % 2 == 0 else list(servers)[::-1]:
+            refs = cold[size][c * per : (c + 1) * per]
+            got = asyncio.run(
+                run_series(
+                    servers[size].url,
+                    refs.__getitem__,
+                    count=len(refs),
+                    seconds=seconds / chunks,
+                    concurrency=4,
+                )
+            )
+            samples[size] += got.samples
+            series[size].append(got)
+    return {
+        size: Series(
+            p50=percentile(samples[size], 50),
+            p99=percentile(samples[size], 99),
+            count=len(samples[size]),
+            rps=statistics.median(g.rps for g in series[size]),
+            statuses=sum((g.statuses for g in series[size]), Counter()),
+            size=statistics.median(g.size for g in series[size]),
+            samples=samples[size],
+        )
+        for size in servers
+    }
 
 
 def measure_pages(
@@ -426,12 +463,16 @@ def main() -> None:
                 # Every other round the other way round, so a slow spell on the machine
                 # does not always land on the same size.
                 order = sizes if r % 2 == 0 else sizes[::-1]
-                got = {size: measure_resolve(servers[size], targets[size], seen[size],
-                                             args.seconds) for size in order}  # fmt: skip
+                got = {
+                    size: measure_resolve(servers[size], targets[size], args.seconds)
+                    for size in order
+                }
+                cold = measure_cold(servers, targets, seen, seconds=args.seconds)
                 paged = measure_pages(
                     servers, targets, count=args.requests, seconds=args.seconds, pages=pages
                 )
                 for size in sizes:
+                    got[size]["resolve cold"] = cold[size]
                     got[size].update(paged[size])
                     rounds[size].append(got[size])
                     print(
