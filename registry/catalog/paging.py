@@ -18,14 +18,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from registry.db import models as m
+
+# A column of a model (``Adapter.id``) or any expression over one.
+Column = ColumnElement[Any] | InstrumentedAttribute[Any]
 
 
 def adapters_in_order(
     session: Session,
-    columns: Sequence[ColumnElement[Any]],
+    columns: Sequence[Column],
     *,
     limit: int,
     key: str | None = None,
@@ -69,7 +72,7 @@ def adapters_in_order(
 
 def _later_namespaces(
     session: Session,
-    columns: Sequence[ColumnElement[Any]],
+    columns: Sequence[Column],
     *,
     after: str | None,
     forward: bool,
@@ -91,7 +94,7 @@ def _later_namespaces(
             .lateral("page")
         )
         cols = [inner.c[f"c{i}"] for i in range(len(columns))]
-        name = inner.c.adapter_name
+        name: Column = inner.c.adapter_name
         q = select(N.name, name, *cols).select_from(N).join(inner, true())
     else:
         name = A.name
