@@ -2,36 +2,42 @@
 versions, in one run (goal: flat within 1.5x from the smallest to the largest).
 
     .venv/bin/python bench/scale/bench_scale.py [--sizes 1000,100000,1000000]
-        [--rounds 3] [--seconds 8] [--reuse] [--keep] [--explain] [--json out.json]
+        [--rounds 3] [--seconds 8] [--requests 300] [--reuse] [--keep] [--explain]
+        [--json out.json]
 
 1. For each size, a fresh database ``lorareg_scale_<size>`` migrated with Alembic and filled
    by ``generate.py`` (``--reuse`` keeps one already generated); prints the time, the rows
    and the disk it takes, and checks the rows are consistent.
 2. One ``lorareg serve`` per size (uvicorn, local blob folder: no request reads a blob).
-3. ``--rounds`` rounds, each measuring every size in turn (so background load on the
-   machine hits all sizes alike); each figure is the median over rounds of:
+3. ``--rounds`` rounds; in each the resolve series run on every size in turn, and the page
+   series run on all sizes at once, request by request in turns (A B, B A, ...), so
+   background load on a shared machine hits all sizes alike; each figure is a percentile
+   of every round's latencies pooled (``summarise``) of:
 
    - resolve (hot): ``wrk`` for ``--seconds`` over 1000 references (latest, production,
      numbered; random adapters), after one pass that fills the server's cache: the steady
      state of a serving fleet;
    - resolve (cold): 300 references the server has not seen (its cache misses, so each
-     one runs the catalog queries), 4 at a time (at most 8 rounds: the 1k catalog has
-     3000 such references);
-   - list: ``GET /api/v1/adapters?namespace=NS&limit=100``, first page and a keyset page
-     (``after`` = the middle adapter of NS), one at a time (a namespace holds 10 adapters
-     at 1k and 100 at 1M, so these pages grow with the catalog); and the first 50
-     adapters of all namespaces (``?limit=50``), 50 rows at every size;
-   - dashboard: ``GET /ui/`` (first page and a keyset page) and ``/ui/{ns}/{name}`` of
-     random adapters and of the one with the longest history, one at a time.
+     one runs the catalog queries), 4 at a time, the sizes taking turns every 30 (at most
+     8 rounds: the 1k catalog has 3000 such references);
+   - list: ``GET /api/v1/adapters?namespace=NS``, first page and a keyset page (``after``
+     = the middle adapter of NS), one at a time, and the first adapters of all namespaces;
+   - dashboard: ``GET /ui/`` (first page and a keyset page after a random adapter) and
+     ``/ui/{ns}/{name}`` of random adapters and of the one with the longest history.
 
-   Every series stops at its request count (200 for pages) or after ``--seconds``,
-   whichever comes first.
+   Like for like: every list page holds the same number of rows at every size (``Pages``:
+   a namespace page as many as the smallest catalog's namespaces hold, 10 at 1k), and each
+   answer is checked to hold them. The tables also give each page's median size in KB.
+
+   Every series stops at its request count (``--requests`` per size for pages) or after
+   ``--seconds`` (per size), whichever comes first.
 4. ``--explain``: EXPLAIN (ANALYZE, BUFFERS) of every statement the list, dashboard and
    resolve use-cases issue, at every size: their database time (free of client and
    network noise), and on the largest catalog the plans of those over 1 ms.
 
-Needs PostgreSQL (``LORAREG_TEST_PG_URL``, default postgres@127.0.0.1:5432, trust) and
-``wrk`` (Debian: ``apt-get install -y wrk``).
+Needs PostgreSQL (``LORAREG_TEST_PG_URL``, default postgres@127.0.0.1:5432, trust), its
+driver (``pip install -e '.[postgres]'``) and ``wrk`` (Debian: ``apt-get install -y wrk``);
+nothing from ``tests/`` or the dev extra, so it runs from a fresh clone.
 """
 
 from __future__ import annotations
@@ -39,35 +45,56 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
+
+try:
+    import psycopg
+except ImportError:  # the driver is an extra: say which, not a traceback
+    sys.exit("the scale benchmark needs PostgreSQL's driver: pip install -e '.[postgres]'")
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.scale.explain import explain_use_cases  # noqa: E402
 from bench.scale.generate import check_consistent, generate, shape_for, table_rows  # noqa: E402
-from bench.scale.load import Series, run_series, run_wrk  # noqa: E402
+from bench.scale.load import (  # noqa: E402
+    Series,
+    Target,
+    percentile,
+    run_interleaved,
+    run_series,
+    run_wrk,
+)
 from registry.db.database import Database  # noqa: E402
 from registry.db.migrate import upgrade  # noqa: E402
-from tests.fixtures.s3 import free_port  # noqa: E402
 
 ADMIN_URL = os.environ.get(
     "LORAREG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 LORAREG = Path(sys.executable).parent / "lorareg"
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def db_urls(size: int) -> tuple[str, str]:
@@ -185,18 +212,21 @@ class Targets:
                 " (SELECT v.base_model FROM versions v WHERE v.adapter_id = a.id AND v.number = 1)"
                 " FROM adapters a JOIN namespaces n ON n.id = a.namespace_id"
             ).fetchall()
-            mids = conn.execute(
-                "SELECT ns, name FROM (SELECT n.name AS ns, a.name, row_number() OVER"
-                " (PARTITION BY n.id ORDER BY a.name) AS k, count(*) OVER (PARTITION BY n.id)"
-                " AS c FROM adapters a JOIN namespaces n ON n.id = a.namespace_id) x"
-                " WHERE k = c / 2 + 1"
+            ordered = conn.execute(
+                "SELECT n.name, a.name FROM adapters a JOIN namespaces n ON n.id = a.namespace_id"
+                " ORDER BY n.name, a.name"
             ).fetchall()
         self.adapters: list[tuple[str, str, int, bool, str]] = [tuple(r) for r in rows]  # type: ignore[misc]
-        self.middle: dict[str, str] = dict(
-            mids
-        )  # namespace -> the adapter in the middle of its list
+        self.keys = [f"{ns}/{name}" for ns, name in ordered]  # the order every list pages in
+        self.names: dict[str, list[str]] = {}  # namespace -> its adapters, in list order
+        for ns, name in ordered:
+            self.names.setdefault(ns, []).append(name)
         self.hot = max(self.adapters, key=lambda a: a[2])
         self.rng = rng
+
+    def namespace_rows(self) -> int:
+        """Adapters in the smallest namespace: the most a namespace page can hold here."""
+        return min(len(v) for v in self.names.values())
 
     def refs(self, count: int) -> list[str]:
         """Random resolve paths: latest, production (where there is one) and numbered."""
@@ -230,58 +260,170 @@ class Targets:
         raise SystemExit(f"fewer than {count} unrequested references left; use fewer rounds")
 
     def namespace(self) -> str:
-        return self.rng.choice(sorted(self.middle))
+        return self.rng.choice(sorted(self.names))
+
+    def middle(self, ns: str) -> str:
+        """The key a keyset page of ``ns`` starts after: its middle adapter's, so at least
+        half the namespace follows it."""
+        names = self.names[ns]
+        return f"{ns}/{names[len(names) // 2 - 1]}"
+
+    def key_before(self, rows: int) -> str:
+        """A random key with more than ``rows`` adapters after it (a full page and a next)."""
+        return self.keys[self.rng.randrange(len(self.keys) - rows - 1)]
 
     def adapter_page(self) -> str:
         ns, name, *_ = self.rng.choice(self.adapters)
         return f"/ui/{ns}/{name}"
 
 
-def measure(server: Server, t: Targets, seen: set[str], seconds: float) -> dict[str, Series]:
-    """One round of every series on one server."""
-    out: dict[str, Series] = {}
+@dataclass(frozen=True)
+class Pages:
+    """Rows per page of the list series, the same at every size (like for like): a namespace
+    page holds as many rows as the smallest catalog's namespaces do; keyset pages half that
+    (the rows after a namespace's middle), and on the dashboard half its smallest catalog."""
+
+    namespace: int
+    namespace_keyset: int
+    everything: int
+    ui_keyset: int
+
+    @staticmethod
+    def fitting(targets: list[Targets]) -> Pages:
+        ns_rows = min(100, *(t.namespace_rows() for t in targets))
+        adapters = min(len(t.keys) for t in targets)
+        return Pages(
+            namespace=ns_rows,
+            namespace_keyset=ns_rows // 2,
+            everything=min(50, adapters),
+            ui_keyset=min(50, (adapters - 1) // 2),
+        )
+
+
+def _json_rows(resp: httpx.Response) -> int:
+    return len(resp.json())
+
+
+def _ui_rows(resp: httpx.Response) -> int:
+    return resp.text.count('class="adapter-link"')
+
+
+def measure_resolve(server: Server, t: Targets, seconds: float) -> dict[str, Series]:
+    """One round of hot resolves on one server (wrk, after a pass that fills its cache)."""
     hot = t.refs(1000)
     asyncio.run(run_series(server.url, lambda i: hot[i], count=len(hot), seconds=60, concurrency=8))
-    out["resolve hot (wrk)"] = run_wrk(server.url, hot, seconds=seconds, connections=16)
-    cold = t.cold_refs(300, seen)
-    out["resolve cold"] = _series(server, lambda i: cold[i], 300, seconds, concurrency=4)
-    out["list first page"] = _series(
-        server, lambda i: f"/api/v1/adapters?namespace={t.namespace()}&limit=100", 200, seconds
-    )
-
-    def after(_: int) -> str:
-        ns = t.namespace()
-        return f"/api/v1/adapters?namespace={ns}&limit=100&after={ns}/{t.middle[ns]}"
-
-    out["list keyset page"] = _series(server, after, 200, seconds)
-
-    # No namespace, 50 rows: the one page with as many rows at 1k (50 adapters) as at 1M.
-    out["list first 50, all namespaces"] = _series(
-        server, lambda i: "/api/v1/adapters?limit=50", 200, seconds
-    )
-    out["ui index"] = _series(server, lambda i: "/ui/", 200, seconds)
-
-    def ui_after(_: int) -> str:
-        ns = t.namespace()
-        return f"/ui/?after={ns}/{t.middle[ns]}"
-
-    out["ui index keyset"] = _series(server, ui_after, 200, seconds)
-    out["ui adapter"] = _series(server, lambda i: t.adapter_page(), 200, seconds)
-    hot_page = f"/ui/{t.hot[0]}/{t.hot[1]}"
-    out["ui adapter (longest history)"] = _series(server, lambda i: hot_page, 200, seconds)
-    return out
+    return {"resolve hot (wrk)": run_wrk(server.url, hot, seconds=seconds, connections=16)}
 
 
-def _series(
-    server: Server,
-    path: Callable[[int], str],
+def measure_cold(
+    servers: dict[int, Server],
+    targets: dict[int, Targets],
+    seen: dict[int, set[str]],
+    *,
+    seconds: float,
+    count: int = 300,
+    chunks: int = 10,
+) -> dict[int, Series]:
+    """One round of cold resolves, 4 at a time: ``count`` per size in ``chunks`` slices, the
+    sizes taking turns slice by slice (A B, B A, ...) as the page series do request by
+    request, so a slow spell on the machine lands on every size alike."""
+    cold = {size: targets[size].cold_refs(count, seen[size]) for size in servers}
+    per = count // chunks
+    samples: dict[int, list[float]] = {size: [] for size in servers}
+    series: dict[int, list[Series]] = {size: [] for size in servers}
+    for c in range(chunks):
+        for size in list(servers) if c % 2 == 0 else list(servers)[::-1]:
+            refs = cold[size][c * per : (c + 1) * per]
+            got = asyncio.run(
+                run_series(
+                    servers[size].url,
+                    refs.__getitem__,
+                    count=len(refs),
+                    seconds=seconds / chunks,
+                    concurrency=4,
+                )
+            )
+            samples[size] += got.samples
+            series[size].append(got)
+    return {
+        size: Series(
+            p50=percentile(samples[size], 50),
+            p99=percentile(samples[size], 99),
+            count=len(samples[size]),
+            rps=statistics.median(g.rps for g in series[size]),
+            statuses=sum((g.statuses for g in series[size]), Counter()),
+            size=statistics.median(g.size for g in series[size]),
+            samples=samples[size],
+        )
+        for size in servers
+    }
+
+
+def measure_pages(
+    servers: dict[int, Server],
+    targets: dict[int, Targets],
+    *,
     count: int,
     seconds: float,
-    concurrency: int = 1,
-) -> Series:
-    return asyncio.run(
-        run_series(server.url, path, count=count, seconds=seconds, concurrency=concurrency)
-    )
+    pages: Pages,
+) -> dict[int, dict[str, Series]]:
+    """One round of the list and dashboard series, every size taking turns request by
+    request (``run_interleaved``), each answer checked to hold the page's rows."""
+
+    def series(
+        of: Callable[[Targets], Callable[[int], str]],
+        rows: Callable[[httpx.Response], int] | None = None,
+        expect: int | None = None,
+    ) -> dict[int, Series]:
+        return run_interleaved(
+            {size: Target(servers[size].url, of(targets[size]), rows, expect) for size in servers},
+            count=count,
+            seconds=seconds,
+        )
+
+    def first(t: Targets) -> Callable[[int], str]:
+        return lambda i: f"/api/v1/adapters?namespace={t.namespace()}&limit={pages.namespace}"
+
+    def after(t: Targets) -> Callable[[int], str]:
+        def path(_: int) -> str:
+            ns = t.namespace()
+            return (
+                f"/api/v1/adapters?namespace={ns}&limit={pages.namespace_keyset}"
+                f"&after={t.middle(ns)}"
+            )
+
+        return path
+
+    def everything(t: Targets) -> Callable[[int], str]:
+        return lambda i: f"/api/v1/adapters?limit={pages.everything}"
+
+    def index(t: Targets) -> Callable[[int], str]:
+        return lambda i: "/ui/" if pages.everything == 50 else f"/ui/?limit={pages.everything}"
+
+    def ui_after(t: Targets) -> Callable[[int], str]:
+        return lambda i: f"/ui/?limit={pages.ui_keyset}&after={t.key_before(pages.ui_keyset)}"
+
+    def adapter(t: Targets) -> Callable[[int], str]:
+        return lambda i: t.adapter_page()
+
+    def longest(t: Targets) -> Callable[[int], str]:
+        return lambda i: f"/ui/{t.hot[0]}/{t.hot[1]}"
+
+    got = {
+        f"list first page ({pages.namespace} rows)": series(first, _json_rows, pages.namespace),
+        f"list keyset page ({pages.namespace_keyset} rows)": series(
+            after, _json_rows, pages.namespace_keyset
+        ),
+        # No namespace: the first adapters of all namespaces.
+        f"list all namespaces ({pages.everything} rows)": series(
+            everything, _json_rows, pages.everything
+        ),
+        f"ui index ({pages.everything} rows)": series(index, _ui_rows, pages.everything),
+        f"ui index keyset ({pages.ui_keyset} rows)": series(ui_after, _ui_rows, pages.ui_keyset),
+        "ui adapter": series(adapter),
+        "ui adapter (longest history)": series(longest),
+    }
+    return {size: {name: by_size[size] for name, by_size in got.items()} for size in servers}
 
 
 def main() -> None:
@@ -289,6 +431,7 @@ def main() -> None:
     p.add_argument("--sizes", default="1000,100000,1000000")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--requests", type=int, default=300, help="per page series, size and round")
     p.add_argument("--reuse", action="store_true", help="keep an already generated catalog")
     p.add_argument("--keep", action="store_true", help="do not drop the databases at the end")
     p.add_argument("--explain", action="store_true")
@@ -312,21 +455,36 @@ def main() -> None:
             for s in servers.values():
                 s.wait_ready()
             targets = {size: Targets(size, rng) for size in sizes}
+            pages = Pages.fitting(list(targets.values()))
+            print(f"rows per page at every size: {pages}", flush=True)
             seen: dict[int, set[str]] = {size: set() for size in sizes}
             rounds: dict[int, list[dict[str, Series]]] = {size: [] for size in sizes}
             for r in range(args.rounds):
+                # Every other round the other way round, so a slow spell on the machine
+                # does not always land on the same size.
+                order = sizes if r % 2 == 0 else sizes[::-1]
+                got = {
+                    size: measure_resolve(servers[size], targets[size], args.seconds)
+                    for size in order
+                }
+                cold = measure_cold(servers, targets, seen, seconds=args.seconds)
+                paged = measure_pages(
+                    servers, targets, count=args.requests, seconds=args.seconds, pages=pages
+                )
                 for size in sizes:
-                    load = os.getloadavg()[0]
-                    got = measure(servers[size], targets[size], seen[size], args.seconds)
-                    rounds[size].append(got)
+                    got[size]["resolve cold"] = cold[size]
+                    got[size].update(paged[size])
+                    rounds[size].append(got[size])
                     print(
-                        f"round {r + 1} [{size}] load {load:.1f}: "
-                        + "; ".join(f"{k} p50 {v.p50:.1f} p99 {v.p99:.1f}" for k, v in got.items()),
+                        f"round {r + 1} [{size}]: "
+                        + "; ".join(
+                            f"{k} p50 {v.p50:.1f} p99 {v.p99:.1f}" for k, v in got[size].items()
+                        ),
                         flush=True,
                     )
                     result["rounds"].append(
-                        {"round": r, "size": size, "loadavg": load}
-                        | {k: v.to_json() for k, v in got.items()}
+                        {"round": r, "size": size, "loadavg": os.getloadavg()[0]}
+                        | {k: v.to_json() for k, v in got[size].items()}
                     )
         finally:
             for s in servers.values():
@@ -334,7 +492,7 @@ def main() -> None:
     table = summarise(sizes, rounds)
     result["summary"] = table
     if args.explain:
-        result["explain"] = explain(sizes)
+        result["explain"] = explain(sizes, rows=pages.__dict__)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2, default=str))
@@ -344,10 +502,12 @@ def main() -> None:
                 admin.execute(f'DROP DATABASE IF EXISTS "lorareg_scale_{size}" WITH (FORCE)')
 
 
-def explain(sizes: list[int]) -> dict[int, dict[str, Any]]:
+def explain(sizes: list[int], *, rows: dict[str, int]) -> dict[int, dict[str, Any]]:
     """Database time per use-case at each size (EXPLAIN ANALYZE), and the plans of the
     statements over 1 ms on the largest catalog."""
-    found = {size: explain_use_cases(db_urls(size)[0], threshold_ms=1.0) for size in sizes}
+    found = {
+        size: explain_use_cases(db_urls(size)[0], threshold_ms=1.0, rows=rows) for size in sizes
+    }
     small, large = min(sizes), max(sizes)
     print("\n" + f"{'use case (database time)':32}" + "".join(f"{f'{s:,} ms':>14}" for s in sizes))
     for name in found[small]:
@@ -365,9 +525,10 @@ def explain(sizes: list[int]) -> dict[int, dict[str, Any]]:
 
 
 def summarise(sizes: list[int], rounds: dict[int, list[dict[str, Series]]]) -> dict[str, Any]:
-    """Median over rounds of each series' p50 and p99; ratios of the largest size to the
-    smallest (the goal) and to the one before it (at 1k a namespace or a keyset page holds
-    fewer rows than at 100k and 1M, which the second ratio leaves out)."""
+    """Each series' p50 and p99 over the latencies of all rounds pooled (wrk gives only its
+    percentiles: the median over rounds of those); ratios of the largest size to the
+    smallest (the goal) and to the one before it. Pooled, a p99 rests on the 1% slowest
+    of every round's requests, not on two or three of one round's."""
     ordered = sorted(sizes)
     small, large = ordered[0], ordered[-1]
     prev = ordered[-2] if len(ordered) > 2 else small
@@ -383,6 +544,12 @@ def summarise(sizes: list[int], rounds: dict[int, list[dict[str, Series]]]) -> d
             }
             for size in ordered
         }
+        for size in ordered:
+            pooled = [ms for rd in rounds[size] for ms in rd[name].samples]
+            if pooled:
+                per_size[size].update(
+                    p50=percentile(pooled, 50), p99=percentile(pooled, 99), count=len(pooled)
+                )
         ratios = {
             base: (
                 per_size[large]["p50"] / per_size[base]["p50"],
@@ -400,6 +567,12 @@ def summarise(sizes: list[int], rounds: dict[int, list[dict[str, Series]]]) -> d
         cells = "".join(f"{per_size[s]['p50']:>12.1f}/{per_size[s]['p99']:<11.1f}" for s in ordered)
         rcells = "".join(f"{ratios[b][0]:>7.2f}/{ratios[b][1]:<6.2f}" for b in (small, prev))
         print(f"{name:32}{cells}{rcells}  {'yes' if flat else 'NO'}")
+    print("\n" + f"{'page size (median KB)':32}" + "".join(f"{f'{s:,}':>24}" for s in ordered))
+    for name in names:
+        kbs = [statistics.median(rd[name].size for rd in rounds[s]) / 1000 for s in ordered]
+        if not any(math.isnan(kb) for kb in kbs):
+            print(f"{name:32}" + "".join(f"{kb:>24.1f}" for kb in kbs))
+            table[name]["kb"] = dict(zip(map(str, ordered), kbs, strict=True))
     return table
 
 

@@ -20,10 +20,14 @@ from registry.db.database import Database
 from registry.web import queries as wq
 
 
-def explain_use_cases(url: str, *, threshold_ms: float = 1.0) -> dict[str, dict[str, Any]]:
+def explain_use_cases(
+    url: str, *, threshold_ms: float = 1.0, rows: dict[str, int] | None = None
+) -> dict[str, dict[str, Any]]:
     """Per use-case: how many statements it issues, their total execution time as
     PostgreSQL measures it (EXPLAIN ANALYZE, so client and network noise stay out), and
-    the plans of those over ``threshold_ms``."""
+    the plans of those over ``threshold_ms``. ``rows``: rows per page of the list use-cases
+    (``namespace``, ``namespace_keyset``, ``everything``, ``ui_keyset``), as the benchmark
+    requests them."""
     db = Database(url)
     captured: list[tuple[str, str, Any]] = []
     current = [""]
@@ -34,7 +38,7 @@ def explain_use_cases(url: str, *, threshold_ms: float = 1.0) -> dict[str, dict[
 
     event.listen(db.engine, "before_cursor_execute", record)
     try:
-        for name, run in _use_cases(db).items():
+        for name, run in _use_cases(db, rows or {}).items():
             current[0] = name
             run()  # once to warm caches, as a running server would be
             captured[:] = [c for c in captured if c[0] != name]
@@ -61,7 +65,7 @@ def explain_use_cases(url: str, *, threshold_ms: float = 1.0) -> dict[str, dict[
     return out
 
 
-def _use_cases(db: Database) -> dict[str, Callable[[], object]]:
+def _use_cases(db: Database, rows: dict[str, int]) -> dict[str, Callable[[], object]]:
     rng = random.Random(3)
     with db.read() as s:
         namespaces = list(s.scalars(select(m.Namespace.name).order_by(m.Namespace.name)))
@@ -87,7 +91,7 @@ def _use_cases(db: Database) -> dict[str, Callable[[], object]]:
                 .order_by(m.Adapter.name)
             )
         )
-    middle = f"{ns}/{names[len(names) // 2]}"  # a keyset page with adapters after it
+    middle = f"{ns}/{names[len(names) // 2 - 1]}"  # as the benchmark's keyset pages
     prod_ns, prod_name = rng.choice(some)
     hot_repo = Repo(hot[0], hot[1])
 
@@ -98,21 +102,29 @@ def _use_cases(db: Database) -> dict[str, Callable[[], object]]:
 
         return run
 
-    def index(after: str | None) -> Callable[[], object]:
+    ns_rows = rows.get("namespace", 10)
+    keyset_rows = rows.get("namespace_keyset", ns_rows // 2)
+    everything = rows.get("everything", 50)
+    ui_keyset = rows.get("ui_keyset", 24)
+
+    def index(after: str | None, limit: int) -> Callable[[], object]:
         # What the /ui/ route runs: a page of adapters, the namespace and base pickers.
         return read(
             lambda s: (
-                wq.adapter_page(s, wq.AdapterFilter(), after=after, limit=50),
+                wq.adapter_page(s, wq.AdapterFilter(), after=after, limit=limit),
                 wq.namespace_names(s),
                 wq.base_model_names(s),
             )
         )
 
     return {
-        "api list first page": read(lambda s: cq.list_adapters(s, ns, limit=100)),
-        "api list keyset page": read(lambda s: cq.list_adapters(s, ns, limit=100, after=middle)),
-        "ui index": index(None),
-        "ui index keyset": index(middle),
+        "api list first page": read(lambda s: cq.list_adapters(s, ns, limit=ns_rows)),
+        "api list keyset page": read(
+            lambda s: cq.list_adapters(s, ns, limit=keyset_rows, after=middle)
+        ),
+        "api list all namespaces": read(lambda s: cq.list_adapters(s, limit=everything)),
+        "ui index": index(None, everything),
+        "ui index keyset": index(middle, ui_keyset),
         # The first page of versions is all the /ui/{ns}/{name} route queries.
         "ui adapter (longest history)": read(lambda s: wq.version_page(s, hot_repo, limit=50)),
         "resolve production": lambda: resolve(db, Repo(prod_ns, prod_name), ref="production"),

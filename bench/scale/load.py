@@ -13,10 +13,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 WRK_SCRIPT = Path(__file__).with_name("paths.lua")
+K = TypeVar("K")
 
 
 @dataclass
@@ -28,6 +30,8 @@ class Series:
     count: int
     rps: float
     statuses: Counter[int] = field(default_factory=Counter)
+    size: float = math.nan  # median response body, bytes (not measured by wrk)
+    samples: list[float] = field(default_factory=list, repr=False)  # each latency, ms
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -36,10 +40,11 @@ class Series:
             "count": self.count,
             "rps": self.rps,
             "statuses": dict(self.statuses),
+            "bytes": self.size,
         }
 
 
-def _percentile(ms: list[float], q: float) -> float:
+def percentile(ms: list[float], q: float) -> float:
     if not ms:
         return math.nan
     ordered = sorted(ms)
@@ -53,10 +58,14 @@ async def run_series(
     count: int,
     seconds: float,
     concurrency: int = 1,
+    rows: Callable[[httpx.Response], int] | None = None,
+    expect_rows: int | None = None,
 ) -> Series:
     """``count`` GETs of ``path(i)`` (``concurrency`` at a time), stopping early after
-    ``seconds``; raises on any answer other than 200, which would make the figure a lie."""
+    ``seconds``; raises on any answer other than 200, or (with ``rows``) one that does not
+    hold ``expect_rows`` rows: either would make the figure a lie."""
     latencies: list[float] = []
+    sizes: list[float] = []
     statuses: Counter[int] = Counter()
     deadline = time.monotonic() + seconds
     next_i = 0
@@ -67,23 +76,82 @@ async def run_series(
             nonlocal next_i
             while next_i < count and time.monotonic() < deadline:
                 i, next_i = next_i, next_i + 1
+                url = path(i)
                 t0 = time.perf_counter()
-                resp = await http.get(path(i))
+                resp = await http.get(url)
                 latencies.append((time.perf_counter() - t0) * 1000)
+                sizes.append(len(resp.content))
                 statuses[resp.status_code] += 1
                 if resp.status_code != 200:
-                    raise RuntimeError(f"GET {path(i)}: {resp.status_code} {resp.text[:300]}")
+                    raise RuntimeError(f"GET {url}: {resp.status_code} {resp.text[:300]}")
+                if rows is not None and (got := rows(resp)) != expect_rows:
+                    raise RuntimeError(f"GET {url}: {got} rows, not {expect_rows}")
 
         t0 = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.monotonic() - t0
     return Series(
-        p50=_percentile(latencies, 50),
-        p99=_percentile(latencies, 99),
+        p50=percentile(latencies, 50),
+        p99=percentile(latencies, 99),
         count=len(latencies),
         rps=len(latencies) / wall if wall else 0.0,
         statuses=statuses,
+        size=percentile(sizes, 50),
+        samples=latencies,
     )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One server's side of an interleaved series: where, what, and how many rows."""
+
+    base_url: str
+    path: Callable[[int], str]
+    rows: Callable[[httpx.Response], int] | None = None
+    expect_rows: int | None = None
+
+
+def run_interleaved(targets: dict[K, Target], *, count: int, seconds: float) -> dict[K, Series]:
+    """``count`` GETs per target, one at a time, taking turns (A B, B A, A B, ...), so
+    whatever else runs on the machine lands on every target alike: on a shared box that
+    matters more than anything the catalogs differ in. Same checks as ``run_series``."""
+    keys = list(targets)
+    took: dict[K, list[float]] = {k: [] for k in keys}
+    sizes: dict[K, list[float]] = {k: [] for k in keys}
+    clients = {k: httpx.Client(base_url=t.base_url, timeout=120) for k, t in targets.items()}
+    deadline = time.monotonic() + seconds * len(keys)
+    t0 = time.monotonic()
+    try:
+        for i in range(count):
+            if time.monotonic() >= deadline:
+                break
+            for k in keys if i % 2 == 0 else reversed(keys):
+                t = targets[k]
+                url = t.path(i)
+                start = time.perf_counter()
+                resp = clients[k].get(url)
+                took[k].append((time.perf_counter() - start) * 1000)
+                sizes[k].append(len(resp.content))
+                if resp.status_code != 200:
+                    raise RuntimeError(f"GET {url}: {resp.status_code} {resp.text[:300]}")
+                if t.rows is not None and (got := t.rows(resp)) != t.expect_rows:
+                    raise RuntimeError(f"GET {url}: {got} rows, not {t.expect_rows}")
+    finally:
+        for c in clients.values():
+            c.close()
+    wall = time.monotonic() - t0
+    return {
+        k: Series(
+            p50=percentile(took[k], 50),
+            p99=percentile(took[k], 99),
+            count=len(took[k]),
+            rps=len(took[k]) / wall if wall else 0.0,
+            statuses=Counter({200: len(took[k])}),
+            size=percentile(sizes[k], 50),
+            samples=took[k],
+        )
+        for k in keys
+    }
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}

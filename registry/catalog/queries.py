@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
+from registry.catalog.paging import adapters_in_order
 from registry.catalog.records import event_info, version_info
 from registry.catalog.refs import Ref, Repo, parse_revision
 from registry.db import models as m
@@ -121,6 +122,27 @@ def list_versions(session: Session, repo: Repo) -> list[VersionInfo]:
     return [to_info(session, r) for r in rows]
 
 
+def _adapter_keys(
+    session: Session,
+    namespace: str | None,
+    *,
+    limit: int,
+    after: str | None,
+    visible: frozenset[str] | None,
+) -> list[tuple[int, str, str]]:
+    """(id, namespace, name) of the next ``limit`` adapters by ``ns/name`` after a key."""
+    N = m.Namespace
+    on_ns = []
+    if namespace is not None:
+        on_ns.append(N.name == namespace)
+    if visible is not None:
+        on_ns.append(N.name.in_(sorted(visible)))
+    found = adapters_in_order(
+        session, [m.Adapter.id], limit=limit, key=after or None, where_namespace=on_ns
+    )
+    return [(aid, ns_name, name) for ns_name, name, aid in found]
+
+
 def list_adapters(
     session: Session,
     namespace: str | None = None,
@@ -131,63 +153,63 @@ def list_adapters(
 ) -> list[AdapterSummary]:
     """Adapters with their version count and newest version, ordered by ``ns/name``.
 
-    The page of adapters is chosen first (keyset on ns/name), then versions are aggregated
-    for that page only, so the cost follows the page size, not the catalog's size.
+    The page of adapters is chosen first (keyset on ns/name), then versions are read for
+    that page only, so the cost follows the page size, not the catalog's size: the counts
+    and newest numbers from the ``(adapter_id, number)`` index alone, then one row per
+    adapter (its newest version: base model, and when it was pushed). An adapter without
+    versions (all erased) is left out and the page filled from the next ones: a client
+    that stops at a short page must not miss every adapter after it.
     """
-    q = (
-        select(m.Adapter.id, m.Namespace.name, m.Adapter.name)
-        .join(m.Namespace)
-        .order_by(m.Namespace.name, m.Adapter.name)
-        .limit(limit)
-    )
-    if namespace is not None:
-        q = q.where(m.Namespace.name == namespace)
-    if visible is not None:
-        q = q.where(m.Namespace.name.in_(sorted(visible)))
-    if after:
-        ns, _, nm = after.partition("/")
-        q = q.where((m.Namespace.name > ns) | ((m.Namespace.name == ns) & (m.Adapter.name > nm)))
-    page = session.execute(q).all()
-    ids = [row[0] for row in page]
-    if not ids:
+    out: list[AdapterSummary] = []
+    while len(out) < limit:
+        want = limit - len(out)
+        keys = _adapter_keys(session, namespace, limit=want, after=after, visible=visible)
+        out += _summaries(session, keys)
+        if len(keys) < want:
+            break
+        after = f"{keys[-1][1]}/{keys[-1][2]}"
+    return out
+
+
+def _summaries(session: Session, keys: list[tuple[int, str, str]]) -> list[AdapterSummary]:
+    if not keys:
         return []
-    stats = {
-        aid: (n, latest, updated)
-        for aid, n, latest, updated in session.execute(
-            select(
-                m.AdapterVersion.adapter_id,
-                func.count(),
-                func.max(m.AdapterVersion.number),
-                func.max(m.AdapterVersion.created_at),
-            )
-            .where(m.AdapterVersion.adapter_id.in_(ids))
-            .group_by(m.AdapterVersion.adapter_id)
+    V = m.AdapterVersion
+    counts = {
+        aid: (n, latest)
+        for aid, n, latest in session.execute(
+            select(V.adapter_id, func.count(), func.max(V.number))
+            .where(V.adapter_id.in_([k[0] for k in keys]))
+            .group_by(V.adapter_id)
         )
     }
-    newest = {aid: latest for aid, (_, latest, _) in stats.items()}
-    bases = {
-        aid: base
-        for aid, number, base in session.execute(
-            select(
-                m.AdapterVersion.adapter_id, m.AdapterVersion.number, m.AdapterVersion.base_model
+    if not counts:
+        return []
+    # (adapter, number) pairs, not "adapter IN .. AND number IN ..": that cross product
+    # matched up to a page's worth of versions per adapter.
+    newest = {
+        aid: (base, created)
+        for aid, base, created in session.execute(
+            select(V.adapter_id, V.base_model, V.created_at).where(
+                tuple_(V.adapter_id, V.number).in_(
+                    sorted((aid, latest) for aid, (_, latest) in counts.items())
+                )
             )
-            .where(m.AdapterVersion.adapter_id.in_(ids))
-            .where(m.AdapterVersion.number.in_(sorted(set(newest.values()))))
         )
-        if newest.get(aid) == number
     }
     out = []
-    for aid, ns_name, name in page:
-        if aid not in stats:
-            continue  # an adapter row without versions is never listed
-        n, latest, updated = stats[aid]
+    for aid, ns_name, name in keys:
+        if aid not in counts or aid not in newest:
+            continue  # no versions (or its newest erased since the counts were read)
+        n, latest = counts[aid]
+        base, updated = newest[aid]
         out.append(
             AdapterSummary(
                 namespace=ns_name,
                 name=name,
                 versions=n,
                 latest=latest,
-                base_model=bases.get(aid),
+                base_model=base,
                 updated_at=updated,
             )
         )

@@ -19,6 +19,7 @@ namespace can shadow ``/api``, ``/docs``, ``/healthz``, ``/readyz`` or ``/metric
     /ui/-/bases                    registered base models
     /ui/-/bases/{name}             one base model (the name may hold a slash)
     /ui/-/delete?ref=|namespace=   confirm an erasure, typing its name (GET), do it (POST)
+    /ui/-/namespaces?prefix=       the namespace picker's suggestions (JSON)
     /ui/-/static/...               CSS and JS
 
 Handlers only parse, query through ``rt.db.read()`` and render; shaping lives in
@@ -47,7 +48,7 @@ from registry.compat.version_checks import latest_checks
 from registry.domain import VersionInfo
 from registry.errors import AdapterNotFound, InvalidInput
 from registry.lifecycle.access import Principal
-from registry.web import account, actions, bases, erase, jobs
+from registry.web import account, actions, bases, erase, jobs, pickers
 from registry.web import queries as wq
 from registry.web.actions import version_actions
 from registry.web.chart import eval_charts
@@ -77,7 +78,14 @@ PageSize = Annotated[int, Query(ge=1, le=200)]
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 # The dashboard's own pages first: "/ui/-/jobs" has the shape of "/ui/{namespace}/{name}".
-for _pages in (account.router, actions.router, jobs.router, bases.router, erase.router):
+for _pages in (
+    account.router,
+    actions.router,
+    jobs.router,
+    bases.router,
+    erase.router,
+    pickers.router,
+):
     router.include_router(_pages)
 
 
@@ -146,7 +154,7 @@ def index(
     flt = _adapter_filter(q, namespace, base, tag, stage, user.namespaces)
     with rt.db.read() as s:
         page = wq.adapter_page(s, flt, after=after or None, before=before or None, limit=limit)
-        namespaces = wq.namespace_names(s, visible=user.namespaces)
+        namespaces = wq.namespace_names(s, prefix=flt.namespace or "", visible=user.namespaces)
         base_names = wq.base_model_names(s)
     form = {"q": q, "namespace": namespace, "base": base, "tag": tag, "stage": stage}
     keep = {**form, "limit": limit if limit != 50 else None}
@@ -159,7 +167,7 @@ def index(
             "form": form,
             "filtered": any(v.strip() for v in form.values()),
             "groups": [(ns, list(rows)) for ns, rows in groupby(items, key=lambda a: a.namespace)],
-            "namespaces": namespaces,
+            "namespaces": namespaces,  # the picker's first suggestions, bounded
             "bases": base_names,
             "filter_stages": wq.FILTER_STAGES,
             "prev_url": with_query(path, {**keep, "before": items[0].key})

@@ -78,7 +78,7 @@ def test_browse_search_open_version_and_compare(tab: Tab) -> None:
 
 def test_filters_and_pagination(tab: Tab) -> None:
     page = tab.go("/ui/?limit=2")
-    page.get_by_label("Namespace").select_option("acme")
+    page.get_by_label("Namespace").fill("acme")
     page.get_by_label("Tag", exact=True).fill("owner=marketing")
     page.get_by_role("button", name="Search").click()
     assert page.locator("a.adapter-link").all_inner_texts() == ["brand-voice"]

@@ -48,6 +48,40 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!Number.isNaN(when.getTime())) el.title = when.toLocaleString();
   }
 
+  // Pickers (the namespace field): as the reader types, ask the server for the first
+  // names that start with it and put them in the field's datalist. Without this the field
+  // is a plain text filter with the server's first suggestions.
+  for (const input of document.querySelectorAll("input[data-suggest]")) {
+    const list = document.getElementById(input.getAttribute("list") || "");
+    if (!list) continue;
+    let asked = input.value.trim();
+    let timer = 0;
+    input.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        const prefix = input.value.trim().toLowerCase();
+        if (prefix === asked) return;
+        asked = prefix;
+        const url = new URL(input.getAttribute("data-suggest") || "", window.location.href);
+        url.searchParams.set("prefix", prefix);
+        try {
+          const resp = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+          // A name no namespace can start with (400) leaves the last suggestions up.
+          if (!resp.ok || asked !== prefix) return;
+          const body = await resp.json();
+          list.replaceChildren(...body.namespaces.map((name) => {
+            const option = document.createElement("option");
+            option.value = name;
+            return option;
+          }));
+          list.setAttribute("data-prefix", prefix);
+        } catch {
+          // Offline or the server went away: the field still filters as typed.
+        }
+      }, 150);
+    });
+  }
+
   // Live job progress: every element with data-poll (a job still queued or running) asks
   // the API for its job once a second and moves its <progress>. The server-rendered page
   // stays correct without this; a reload shows the same numbers.
