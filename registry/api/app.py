@@ -12,8 +12,8 @@ from registry.api.errors import install_error_handlers
 from registry.api.limits import RequestLimits
 from registry.api.origins import BrowserGuard
 from registry.api.routers import adapters, admin, compat, health, hf, jobs, lifecycle, resolve
-from registry.api.waits import WaitLimiter
 from registry.api.routers.namespaces import router as namespaces_router
+from registry.api.waits import WaitLimiter
 from registry.runtime import Runtime
 from registry.web.routes import install_dashboard
 
