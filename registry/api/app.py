@@ -6,12 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 
 from registry import __version__
 from registry.api.errors import install_error_handlers
 from registry.api.limits import RequestLimits
 from registry.api.routers import adapters, admin, compat, health, hf, jobs, lifecycle, resolve
 from registry.runtime import Runtime
+from registry.storage.spool import spool_for
 from registry.web.routes import install_dashboard
 
 
@@ -31,8 +33,12 @@ def create_app(
     (embedded mode, so a merge needs no extra process).
     """
 
+    spool = spool_for(runtime.settings.effective_cache_dir)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Spool files of killed servers sharing this cache folder (live ones are kept).
+        await run_in_threadpool(spool.sweep_dead)
         dispatcher = None
         if background:
             from registry.lifecycle.dispatcher import WebhookDispatcher
@@ -73,6 +79,7 @@ def create_app(
         runtime.settings.auth == "required" if require_auth is None else require_auth
     )
     app.state.presign_cache = resolve.PresignCache()
+    app.state.spool = spool
     install_error_handlers(app)
     app.add_middleware(RequestLimits)
     app.include_router(health.router)
