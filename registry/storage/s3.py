@@ -360,22 +360,29 @@ class S3BlobStore:
             )
             for page in pages:
                 for up in page.get("Uploads", []):
+                    size, latest = self._parts(up["Key"], up["UploadId"])
                     yield Leftover(
                         kind="multipart upload",
                         name=f"s3://{self.bucket}/{up['Key']}",
-                        size=self._parts_size(up["Key"], up["UploadId"]),
-                        modified=up["Initiated"],
+                        size=size,
+                        # The newest part: an upload still sending parts is alive (and
+                        # moto reports a fixed date as every upload's Initiated).
+                        modified=max(up["Initiated"], latest or up["Initiated"]),
                         ref=f"{up['Key']}\n{up['UploadId']}",
                     )
 
-    def _parts_size(self, key: str, upload_id: str) -> int:
+    def _parts(self, key: str, upload_id: str) -> tuple[int, Any]:
+        """Bytes sent so far and when the newest part arrived (None: no part yet)."""
         pages = self.client.get_paginator("list_parts").paginate(
             Bucket=self.bucket, Key=key, UploadId=upload_id
         )
         try:
-            return sum(int(p["Size"]) for page in pages for p in page.get("Parts", []))
+            parts = [p for page in pages for p in page.get("Parts", [])]
         except ClientError:  # completed or aborted meanwhile
-            return 0
+            return 0, None
+        return sum(int(p["Size"]) for p in parts), max(
+            (p["LastModified"] for p in parts), default=None
+        )
 
     def remove_leftover(self, item: Leftover) -> None:
         """Delete a staged upload, or abort an unfinished multipart upload."""
