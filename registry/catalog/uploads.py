@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select, true, update
 from sqlalchemy.orm import Session
 
 from registry.db import models as m
@@ -37,7 +37,7 @@ Visible = frozenset[str] | None
 def _seen(visible: Visible):  # type: ignore[no-untyped-def]
     """An upload row the caller may claim: by a namespace it sees."""
     if visible is None:
-        return True
+        return true()
     return m.Upload.namespace.in_(sorted(visible))
 
 

@@ -67,6 +67,12 @@ class LocalClient(LocalLifecycle, LocalCompat, LocalMerge):
             registered = readable_blobs(s, {f.sha256 for f in local.files}, None)
         recorded: set[str] = set()
         for f in local.files:
+            if f.sha256 not in registered and f.sha256 not in recorded:
+                recorded.add(f.sha256)
+                # First: the row restarts gc's grace period for an orphan this push reuses
+                # (the object itself is never touched); the bytes are verified below or
+                # were verified when stored.
+                record_upload(self.rt.db, sha256=f.sha256, size=f.size, visible=None)
             if self.rt.store.exists(f.sha256):
                 reused += 1
                 if progress:
@@ -75,11 +81,6 @@ class LocalClient(LocalLifecycle, LocalCompat, LocalMerge):
                 self.rt.store.put_file(f.sha256, local.paths[f.path], progress=progress)
                 sent += f.size
                 uploaded += 1
-            if f.sha256 not in registered and f.sha256 not in recorded:
-                recorded.add(f.sha256)
-                # This process hashed the bytes; the row also restarts gc's grace period
-                # for an orphan it reuses (the object itself is never touched).
-                record_upload(self.rt.db, sha256=f.sha256, size=f.size, visible=None)
         result = commit_version(
             self.rt.db, self.rt.store, req, max_header_bytes=limit, visible=None
         )
