@@ -395,9 +395,7 @@ class S3BlobStore:
             raise InvalidInput(f"not a leftover of {self.url}: {item.name}")
         with self._translate("aborting an unfinished upload"):
             try:
-                self.client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id
-                )
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
                     raise

@@ -77,9 +77,7 @@ def test_a_foreign_sha256_answers_like_one_never_uploaded(
     others = [f for f in files if f["path"] != WEIGHTS]
     answers = set()
     for entry in (weights, {**weights, "size": weights["size"] + 1}, fake):
-        resp = beta.post(
-            "/api/v1/adapters/beta/stolen/versions", json={"files": [*others, entry]}
-        )
+        resp = beta.post("/api/v1/adapters/beta/stolen/versions", json={"files": [*others, entry]})
         message = resp.json()["error"]["message"]
         assert str(weights["size"]) not in message and str(weights["size"] + 1) not in message
         answers.add(_shape(resp, entry))

@@ -134,9 +134,7 @@ def commit(
     )
     validate_metadata(req)
     limit = rt.settings.max_header_bytes
-    result = commit_version(
-        rt.db, rt.store, req, max_header_bytes=limit, visible=user.namespaces
-    )
+    result = commit_version(rt.db, rt.store, req, max_header_bytes=limit, visible=user.namespaces)
     response.status_code = 201 if result.created else 200
     if result.created:
         check = check_after_push(
