@@ -25,9 +25,24 @@ def _runtime(ctx: Context):  # type: ignore[no-untyped-def]
     return rt
 
 
+def _spool(rt):  # type: ignore[no-untyped-def]
+    """The spool folder of a server sharing this configuration (its cache folder)."""
+    from registry.storage.spool import spool_for
+
+    return spool_for(rt.settings.effective_cache_dir)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}min"
+    return f"{seconds / 3600:.1f}h"
+
+
 @cli.command()
-@click.option("--deep", is_flag=True, help="Also re-hash every blob (reads all bytes).")
-@click.option("--repair", is_flag=True, help="Delete damaged blobs so a re-push restores them.")
+@click.option("--deep", is_flag=True, help="Also read and re-hash every blob (reads all bytes).")
+@click.option("--repair", is_flag=True, help="Delete damaged blobs; say what to push for each.")
 @json_option
 @pass_ctx
 @handle_errors
@@ -36,25 +51,27 @@ def fsck(ctx: Context, deep: bool, repair: bool, as_json: bool) -> None:
     from registry.catalog.upkeep import fsck as run_fsck
 
     rt = _runtime(ctx)
-    report = run_fsck(rt.db, rt.store, deep=deep, repair=repair)
+    report = run_fsck(rt.db, rt.store, deep=deep, repair=repair, spool=_spool(rt))
     if as_json:
         emit_json(report.to_json())
     else:
         click.echo(
             f"checked {report.versions} version(s), {report.files} file(s), {report.blobs} blob(s)"
         )
-        for label, items in (
-            ("missing from storage", report.missing),
-            ("wrong size", report.wrong_size),
-            ("corrupt", report.corrupt),
-        ):
-            for sha in items:
-                click.echo(f"  {label}: {sha}")
+        for d in report.damaged:
+            used = ", ".join(d.versions) or "no version"
+            click.echo(f"  {d.problem}: {d.sha256} ({d.detail}); used by {used}")
         if report.damaged_versions:
             click.echo("  damaged versions: " + ", ".join(report.damaged_versions))
         if report.unreferenced:
             click.echo(
                 f"  {len(report.unreferenced)} unreferenced blob(s): `lorareg gc` removes them"
+            )
+        for kind, s in sorted(report.leftovers.items()):
+            click.echo(
+                f"  {int(s['count'])} {kind}(s) left by interrupted writers,"
+                f" {human_size(int(s['bytes']))}, oldest {_age(s['oldest_age_s'])}:"
+                " `lorareg gc` removes them after the grace period"
             )
         for line in report.repaired:
             click.echo(f"  repaired: {line}")
@@ -76,7 +93,13 @@ def gc(ctx: Context, grace_hours: float, dry_run: bool, as_json: bool) -> None:
     if grace_hours < 0:
         raise click.BadParameter("--grace-hours must be >= 0")
     rt = _runtime(ctx)
-    report = run_gc(rt.db, rt.store, grace=timedelta(hours=grace_hours), dry_run=dry_run)
+    report = run_gc(
+        rt.db,
+        rt.store,
+        grace=timedelta(hours=grace_hours),
+        dry_run=dry_run,
+        spool=_spool(rt),
+    )
     if as_json:
         emit_json(report.__dict__)
         return
@@ -84,4 +107,8 @@ def gc(ctx: Context, grace_hours: float, dry_run: bool, as_json: bool) -> None:
     click.echo(
         f"{verb} {len(report.deleted)} blob(s), {human_size(report.bytes_freed)};"
         f" kept {report.referenced} referenced and {report.kept_recent} recent"
+    )
+    click.echo(
+        f"{verb} {len(report.leftovers_removed)} leftover(s) of interrupted writers,"
+        f" {human_size(report.leftover_bytes_freed)}; kept {report.leftovers_kept} recent or live"
     )

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 
 from registry import __version__
 from registry.api.errors import install_error_handlers
@@ -15,6 +16,7 @@ from registry.api.routers import adapters, admin, compat, health, hf, jobs, life
 from registry.api.routers.namespaces import router as namespaces_router
 from registry.api.waits import WaitLimiter
 from registry.runtime import Runtime
+from registry.storage.spool import spool_for
 from registry.web.routes import install_dashboard
 
 
@@ -34,8 +36,12 @@ def create_app(
     (embedded mode, so a merge needs no extra process).
     """
 
+    spool = spool_for(runtime.settings.effective_cache_dir)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Spool files of killed servers sharing this cache folder (live ones are kept).
+        await run_in_threadpool(spool.sweep_dead)
         dispatcher = None
         if background:
             from registry.lifecycle.dispatcher import WebhookDispatcher
@@ -80,6 +86,7 @@ def create_app(
     app.state.presign_cache = resolve.PresignCache()
     app.state.waits = WaitLimiter(runtime.settings.max_waits_per_token)
     app.state.behind_https = runtime.settings.behind_https  # dashboard cookies: Secure
+    app.state.spool = spool
     install_error_handlers(app)
     app.add_middleware(RequestLimits)
     app.include_router(health.router)

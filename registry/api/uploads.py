@@ -1,28 +1,29 @@
-"""Receiving an uploaded blob: spooled to a temporary file while hashed, then stored."""
+"""Receiving an uploaded blob: spooled to a file in the server's spool folder while hashed,
+then stored. Every body is read and hashed in full, even when the blob is stored already:
+answering early would tell the caller that another tenant holds those bytes."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
 from registry.errors import IntegrityError, InvalidInput
 from registry.storage.base import BlobStore
+from registry.storage.spool import Spool
 
 MAX_BLOB_BYTES = 64 * 1024**3
 
 
-async def receive_blob(store: BlobStore, sha256: str, request: Request) -> bool:
-    """Store the request body as blob ``sha256``; IntegrityError (nothing stored) on mismatch."""
+async def receive_blob(store: BlobStore, spool: Spool, sha256: str, request: Request) -> int:
+    """Store the request body as blob ``sha256``; its size. IntegrityError (nothing
+    stored) when the bytes do not hash to ``sha256``."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BLOB_BYTES:
         raise InvalidInput(f"blob of {declared} bytes is over the {MAX_BLOB_BYTES}-byte limit")
-    # Read and verify the bytes even when the blob is stored: answering early would tell
-    # any writer that some tenant holds a blob with this hash.
-    fd, tmp = tempfile.mkstemp(prefix="lorareg-upload-")
+    fd, tmp = await run_in_threadpool(spool.create)
     try:
         h = hashlib.sha256()
         n = 0
@@ -37,8 +38,7 @@ async def receive_blob(store: BlobStore, sha256: str, request: Request) -> bool:
             raise IntegrityError(
                 f"uploaded bytes hash to {h.hexdigest()[:12]}, not {sha256[:12]}; nothing stored"
             )
-        from pathlib import Path
-
-        return bool(await run_in_threadpool(store.put_file, sha256, Path(tmp)))
+        await run_in_threadpool(store.put_file, sha256, tmp)
+        return n
     finally:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)

@@ -226,6 +226,8 @@ def _erase_rows(
             s.execute(delete(m.Webhook).where(m.Webhook.namespace == target.namespace))
         )
         c["tokens_removed"], c["tokens_narrowed"] = related.narrow_tokens(s, target.namespace)
+        # A namespace re-created under this name must not inherit the old one's uploads.
+        s.execute(delete(m.Upload).where(m.Upload.namespace == target.namespace))
         s.execute(delete(m.Namespace).where(m.Namespace.id == ns_row.id))
     per_adapter: dict[int, int] = {}
     for _, a, _n in rows:

@@ -94,6 +94,8 @@ def drop_orphan_blobs(s: Session, candidates: set[str]) -> tuple[dict[str, int],
                 s.execute(select(m.Blob.sha256, m.Blob.size).where(m.Blob.sha256.in_(gone))).all()
             )
             s.execute(delete(m.Blob).where(m.Blob.sha256.in_(gone)))
+            # Upload records of erased weights would let a later commit claim them.
+            s.execute(delete(m.Upload).where(m.Upload.sha256.in_(gone)))
             orphans.update({sha: int(sizes.get(sha, 0)) for sha in gone})
     return orphans, shared
 

@@ -1,14 +1,14 @@
 """Push: turn a manifest of already-stored blobs into a new immutable version.
 
 Order matters for "nothing is lost": every blob is stored (and its sha256 verified by the
-store) before this runs; this re-validates the adapter from storage, then one transaction
-creates the version, its files, tags, evals and an audit event. A crash before the commit
-leaves only unreferenced blobs, which ``lorareg gc`` removes after a grace period.
+store, or staged and verified here) before the version is written; this re-validates the
+adapter from storage, then one transaction creates the version, its files, tags, evals
+and an audit event. A crash before the commit leaves only unreferenced blobs, which
+``lorareg gc`` removes after a grace period.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -21,11 +21,16 @@ from registry.catalog.manifest import content_id
 from registry.catalog.queries import to_info
 from registry.catalog.quotas import enforce_quota
 from registry.catalog.refs import Repo, check_base_name
+from registry.catalog.uploads import Visible, claim_blobs
 from registry.db import models as m
 from registry.db.database import Database
 from registry.domain import EvalRecord, FileEntry, PushResult
-from registry.errors import IntegrityError, InvalidInput
-from registry.formats.adapter import AdapterFile, check_file_names, inspect_adapter
+from registry.errors import InvalidInput
+from registry.formats.adapter import (
+    AdapterFile,
+    check_file_names,
+    inspect_adapter,
+)
 from registry.storage.base import BlobStore, check_sha256
 
 MAX_TAGS = 64
@@ -99,25 +104,17 @@ def commit_version(
     req: PushRequest,
     *,
     max_header_bytes: int,
-    trusted_upload: bool = False,
+    visible: Visible,
 ) -> PushResult:
     """Validate the stored adapter and record it as the adapter's next version.
 
     Identical content (same manifest and base as an existing version) creates nothing and
-    returns that version with ``created=False``. Unless ``trusted_upload`` (this process
-    hashed and stored the blobs itself), blobs no version references yet are re-hashed
-    when the store accepts unverified writes, so a client cannot plant bytes under a
-    sha256 that is not theirs.
+    returns that version with ``created=False``. ``visible`` is the caller's namespace
+    scope (None: all): every blob must be one it can read or one it uploaded (see
+    ``uploads.claim_blobs``); any other is refused exactly like a blob never uploaded.
     """
     validate_metadata(req)
-    for f in req.files:
-        stored = store.size(f.sha256)  # BlobNotFound when the upload never happened
-        if stored != f.size:
-            raise IntegrityError(
-                f"{f.path}: stored blob {f.sha256[:12]} has {stored} bytes, manifest says {f.size}"
-            )
-    if store.accepts_unverified_writes and not trusted_upload:
-        _verify_new_blobs(db, store, req.files)
+    claim_blobs(db, store, files=req.files, visible=visible)
     files = {
         f.path: AdapterFile(path=f.path, size=f.size, read=_range_reader(store, f.sha256))
         for f in req.files
@@ -236,26 +233,6 @@ def record_version(
     session.flush()
     session.refresh(row)
     return row, True
-
-
-def registered_blobs(db: Database, shas: set[str]) -> set[str]:
-    """The blobs among ``shas`` that a committed version already references (verified)."""
-    with db.read() as session:
-        return set(session.scalars(select(m.Blob.sha256).where(m.Blob.sha256.in_(shas))))
-
-
-def _verify_new_blobs(db: Database, store: BlobStore, files: list[FileEntry]) -> None:
-    known = registered_blobs(db, {f.sha256 for f in files})
-    for f in {f.sha256: f for f in files if f.sha256 not in known}.values():
-        h = hashlib.sha256()
-        for chunk in store.iter_bytes(f.sha256):
-            h.update(chunk)
-        if h.hexdigest() != f.sha256:
-            store.delete(f.sha256)  # bad bytes must not squat on the key; a retry re-uploads
-            raise IntegrityError(
-                f"{f.path}: uploaded bytes do not hash to {f.sha256[:12]}; the upload was"
-                " discarded, push again"
-            )
 
 
 def _same_base(base: str | None):  # type: ignore[no-untyped-def]

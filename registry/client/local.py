@@ -7,14 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from registry.catalog import metadata, queries
-from registry.catalog.push import (
-    PushRequest,
-    commit_version,
-    registered_blobs,
-    validate_metadata,
-)
+from registry.catalog.push import PushRequest, commit_version, validate_metadata
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.catalog.resolve import resolve, resolve_document
+from registry.catalog.uploads import readable_blobs, record_upload
 from registry.client.compat_ops import LocalCompat
 from registry.client.lifecycle_ops import LocalLifecycle
 from registry.client.merge_ops import LocalMerge
@@ -68,20 +64,26 @@ class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces):
         )
         validate_metadata(req)
         sent = uploaded = reused = 0
-        registered = registered_blobs(self.rt.db, {f.sha256 for f in local.files})
+        with self.rt.db.read() as s:
+            registered = readable_blobs(s, {f.sha256 for f in local.files}, None)
+        recorded: set[str] = set()
         for f in local.files:
+            if f.sha256 not in registered and f.sha256 not in recorded:
+                recorded.add(f.sha256)
+                # First: the row restarts gc's grace period for an orphan this push reuses
+                # (the object itself is never touched); the bytes are verified below or
+                # were verified when stored.
+                record_upload(self.rt.db, sha256=f.sha256, size=f.size, visible=None)
             if self.rt.store.exists(f.sha256):
-                if f.sha256 not in registered:
-                    self.rt.store.touch(f.sha256)  # an orphan gc may be about to remove
                 reused += 1
                 if progress:
                     progress(f.size)
-                continue
-            self.rt.store.put_file(f.sha256, local.paths[f.path], progress=progress)
-            sent += f.size
-            uploaded += 1
+            else:
+                self.rt.store.put_file(f.sha256, local.paths[f.path], progress=progress)
+                sent += f.size
+                uploaded += 1
         result = commit_version(
-            self.rt.db, self.rt.store, req, max_header_bytes=limit, trusted_upload=True
+            self.rt.db, self.rt.store, req, max_header_bytes=limit, visible=None
         )
         check = None
         if result.created:

@@ -105,6 +105,31 @@ class Blob(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class Upload(Base):
+    """Blob bytes a namespace proved it holds, so a version of it may reference the blob.
+
+    A row with ``staging_key`` names a presigned upload waiting in the store's staging
+    area (verified and moved to the blob's key at commit); without one, the bytes were
+    verified on the way in. ``namespace`` is ``*`` for an uploader with no namespace scope.
+    ``touched_at`` is the freshness gc reads instead of the object's time (no S3 touch).
+    """
+
+    __tablename__ = "uploads"
+    __table_args__ = (
+        CheckConstraint("length(sha256) = 64 AND lower(sha256) = sha256", name="sha256_hex"),
+        CheckConstraint("size >= 0", name="size_nonneg"),
+        Index("ix_uploads_sha256_namespace", "sha256", "namespace"),
+        Index("ix_uploads_touched_at", "touched_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    staging_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    touched_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class AdapterVersion(Base):
     __tablename__ = "versions"
     __table_args__ = (

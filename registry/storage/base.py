@@ -12,6 +12,7 @@ Blobs are addressed by the sha256 of their bytes. Every implementation:
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -52,12 +53,59 @@ def blob_key(sha256: str) -> str:
     return f"sha256/{sha256[:2]}/{sha256[2:]}"
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """Something a crashed writer left behind: a temp file, a staged or multipart upload.
+
+    ``ref`` is what the store needs to remove it (a path, a key, an upload id); ``pid`` is
+    the writer's process id on this host when the name records one (a live writer's
+    leftovers are never removed).
+    """
+
+    kind: str
+    name: str
+    size: int
+    modified: datetime
+    ref: str = ""
+    pid: int | None = None
+
+
+def writer_pid(name: str) -> int | None:
+    """The pid a temp file's name records (``<sha16>.<pid>.<random>.part``,
+    ``lorareg-upload-<pid>-<random>``), or None."""
+    m = re.match(r"^(?:[0-9a-f]{16}\.|lorareg-upload-)(\d{1,9})[.-]", name)
+    return int(m.group(1)) if m else None
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` runs on this host (or may: we cannot signal it)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, owned by someone else
+        return True
+    return True
+
+
+UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def check_upload_id(upload_id: str) -> str:
+    if not UPLOAD_ID_RE.match(upload_id):
+        raise InvalidInput(f"{upload_id!r} is not an upload id (32 lowercase hex digits)")
+    return upload_id
+
+
 @runtime_checkable
 class BlobStore(Protocol):
+    """Blob keys only ever receive bytes verified against their sha256, so a stored blob
+    never changes. Clients that upload straight to the store (presigned URLs) write to a
+    per-upload staging key; ``store_staged`` verifies those bytes and stores them."""
+
     url: str
-    # True when bytes can reach the store without passing its sha256 check (presigned
-    # PUTs): the catalog then re-hashes a new blob before a version may reference it.
-    accepts_unverified_writes: bool
 
     def exists(self, sha256: str) -> bool:
         """True when the blob is fully stored."""
@@ -80,10 +128,6 @@ class BlobStore(Protocol):
     def delete(self, sha256: str) -> None:
         """Remove a blob; absent is not an error."""
 
-    def touch(self, sha256: str) -> None:
-        """Make the blob's modified time now, restarting gc's grace period for it (a push
-        about to reference an unreferenced blob calls this); BlobNotFound when absent."""
-
     def list_blobs(self) -> Iterator[BlobInfo]:
         """Every stored blob (for gc and fsck)."""
 
@@ -92,8 +136,23 @@ class BlobStore(Protocol):
     ) -> str | None:
         """A URL a client can GET without credentials, or None where the store has none."""
 
-    def presign_put(self, sha256: str, size: int, *, expires_s: int) -> str | None:
-        """A URL a client can PUT the blob's bytes to, or None (upload through the server)."""
+    def presign_staged_put(self, upload_id: str, size: int, *, expires_s: int) -> str | None:
+        """A URL a client can PUT ``size`` bytes to, at upload ``upload_id``'s staging key
+        (never at a blob's key), or None: upload through the server."""
+
+    def store_staged(self, upload_id: str, sha256: str, size: int) -> None:
+        """Verify the bytes staged for ``upload_id`` and store them as blob ``sha256``;
+        the staged copy is removed. IntegrityError when they do not hash to ``sha256``
+        or have another size; BlobNotFound when nothing was staged."""
+
+    def delete_staged(self, upload_id: str) -> None:
+        """Remove a staged upload; absent is not an error."""
+
+    def list_leftovers(self) -> Iterator[Leftover]:
+        """What interrupted writers left: temp files, staged and unfinished uploads."""
+
+    def remove_leftover(self, item: Leftover) -> None:
+        """Remove one item of ``list_leftovers`` (an unfinished upload is aborted)."""
 
     def check(self) -> None:
         """Raise StorageUnavailable when the store cannot be reached."""

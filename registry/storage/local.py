@@ -20,6 +20,7 @@ from typing import BinaryIO
 from registry.errors import (
     BlobNotFound,
     IntegrityError,
+    InvalidInput,
     RangeNotSatisfiable,
     StorageUnavailable,
 )
@@ -28,10 +29,13 @@ from registry.storage.base import (
     SHA256_RE,
     BlobInfo,
     ChunkIterator,
+    Leftover,
     Progress,
     blob_key,
     check_range,
     check_sha256,
+    check_upload_id,
+    writer_pid,
 )
 
 # Blobs are shared between users of one registry (serve, worker, CLI); temp files are
@@ -49,7 +53,6 @@ class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root).absolute()
         self.url = self.root.as_uri()
-        self.accepts_unverified_writes = False  # every write is hashed on the way in
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self.root)!r})"
@@ -87,13 +90,6 @@ class LocalBlobStore:
         with open(path, "rb") as src:
             return self._write(sha256, src, size=None, progress=progress)
 
-    def touch(self, sha256: str) -> None:
-        """Restart the blob's gc grace period."""
-        try:
-            os.utime(self._path(sha256))
-        except FileNotFoundError:
-            raise BlobNotFound(f"blob {sha256} not found") from None
-
     def put_stream(self, sha256: str, stream: BinaryIO, *, size: int | None = None) -> bool:
         """Store bytes read from ``stream`` until EOF; see ``put_file``.
 
@@ -109,7 +105,10 @@ class LocalBlobStore:
         final = self._path(sha256)
         with _storage_errors(f"cannot write under {self.root}"):
             self._tmp.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix=sha256[:16] + ".", suffix=".part")
+            # The writer's pid in the name: gc never removes a live writer's file.
+            fd, tmp_name = tempfile.mkstemp(
+                dir=self._tmp, prefix=f"{sha256[:16]}.{os.getpid()}.", suffix=".part"
+            )
         tmp = Path(tmp_name)
         try:
             digest = hashlib.sha256()
@@ -212,9 +211,48 @@ class LocalBlobStore:
         """None: local blobs are served through the registry itself."""
         return None
 
-    def presign_put(self, sha256: str, size: int, *, expires_s: int) -> None:
-        """None: uploads go through the registry itself."""
+    def presign_staged_put(self, upload_id: str, size: int, *, expires_s: int) -> None:
+        """None: uploads go through the registry itself, verified on the way in."""
         return None
+
+    def store_staged(self, upload_id: str, sha256: str, size: int) -> None:
+        """Nothing is ever staged here (no presigned uploads): BlobNotFound."""
+        check_upload_id(upload_id)
+        raise BlobNotFound(f"blob {sha256} not found")
+
+    def delete_staged(self, upload_id: str) -> None:
+        """Nothing is ever staged here."""
+        check_upload_id(upload_id)
+
+    def list_leftovers(self) -> Iterator[Leftover]:
+        """Files in ``tmp/``: every one is a write in progress or a killed writer's."""
+        try:
+            entries = sorted(os.scandir(self._tmp), key=lambda e: e.name)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot list {self._tmp}: {exc}") from exc
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # finished or removed while we walked
+                continue
+            yield Leftover(
+                kind="temp file",
+                name=entry.path,
+                size=st.st_size,
+                modified=datetime.fromtimestamp(st.st_mtime, tz=UTC),
+                ref=entry.name,
+                pid=writer_pid(entry.name),
+            )
+
+    def remove_leftover(self, item: Leftover) -> None:
+        """Delete a file of ``tmp/`` (by its name only: nothing outside ``tmp/``)."""
+        name = Path(item.ref).name
+        if not name or name in (".", ".."):
+            raise InvalidInput(f"not a temp file: {item.ref!r}")
+        with _storage_errors(f"cannot delete {self._tmp / name}"):
+            (self._tmp / name).unlink(missing_ok=True)
 
     def check(self) -> None:
         """Create the folders if needed and prove a file can be written and removed."""

@@ -1,7 +1,8 @@
 """A BlobStore on an S3-compatible bucket (AWS S3, MinIO, R2, Ceph RGW).
 
 Uploads make one verified pass over the bytes (see ``s3_upload``): nothing becomes
-visible at a key unless it hashed to that key's sha256.
+visible at a key unless it hashed to that key's sha256. Presigned uploads go to
+``staging/<upload id>`` and reach a blob key only through ``store_staged``.
 
 botocore errors are translated here and nowhere else: missing keys become BlobNotFound,
 HTTP 416 RangeNotSatisfiable, and everything that means "the store is not usable"
@@ -11,6 +12,7 @@ HTTP 416 RangeNotSatisfiable, and everything that means "the store is not usable
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import threading
@@ -25,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from registry.errors import (
     BlobNotFound,
+    IntegrityError,
     InvalidInput,
     LoraregError,
     RangeNotSatisfiable,
@@ -35,10 +38,12 @@ from registry.storage.base import (
     SHA256_RE,
     BlobInfo,
     ChunkIterator,
+    Leftover,
     Progress,
     blob_key,
     check_range,
     check_sha256,
+    check_upload_id,
 )
 from registry.storage.s3_upload import MIB, MIN_PART_SIZE, VerifiedUpload
 
@@ -48,6 +53,31 @@ MAX_PRESIGN_S = 7 * 24 * 3600
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 60.0
 MAX_ATTEMPTS = 3
+
+
+class _TranslatedBody:
+    """A botocore body whose read errors become registry errors."""
+
+    def __init__(self, body: Any, translate: Any) -> None:
+        self._body = body
+        self._translate = translate
+
+    def read(self, n: int = -1) -> bytes:
+        with self._translate():
+            return bytes(self._body.read(n))
+
+
+def _hash_only(stream: _TranslatedBody, sha256: str, size: int) -> None:
+    digest = hashlib.sha256()
+    total = 0
+    while chunk := stream.read(CHUNK):
+        digest.update(chunk)
+        total += len(chunk)
+    if digest.hexdigest() != sha256 or total != size:
+        raise IntegrityError(
+            f"uploaded bytes ({total}) hash to {digest.hexdigest()[:12]}, not {sha256[:12]}",
+            details={"expected": sha256, "actual": digest.hexdigest()},
+        )
 
 
 class S3BlobStore:
@@ -79,7 +109,6 @@ class S3BlobStore:
         self.part_size = part_size
         self.max_concurrency = max_concurrency
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        self.accepts_unverified_writes = True  # presign_put URLs bypass the sha256 check
         self._client = client
         self._owns_client = client is None
         self._client_lock = threading.Lock()
@@ -160,19 +189,6 @@ class S3BlobStore:
         with open(path, "rb") as f:
             hint = os.fstat(f.fileno()).st_size
             return self._upload(sha256, f, size=None, size_hint=hint, progress=progress)
-
-    def touch(self, sha256: str) -> None:
-        """Restart the blob's gc grace period: copy the object onto itself (S3 has no
-        other way to move LastModified), keeping its metadata."""
-        key = self._key(sha256)
-        with self._translate("refreshing", sha256):
-            self.client.copy_object(
-                Bucket=self.bucket,
-                Key=key,
-                CopySource={"Bucket": self.bucket, "Key": key},
-                Metadata={"sha256": sha256},
-                MetadataDirective="REPLACE",
-            )
 
     def put_stream(self, sha256: str, stream: BinaryIO, *, size: int | None = None) -> bool:
         """Upload bytes read from ``stream`` until EOF; see ``put_file``.
@@ -278,22 +294,111 @@ class S3BlobStore:
                 )
             )
 
-    def presign_put(self, sha256: str, size: int, *, expires_s: int) -> str | None:
-        """A URL that accepts one PUT of exactly ``size`` bytes at the blob's key.
+    def _staging_key(self, upload_id: str) -> str:
+        key = f"staging/{check_upload_id(upload_id)}"
+        return f"{self.prefix}/{key}" if self.prefix else key
 
-        The length is signed (S3 refuses any other ``Content-Length``), but S3 cannot
-        check the sha256 from a bare URL: callers must verify (e.g. by streaming it back)
-        before trusting a blob uploaded this way.
+    def presign_staged_put(self, upload_id: str, size: int, *, expires_s: int) -> str | None:
+        """A URL that accepts one PUT of exactly ``size`` bytes at the upload's staging key.
+
+        The length is signed (S3 refuses any other ``Content-Length``); the bytes are
+        trusted only once ``store_staged`` has hashed them. A stale URL can only ever
+        rewrite its own staging key, never a blob.
         """
         if size < 0:
             raise InvalidInput(f"invalid size {size}")
-        params = {"Bucket": self.bucket, "Key": self._key(sha256), "ContentLength": size}
-        with self._translate(f"signing an upload of blob {sha256}"):
+        params = {"Bucket": self.bucket, "Key": self._staging_key(upload_id), "ContentLength": size}
+        with self._translate("signing an upload"):
             return str(
                 self.client.generate_presigned_url(
                     "put_object", Params=params, ExpiresIn=_check_expiry(expires_s)
                 )
             )
+
+    def store_staged(self, upload_id: str, sha256: str, size: int) -> None:
+        """Stream the staged bytes once: hash them and, unless the blob is already stored,
+        upload them to its key through ``VerifiedUpload`` (visible only on a match). The
+        bytes that reach the blob are the bytes hashed, whatever is PUT to the staging key
+        meanwhile; the staged object is deleted either way."""
+        key = self._staging_key(upload_id)
+        with self._translate(f"reading the staged upload of blob {sha256}", sha256):
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        stream = _TranslatedBody(body, lambda: self._translate(f"reading blob {sha256}", sha256))
+        try:
+            if self.exists(sha256):
+                _hash_only(stream, sha256, size)
+            else:
+                self._upload(sha256, stream, size=size, size_hint=size, progress=None)  # type: ignore[arg-type]
+        finally:
+            body.close()
+            self.delete_staged(upload_id)
+
+    def delete_staged(self, upload_id: str) -> None:
+        """Remove a staged upload; absent is not an error."""
+        with self._translate("deleting a staged upload"):
+            self.client.delete_object(Bucket=self.bucket, Key=self._staging_key(upload_id))
+
+    def list_leftovers(self) -> Iterator[Leftover]:
+        """Staged uploads never stored, and unfinished multipart uploads (killed writers)."""
+        base = f"{self.prefix}/" if self.prefix else ""
+        with self._translate("listing staged uploads"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base + "staging/"
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    yield Leftover(
+                        kind="staged upload",
+                        name=f"s3://{self.bucket}/{obj['Key']}",
+                        size=int(obj["Size"]),
+                        modified=obj["LastModified"],
+                        ref=obj["Key"].rsplit("/", 1)[-1],
+                    )
+        with self._translate("listing unfinished uploads"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=base + "sha256/"
+            )
+            for page in pages:
+                for up in page.get("Uploads", []):
+                    size, latest = self._parts(up["Key"], up["UploadId"])
+                    yield Leftover(
+                        kind="multipart upload",
+                        name=f"s3://{self.bucket}/{up['Key']}",
+                        size=size,
+                        # The newest part: an upload still sending parts is alive (and
+                        # moto reports a fixed date as every upload's Initiated).
+                        modified=max(up["Initiated"], latest or up["Initiated"]),
+                        ref=f"{up['Key']}\n{up['UploadId']}",
+                    )
+
+    def _parts(self, key: str, upload_id: str) -> tuple[int, Any]:
+        """Bytes sent so far and when the newest part arrived (None: no part yet)."""
+        pages = self.client.get_paginator("list_parts").paginate(
+            Bucket=self.bucket, Key=key, UploadId=upload_id
+        )
+        try:
+            parts = [p for page in pages for p in page.get("Parts", [])]
+        except ClientError:  # completed or aborted meanwhile
+            return 0, None
+        return sum(int(p["Size"]) for p in parts), max(
+            (p["LastModified"] for p in parts), default=None
+        )
+
+    def remove_leftover(self, item: Leftover) -> None:
+        """Delete a staged upload, or abort an unfinished multipart upload."""
+        if item.kind == "staged upload":
+            self.delete_staged(item.ref)
+            return
+        key, _, upload_id = item.ref.partition("\n")
+        base = f"{self.prefix}/sha256/" if self.prefix else "sha256/"
+        if item.kind != "multipart upload" or not key.startswith(base) or not upload_id:
+            raise InvalidInput(f"not a leftover of {self.url}: {item.name}")
+        with self._translate("aborting an unfinished upload"):
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                    raise
 
     def check(self) -> None:
         """StorageUnavailable unless the bucket answers (and exists) within seconds."""

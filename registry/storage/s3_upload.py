@@ -81,7 +81,7 @@ class VerifiedUpload:
                     MultipartUpload={"Parts": parts},
                 )
         except BaseException:
-            # Best effort; a bucket lifecycle rule for incomplete uploads reaps any leftover.
+            # Best effort; `lorareg gc` aborts what a killed writer leaves.
             with contextlib.suppress(Exception):
                 self.client.abort_multipart_upload(
                     Bucket=self.bucket, Key=self.key, UploadId=upload_id

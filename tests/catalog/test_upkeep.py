@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import select
+
 from registry.catalog.upkeep import fsck, gc
+from registry.catalog.uploads import record_upload
 from registry.client.local import LocalClient
+from registry.db import models as m
 from registry.runtime import Runtime
 
 
@@ -55,13 +60,22 @@ def test_gc_removes_only_old_unreferenced_blobs(
 def test_push_reusing_an_orphan_restarts_its_grace_period(
     runtime: Runtime, adapter_library: dict[str, Path]
 ) -> None:
-    """An interrupted push left blobs; gc is about to collect them as a new push reuses them."""
+    """An interrupted push left a blob; gc is about to collect it as a new push reuses it.
+    The reuse is recorded in the catalog (an upload row), never by rewriting the object."""
     weights = adapter_library["v1"] / "adapter_model.safetensors"
     sha = _orphan(runtime, weights.read_bytes())
     [before] = [b for b in runtime.store.list_blobs() if b.sha256 == sha]
-    LocalClient(runtime).push(adapter_library["v1"], "acme/a")
+    time.sleep(1.1)  # the object's time has one-second resolution on S3
+    record_upload(runtime.db, sha256=sha, size=weights.stat().st_size, visible=None)
+    with runtime.db.read() as s:
+        touched = s.scalar(select(m.Upload.touched_at).where(m.Upload.sha256 == sha))
+    assert touched is not None and touched - before.modified > timedelta(seconds=1)
+    grace = timedelta(seconds=1)
+    # Past the object's grace period, within the upload row's: kept.
+    soon = touched + timedelta(milliseconds=500)
+    assert gc(runtime.db, runtime.store, grace=grace, now=soon).deleted == []
     [after] = [b for b in runtime.store.list_blobs() if b.sha256 == sha]
-    assert after.modified >= before.modified
-    later = datetime.now(UTC) + timedelta(days=30)
-    assert sha not in gc(runtime.db, runtime.store, grace=timedelta(hours=1), now=later).deleted
-    assert runtime.store.exists(sha)
+    assert after.modified == before.modified  # the object itself was not rewritten
+    later = touched + timedelta(seconds=2)
+    done = gc(runtime.db, runtime.store, grace=grace, now=later)
+    assert done.deleted == [sha] and done.uploads_expired == 1

@@ -6,6 +6,7 @@ import gc
 import hashlib
 import io
 import random
+import secrets
 import tracemalloc
 from datetime import datetime
 from pathlib import Path
@@ -252,38 +253,63 @@ def test_presign_get_serves_the_blob(blob_store: BlobStore) -> None:
         assert part.status_code == 206 and part.content == data[10:20]
 
 
-def test_presign_put_accepts_the_blob(blob_store: BlobStore) -> None:
+def test_staged_upload_reaches_the_blob_only_verified(blob_store: BlobStore) -> None:
+    """A presigned PUT lands at its staging key; only bytes hashing to the name are stored,
+    and a stale URL rewrites nothing once the blob is stored."""
     import httpx
 
     data = payload(4000)
-    url = blob_store.presign_put(sha(data), len(data), expires_s=60)
+    upload_id = secrets.token_hex(16)
+    url = blob_store.presign_staged_put(upload_id, len(data), expires_s=60)
     if isinstance(blob_store, LocalBlobStore):
         assert url is None  # uploads go through the registry
+        with pytest.raises(BlobNotFound):
+            blob_store.store_staged(upload_id, sha(data), len(data))
         return
     assert url is not None
-    response = httpx.put(url, content=data)
-    assert response.status_code == 200, response.text
-    assert blob_store.exists(sha(data))
+    assert httpx.put(url, content=payload(4000, seed=9)).status_code == 200
+    assert not blob_store.exists(sha(data))  # staged bytes are not a blob
+    with pytest.raises(IntegrityError):
+        blob_store.store_staged(upload_id, sha(data), len(data))
+    assert not blob_store.exists(sha(data))
+    with pytest.raises(BlobNotFound):  # the bad upload was discarded
+        blob_store.store_staged(upload_id, sha(data), len(data))
+    assert httpx.put(url, content=data).status_code == 200
+    blob_store.store_staged(upload_id, sha(data), len(data))
     assert b"".join(blob_store.iter_bytes(sha(data))) == data
+    # The same URL, later, with other bytes of the same size: the blob does not change.
+    assert httpx.put(url, content=payload(4000, seed=9)).status_code == 200
+    assert b"".join(blob_store.iter_bytes(sha(data))) == data
+    assert [x.kind for x in blob_store.list_leftovers()] == ["staged upload"]
+    with pytest.raises(InvalidInput):
+        blob_store.presign_staged_put("../sha256/ab/cd", 1, expires_s=60)
+
+
+def test_leftovers_are_listed_and_removed(blob_store: BlobStore, tmp_path: Path) -> None:
+    """What a killed writer leaves (a temp file; an unfinished multipart upload on S3)."""
+    data = payload(1000)
+    if isinstance(blob_store, LocalBlobStore):
+        tmp = blob_store.root / "tmp"
+        tmp.mkdir(parents=True)
+        (tmp / f"{sha(data)[:16]}.999999999.x1.part").write_bytes(data)
+        kind = "temp file"
+    else:
+        from registry.storage.s3 import S3BlobStore
+
+        s3 = cast(S3BlobStore, blob_store)
+        key = s3._key(sha(data))
+        upload_id = s3.client.create_multipart_upload(Bucket=s3.bucket, Key=key)["UploadId"]
+        s3.client.upload_part(
+            Bucket=s3.bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=data
+        )
+        kind = "multipart upload"
+    [item] = list(blob_store.list_leftovers())
+    assert (item.kind, item.size) == (kind, len(data))
+    assert item.pid in (None, 999999999)
+    blob_store.remove_leftover(item)
+    assert list(blob_store.list_leftovers()) == []
+    assert list(blob_store.list_blobs()) == []
 
 
 def test_check_passes(blob_store: BlobStore) -> None:
     blob_store.check()
-
-
-def test_touch_restarts_the_grace_period(blob_store: BlobStore, tmp_path: Path) -> None:
-    import time as _time
-
-    data = b"touch me"
-    sha = hashlib.sha256(data).hexdigest()
-    src = tmp_path / "t"
-    src.write_bytes(data)
-    blob_store.put_file(sha, src)
-    [first] = [b for b in blob_store.list_blobs() if b.sha256 == sha]
-    _time.sleep(1.1)  # S3 LastModified has one-second resolution
-    blob_store.touch(sha)
-    [second] = [b for b in blob_store.list_blobs() if b.sha256 == sha]
-    assert second.modified > first.modified
-    assert b"".join(blob_store.iter_bytes(sha)) == data
-    with pytest.raises(BlobNotFound):
-        blob_store.touch(hashlib.sha256(b"absent").hexdigest())

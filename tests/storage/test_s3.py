@@ -72,10 +72,11 @@ def test_stray_keys_are_not_listed(s3_store: S3BlobStore, s3_client: Any, s3_buc
 
 def test_presigned_put_is_bound_to_its_length(s3_store: S3BlobStore) -> None:
     data = b"0123456789"
-    url = s3_store.presign_put(hashlib.sha256(data).hexdigest(), len(data), expires_s=60)
+    url = s3_store.presign_staged_put("0" * 32, len(data), expires_s=60)
     assert url is not None
     # The length is part of the signature, so AWS refuses any other body size.
     assert "content-length" in httpx.URL(url).params["X-Amz-SignedHeaders"]
+    assert "/blobs/staging/" + "0" * 32 in url  # never a blob's key
 
 
 def test_presign_expiry_is_bounded(s3_store: S3BlobStore) -> None:

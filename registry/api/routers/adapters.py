@@ -11,13 +11,8 @@ from registry.api.deps import CurrentUser, NumberPath, Reader, RuntimeDep, Write
 from registry.api.files import blob_response
 from registry.api.schemas import CommitRequest, TagRequest, UploadRequest
 from registry.api.uploads import receive_blob
-from registry.catalog import metadata, queries
-from registry.catalog.push import (
-    PushRequest,
-    commit_version,
-    registered_blobs,
-    validate_metadata,
-)
+from registry.catalog import metadata, queries, uploads
+from registry.catalog.push import PushRequest, commit_version, validate_metadata
 from registry.catalog.refs import Ref, Repo, check_name, parse_repo
 from registry.compat.version_checks import check_after_push
 from registry.domain import AdapterSummary, EventInfo, PushResult, UploadPlan, VersionInfo
@@ -81,41 +76,39 @@ def adapter_history(rt: RuntimeDep, namespace: str, name: str) -> list[EventInfo
 @router.post(
     "/adapters/{namespace}/{name}/uploads", response_model=UploadPlan, dependencies=[Writer]
 )
-def plan_upload(rt: RuntimeDep, namespace: str, name: str, body: UploadRequest) -> UploadPlan:
-    """Which blobs the server still needs, and where to PUT each (presigned on S3)."""
+def plan_upload(
+    rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, body: UploadRequest
+) -> UploadPlan:
+    """Which blobs the caller must upload, and where to PUT each (a staging URL on S3).
+    A blob the caller cannot read is always to be uploaded, stored or not."""
     _repo(namespace, name)
-    missing: list[str] = []
-    urls: dict[str, str | None] = {}
     for f in body.files:
         check_relative_path(f.path)
         check_sha256(f.sha256)
-    # Where uploads bypass verification, only blobs a version references count as stored.
-    verified = (
-        registered_blobs(rt.db, {f.sha256 for f in body.files})
-        if rt.store.accepts_unverified_writes
-        else None
+    return uploads.plan_upload(
+        rt.db,
+        rt.store,
+        namespace=namespace,
+        files=body.files,
+        visible=user.namespaces,
+        expires_s=rt.settings.presign_ttl_s,
     )
-    for f in body.files:
-        if f.sha256 in urls:
-            continue
-        if verified is not None:
-            if f.sha256 in verified:
-                continue
-        elif rt.store.exists(f.sha256):
-            if f.sha256 not in registered_blobs(rt.db, {f.sha256}):
-                rt.store.touch(f.sha256)  # an orphan gc may be about to remove
-            continue
-        missing.append(f.sha256)
-        urls[f.sha256] = rt.store.presign_put(f.sha256, f.size, expires_s=rt.settings.presign_ttl_s)
-    return UploadPlan(missing=missing, upload_urls=urls)
 
 
 @router.put("/blobs/{sha256}", status_code=201, dependencies=[Writer])
-async def upload_blob(rt: RuntimeDep, sha256: str, request: Request) -> dict[str, object]:
-    """Upload through the server (stores without presigned URLs): verified by sha256."""
+async def upload_blob(
+    rt: RuntimeDep, user: CurrentUser, sha256: str, request: Request
+) -> dict[str, object]:
+    """Upload through the server (stores without presigned URLs): hashed in full and
+    verified, then usable by the namespaces the token may write. ``created`` is always
+    true: whether the bytes were stored before is not revealed."""
     check_sha256(sha256)
-    created = await receive_blob(rt.store, sha256, request)
-    return {"sha256": sha256, "created": created}
+    spool = request.app.state.spool
+    size = await receive_blob(rt.store, spool, sha256, request)
+    await run_in_threadpool(
+        uploads.record_upload, rt.db, sha256=sha256, size=size, visible=user.namespaces
+    )
+    return {"sha256": sha256, "created": True}
 
 
 @router.post(
@@ -141,7 +134,7 @@ def commit(
     )
     validate_metadata(req)
     limit = rt.settings.max_header_bytes
-    result = commit_version(rt.db, rt.store, req, max_header_bytes=limit)
+    result = commit_version(rt.db, rt.store, req, max_header_bytes=limit, visible=user.namespaces)
     response.status_code = 201 if result.created else 200
     if result.created:
         check = check_after_push(
