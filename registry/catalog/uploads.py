@@ -134,11 +134,19 @@ def _touch(session: Session, shas: list[str], visible: Visible) -> None:
     """Restart gc's grace period for blobs a push is about to reference."""
     if not shas or visible == frozenset():
         return
-    session.execute(
-        update(m.Upload)
+    # Lock the rows first, skipping those a concurrent push is touching right now (they are
+    # fresh anyway): one UPDATE over several rows locks them in no set order, and two
+    # pushes of the same files deadlocked on PostgreSQL.
+    ids = session.scalars(
+        select(m.Upload.id)
         .where(m.Upload.sha256.in_(sorted(shas)), m.Upload.staging_key.is_(None), _seen(visible))
-        .values(touched_at=datetime.now(UTC))
-    )
+        .order_by(m.Upload.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if ids:
+        session.execute(
+            update(m.Upload).where(m.Upload.id.in_(ids)).values(touched_at=datetime.now(UTC))
+        )
 
 
 def not_uploaded(f: FileEntry) -> BlobNotFound:

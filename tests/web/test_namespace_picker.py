@@ -41,7 +41,7 @@ def many(runtime: Runtime) -> Runtime:
 
 @pytest.fixture
 def web(many: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(many, background=False)) as c:
+    with TestClient(create_app(many, background=False), base_url="http://localhost") as c:
         yield c
 
 
@@ -111,7 +111,9 @@ def test_suggestions_follow_the_token_scope(many: Runtime) -> None:
     token, _ = create_token(
         many.db, name="t", role="reader", actor="admin", namespaces=["ns003", "ns013"]
     )
-    with TestClient(create_app(many, require_auth=True, background=False)) as locked:
+    with TestClient(
+        create_app(many, require_auth=True, background=False), base_url="http://localhost"
+    ) as locked:
         assert locked.get("/ui/-/namespaces").status_code == 401
         h = {"Authorization": f"Bearer {token}"}
         assert locked.get("/ui/-/namespaces", headers=h).json() == {
