@@ -32,11 +32,22 @@ def handle_errors(f: F) -> F:
         except LoraregError as exc:
             click.echo(f"error: {exc.message}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            # A path that is a file, a missing parent, an unwritable folder, a full disk.
+            click.echo(f"error: {describe_os_error(exc)}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def describe_os_error(exc: OSError) -> str:
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        return f"{exc.filename}: {what}"
+    return what
 
 
 def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:

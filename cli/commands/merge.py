@@ -46,6 +46,13 @@ def _progress_line(doc: dict[str, Any]) -> str:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--dtype", help="Cast the output (e.g. bfloat16); default keeps the base's.")
 @click.option("--wait", is_flag=True, help="Wait for the merge (runs it here without a server).")
+@click.option(
+    "--claim-timeout",
+    default=60.0,
+    show_default=True,
+    help="With --wait on a server: give up when no worker claimed the job in this many"
+    " seconds and none has been seen since.",
+)
 @json_option
 @pass_ctx
 @handle_errors
@@ -60,6 +67,7 @@ def merge(
     device: str,
     dtype: str | None,
     wait: bool,
+    claim_timeout: float,
     as_json: bool,
 ) -> None:
     """Merge REF[,REF...] into a base model; prints the interference report first."""
@@ -82,6 +90,8 @@ def merge(
             f"job {job['id']} queued: {method} of {', '.join(ref_list)} into {base}"
             f" -> {job['spec']['output']}"
         )
+    if not (wait and not ctx.settings.url):  # else this process runs the job itself
+        _warn_without_worker(ctx.client.workers())
     if wait:
         last = [""]
 
@@ -91,7 +101,7 @@ def merge(
                 click.echo(line, err=True)
                 last[0] = line
 
-        job = ctx.client.wait_job(job["id"], progress=show)
+        job = ctx.client.wait_job(job["id"], progress=show, claim_timeout_s=claim_timeout)
         if not as_json:
             if job["state"] == "succeeded":
                 r = job["result"] or {}
@@ -106,6 +116,18 @@ def merge(
         emit_json({**doc, "job": job})
     if wait and job["state"] != "succeeded":
         sys.exit(1)
+
+
+def _warn_without_worker(workers: dict[str, Any]) -> None:
+    seen = workers.get("seconds_since_seen")
+    if workers.get("in_process") or (seen is not None and seen < 600):
+        return
+    last = "ever" if seen is None else f"for {seen:.0f} s"
+    click.echo(
+        f"warning: no merge worker has been seen {last}; the job stays queued until"
+        " `lorareg worker` (or an embedded `lorareg serve`) runs",
+        err=True,
+    )
 
 
 @cli.group(invoke_without_command=True)

@@ -42,7 +42,15 @@ def create_app(
             )
             dispatcher.start()
         merge_worker, thread = None, None
-        if worker and _torch_available():
+        if worker and not _torch_available():
+            from registry.merge.inputs import TORCH_INSTALL
+
+            # Checked once: torch installed later does not start a worker in this process.
+            _app.state.merge_refusal = (
+                "this server runs merges in its own process but started without PyTorch;"
+                f" install it ({TORCH_INSTALL}) and restart `lorareg serve`"
+            )
+        elif worker:
             import threading
 
             from registry.merge.worker import Worker
@@ -52,6 +60,7 @@ def create_app(
                 target=merge_worker.run_forever, name="merge-worker", daemon=True
             )
             thread.start()
+            _app.state.merge_worker = True
         try:
             yield
         finally:
@@ -73,6 +82,8 @@ def create_app(
         runtime.settings.auth == "required" if require_auth is None else require_auth
     )
     app.state.presign_cache = resolve.PresignCache()
+    app.state.merge_worker = False
+    app.state.merge_refusal = None
     install_error_handlers(app)
     app.add_middleware(RequestLimits)
     app.include_router(health.router)
@@ -96,7 +107,9 @@ def _torch_available() -> bool:
 
     if torch_installed():
         return True
+    from registry.merge.inputs import TORCH_INSTALL
+
     logging.getLogger("lorareg").warning(
-        "no merge worker: PyTorch is not installed (pip install 'lorareg[merge]')"
+        "no merge worker: PyTorch is not installed (%s, then restart)", TORCH_INSTALL
     )
     return False

@@ -20,6 +20,7 @@ from registry.domain import VersionInfo
 from registry.formats.adapter import AdapterFile, inspect_adapter
 from registry.formats.peft import WEIGHTS_NAME
 from registry.storage.base import BlobStore
+from registry.timestamps import iso_z
 
 
 def check_version(
@@ -103,7 +104,7 @@ def latest_checks(db: Database, ref: Ref) -> list[dict[str, Any]]:
             seen[r.base_model] = {
                 "base_model": r.base_model,
                 "verdict": r.verdict,
-                "created_at": r.created_at.isoformat(),
+                "created_at": iso_z(r.created_at),
                 "created_by": r.created_by,
                 "report": r.report,
             }

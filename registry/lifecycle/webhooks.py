@@ -27,6 +27,7 @@ from registry.catalog.refs import check_name
 from registry.db import models as m
 from registry.db.database import Database
 from registry.errors import InvalidInput, NotFound
+from registry.timestamps import iso_z
 
 MAX_ATTEMPTS = 8
 SIGNATURE_HEADER = "X-Lorareg-Signature"
@@ -198,7 +199,7 @@ def deliver_due(db: Database, send: Sender, *, now: datetime | None = None, batc
             d.last_error = error
             d.attempt_log = [
                 *(d.attempt_log or []),
-                {"at": now.isoformat(), "status": status, "error": error},
+                {"at": iso_z(now), "status": status, "error": error},
             ]
             if status is not None and 200 <= status < 300:
                 d.state = "delivered"
