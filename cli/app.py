@@ -6,8 +6,10 @@ Exit status: 0 success, 1 refused or invalid request (one line on stderr), 2 bad
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -44,10 +46,18 @@ def handle_errors(f: F) -> F:
 
 
 def describe_os_error(exc: OSError) -> str:
+    """``PATH: reason``, naming the file that stands where a folder is needed."""
     what = exc.strerror or str(exc) or type(exc).__name__
-    if exc.filename is not None:
-        return f"{exc.filename}: {what}"
-    return what
+    if exc.filename is None:
+        return what
+    path = Path(os.fsdecode(exc.filename))
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker == path:
+            return f"{path} is a file, not a folder"
+        if blocker is not None:
+            return f"{path}: {blocker} is a file, not a folder"
+    return f"{path}: {what}"
 
 
 def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from registry.errors import InvalidInput
@@ -49,6 +50,13 @@ class Settings(BaseSettings):
     # hash; give every replica the same value. Unset, anyone who can read the tokens
     # table could mint a dashboard session.
     secret_key: SecretStr | None = None
+
+    @field_validator("url", "s3_endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", value):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8080")
+        return value
 
     @property
     def effective_database_url(self) -> str:
@@ -99,5 +107,6 @@ def _describe(exc: ValidationError) -> str:
         value = err.get("input")
         secret = "SECRET" in name or "TOKEN" in name
         shown = "" if isinstance(value, dict) or secret else f"={str(value)[:80]!r}"
-        parts.append(f"{name}{shown}: {err['msg']}")
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{name}{shown}: {msg}")
     return "; ".join(parts)

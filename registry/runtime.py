@@ -54,7 +54,8 @@ def open_database(settings: Settings) -> Database:
             else "lorareg supports SQLite and PostgreSQL (pip install 'lorareg[postgres]')"
         )
         raise InvalidInput(
-            f"the {dialect} driver ({exc.name}) is not installed; {advice}"
+            f"LORAREG_DATABASE_URL needs the {dialect} driver ({exc.name}), which is not"
+            f" installed; {advice}"
         ) from None
 
 

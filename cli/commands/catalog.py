@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import click
@@ -9,6 +10,9 @@ import click
 from cli.app import Context, cli, handle_errors, json_option, parse_pairs, pass_ctx
 from cli.output import age, emit_json, human_size, progress, table
 from registry.domain import EvalRecord
+from registry.errors import InvalidInput
+
+_WRITE_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def _evals(values: tuple[str, ...]) -> list[EvalRecord]:
@@ -86,7 +90,13 @@ def pull(ctx: Context, ref: str, dest: Path | None, force: bool, as_json: bool) 
     client = ctx.client
     version = client.show(ref)
     with progress("downloading", version.size) as bar:
-        result = client.pull(ref, dest=dest, force=force, progress=bar)
+        try:
+            result = client.pull(ref, dest=dest, force=force, progress=bar)
+        except OSError as exc:
+            # The staging folder beside DEST is an implementation detail: name DEST.
+            if dest is None or exc.filename is None or exc.errno not in _WRITE_ERRORS:
+                raise
+            raise InvalidInput(f"cannot write {dest}: {exc.strerror}") from None
     if as_json:
         emit_json(result)
         return

@@ -338,8 +338,12 @@ def webhook_list(ctx: Context, as_json: bool) -> None:
 
 @webhook.command("delete")
 @click.argument("webhook_id", type=int)
+@json_option
 @pass_ctx
 @handle_errors
-def webhook_delete(ctx: Context, webhook_id: int) -> None:
+def webhook_delete(ctx: Context, webhook_id: int, as_json: bool) -> None:
     ctx.client.delete_webhook(webhook_id)
-    click.echo(f"webhook {webhook_id} deleted")
+    if as_json:
+        emit_json({"deleted": webhook_id})
+    else:
+        click.echo(f"webhook {webhook_id} deleted")

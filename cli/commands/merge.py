@@ -49,6 +49,7 @@ def _progress_line(doc: dict[str, Any]) -> str:
 @click.option(
     "--claim-timeout",
     default=60.0,
+    type=click.FloatRange(min=0),
     show_default=True,
     help="With --wait on a server: give up when no worker claimed the job in this many"
     " seconds and none has been seen since.",

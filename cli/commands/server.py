@@ -15,7 +15,13 @@ from cli.output import emit_json
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0 picks a free port.",
+)
 @pass_ctx
 @handle_errors
 def serve(ctx: Context, host: str, port: int) -> None:
@@ -145,8 +151,12 @@ def db_upgrade(ctx: Context, revision: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--lease-seconds", default=30.0, show_default=True, type=float)
-@click.option("--poll-seconds", default=1.0, show_default=True, type=float)
+@click.option(
+    "--lease-seconds", default=30.0, show_default=True, type=click.FloatRange(1, 3600)
+)
+@click.option(
+    "--poll-seconds", default=1.0, show_default=True, type=click.FloatRange(0.05, 600)
+)
 @pass_ctx
 @handle_errors
 def worker(ctx: Context, lease_seconds: float, poll_seconds: float) -> None:
