@@ -97,7 +97,7 @@ def _bind(host: str, port: int) -> socket.socket:
                 " with --port"
             ) from None
         raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.set_inheritable(True)
+    sock.listen(2048)  # connections made before uvicorn starts wait in the backlog
     return sock
 
 

@@ -107,6 +107,15 @@ class RemoteMerge:
                 _require_worker(job_id, waited, self.workers())
             time.sleep(0.5)
 
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/v1/jobs").json())
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return dict(self._call("GET", f"/api/v1/jobs/{job_id}").json())
+
+    def cancel_job(self, job_id: int) -> dict[str, Any]:
+        return dict(self._call("POST", f"/api/v1/jobs/{job_id}/cancel").json())
+
 
 def _require_worker(job_id: int, waited: float, workers: dict[str, Any]) -> None:
     """Keep waiting while some worker showed life during the wait (busy with other jobs)."""
@@ -120,12 +129,3 @@ def _require_worker(job_id: int, waited: float, workers: dict[str, Any]) -> None
         " server's LORAREG_DATABASE_URL and LORAREG_STORAGE_URL (the job stays queued"
         " until then)"
     )
-
-    def jobs(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/api/v1/jobs").json())
-
-    def job(self, job_id: int) -> dict[str, Any]:
-        return dict(self._call("GET", f"/api/v1/jobs/{job_id}").json())
-
-    def cancel_job(self, job_id: int) -> dict[str, Any]:
-        return dict(self._call("POST", f"/api/v1/jobs/{job_id}/cancel").json())

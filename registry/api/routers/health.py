@@ -12,12 +12,13 @@ from registry.errors import LoraregError
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+# HEAD too: load balancers (AWS ALB, HAProxy's option httpchk HEAD) probe with it.
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.api_route("/readyz", methods=["GET", "HEAD"])
 async def readyz(rt: RuntimeDep) -> JSONResponse:
     """200 when the database and the store answer; 503 naming what does not."""
     checks: dict[str, str] = {}
