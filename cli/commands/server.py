@@ -93,8 +93,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise InvalidInput(
-                f"port {port} is taken on {host}; stop what is using it or pick another"
-                " with --port"
+                f"port {port} is taken on {host}; stop what is using it or pick another with --port"
             ) from None
         raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.listen(2048)  # connections made before uvicorn starts wait in the backlog
@@ -151,12 +150,8 @@ def db_upgrade(ctx: Context, revision: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option(
-    "--lease-seconds", default=30.0, show_default=True, type=click.FloatRange(1, 3600)
-)
-@click.option(
-    "--poll-seconds", default=1.0, show_default=True, type=click.FloatRange(0.05, 600)
-)
+@click.option("--lease-seconds", default=30.0, show_default=True, type=click.FloatRange(1, 3600))
+@click.option("--poll-seconds", default=1.0, show_default=True, type=click.FloatRange(0.05, 600))
 @pass_ctx
 @handle_errors
 def worker(ctx: Context, lease_seconds: float, poll_seconds: float) -> None:
