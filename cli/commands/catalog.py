@@ -41,6 +41,11 @@ def _folder_size(folder: Path) -> int:
 @click.option("--description", help="What changed in this version.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE")
 @click.option("--eval", "evals", multiple=True, metavar="METRIC=VALUE")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Store nothing and exit 1 when the check against the registered base fails.",
+)
 @json_option
 @pass_ctx
 @handle_errors
@@ -52,15 +57,19 @@ def push(
     description: str | None,
     tags: tuple[str, ...],
     evals: tuple[str, ...],
+    strict: bool,
     as_json: bool,
 ) -> None:
-    """Store the PEFT adapter in FOLDER as the next version of REPO (ns/name)."""
+    """Store the PEFT adapter in FOLDER as the next version of REPO (ns/name).
+
+    When the base model is registered, the adapter is checked against it and the verdict
+    printed; a failing check still stores the version (exit 0) unless --strict."""
     tag_map = parse_pairs(tags, "--tag")
     eval_list = _evals(evals)
     with progress("uploading", _folder_size(folder)) as bar:
         result = ctx.client.push(
             folder, repo, base=base, description=description, tags=tag_map, evals=eval_list,
-            progress=bar,
+            progress=bar, strict=strict,
         )  # fmt: skip
     if as_json:
         emit_json(result)
@@ -76,6 +85,21 @@ def push(
         click.echo(
             f"unchanged: identical to {v.ref} (content {v.content_id[:12]}); nothing created"
         )
+    if result.check:
+        _print_check(v.ref, result.check)
+
+
+def _print_check(ref: str, check: dict) -> None:  # type: ignore[type-arg]
+    """The automatic check's verdict, and what is wrong when it is not a pass."""
+    verdict = check["verdict"]
+    click.echo(f"check against {check['base_model']}: {verdict}")
+    if verdict in ("fail", "warn"):
+        problems = [line for line in check["lines"][1:] if line.startswith(("FAIL", "WARN"))]
+        for line in problems[:3]:
+            click.echo(f"  {line}")
+        if len(problems) > 3:
+            click.echo(f"  ... {len(problems) - 3} more: lorareg check {ref} --base"
+                       f" {check['base_model']}")  # fmt: skip
 
 
 @cli.command()

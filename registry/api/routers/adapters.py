@@ -19,7 +19,7 @@ from registry.catalog.push import (
     validate_metadata,
 )
 from registry.catalog.refs import Ref, Repo, check_name, parse_repo
-from registry.compat.version_checks import check_after_push
+from registry.compat.version_checks import check_after_push, refuse_failing_push
 from registry.domain import AdapterSummary, EventInfo, PushResult, UploadPlan, VersionInfo
 from registry.errors import NotFound
 from registry.formats.adapter import check_relative_path
@@ -141,6 +141,8 @@ def commit(
     )
     validate_metadata(req)
     limit = rt.settings.max_header_bytes
+    if body.strict:
+        refuse_failing_push(rt.db, rt.store, req, max_header_bytes=limit)
     result = commit_version(rt.db, rt.store, req, max_header_bytes=limit)
     response.status_code = 201 if result.created else 200
     if result.created:
