@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from registry.catalog.push import PushRequest
 from registry.catalog.queries import ref_row
 from registry.catalog.refs import Ref, check_base_name
 from registry.compat.bases import base_info
@@ -15,7 +16,6 @@ from registry.compat.findings import CheckReport
 from registry.compat.fingerprint import BaseFingerprint
 from registry.compat.tensors import tensor_loader
 from registry.db import models as m
-from registry.catalog.push import PushRequest
 from registry.db.database import Database
 from registry.domain import VersionInfo
 from registry.errors import InvalidAdapter
