@@ -9,7 +9,7 @@ import click
 
 from cli.app import Context, cli, handle_errors, json_option, parse_pairs, pass_ctx
 from cli.output import age, emit_json, human_size, progress, table
-from registry.domain import EvalRecord
+from registry.domain import EvalRecord, VersionInfo
 from registry.errors import InvalidInput
 
 _WRITE_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -183,6 +183,10 @@ def show(ctx: Context, ref: str, base: str | None, as_json: bool) -> None:
         ("tags", ", ".join(f"{k}={val}" for k, val in v.tags.items()) or "-"),
         ("evals", ", ".join(f"{e.metric}={e.value:g}" for e in v.evals) or "-"),
     ]
+    if v.kind == "merged":  # full weights: no rank, alpha or targets to show
+        at = [k for k, _ in lines].index("lora")
+        rest = [(k, val) for k, val in lines[at:] if k not in ("lora", "options")]
+        lines = [*lines[:at], *_merged_lines(v), *rest]
     for k, val in lines:
         click.echo(f"{k + ':':<13}{val}")
     for c in checks:
@@ -195,6 +199,15 @@ def show(ctx: Context, ref: str, base: str | None, as_json: bool) -> None:
     click.echo("files:")
     for f in v.files:
         click.echo(f"  {f.path:<40} {human_size(f.size):>10}  sha256:{f.sha256[:16]}")
+
+
+def _merged_lines(v: VersionInfo) -> list[tuple[str, str]]:
+    """A merged model is full weights: what it was merged from, not a rank and alpha."""
+    inputs = ", ".join(f"{i['ref']} x{i['weight']:g}" for i in v.config.get("inputs") or [])
+    return [
+        ("kind", "merged model (full weights)"),
+        ("merged from", f"{v.config.get('method')} of {inputs} (job {v.config.get('job')})"),
+    ]
 
 
 def _options(config: dict) -> str:  # type: ignore[type-arg]
