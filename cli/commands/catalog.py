@@ -227,34 +227,57 @@ def _options(config: dict) -> str:  # type: ignore[type-arg]
 def history(ctx: Context, repo: str, as_json: bool) -> None:
     """Every change to REPO (ns/name) or to a whole NAMESPACE: versions, tags, evals,
     stage and alias moves, policy changes."""
-    events = ctx.client.history(repo) if "/" in repo else ctx.client.namespace_history(repo)
+    whole_namespace = "/" not in repo
+    events = ctx.client.namespace_history(repo) if whole_namespace else ctx.client.history(repo)
     if as_json:
         emit_json(events)
         return
-    table(
-        ["ID", "WHEN", "WHAT", "VERSION", "WHO", "DETAILS"],
+    rows = [
         [
-            (
-                e.id,
-                f"{e.created_at:%Y-%m-%d %H:%M:%S}",
-                e.kind,
-                e.version,
-                e.actor,
-                _details(e.payload),
-            )
-            for e in events
-        ],
-    )
+            e.id,
+            f"{e.created_at:%Y-%m-%d %H:%M:%S}",
+            e.kind,
+            *([f"{e.namespace}/{e.adapter}" if e.adapter else "-"] if whole_namespace else []),
+            e.version,
+            e.actor,
+            _details(e.payload),
+        ]
+        for e in events
+    ]
+    adapter_col = ["ADAPTER"] if whole_namespace else []
+    table(["ID", "WHEN", "WHAT", *adapter_col, "VERSION", "WHO", "DETAILS"], rows)
 
 
 def _details(payload: dict) -> str:  # type: ignore[type-arg]
-    parts = [
-        f"{k}={str(v)[:12] if k == 'content_id' else v}"
-        for k, v in payload.items()
-        if k != "size" and v is not None
-    ]
+    """``key=value`` pairs; evals as ``metric=value``, policies as their settings."""
+    parts = []
+    for k, v in payload.items():
+        if k == "size" or v in (None, [], {}, False):
+            continue
+        if k == "content_id":
+            parts.append(f"{k}={str(v)[:12]}")
+        elif k == "evals" and isinstance(v, list):
+            parts += [_plain_value(e) for e in v]
+        elif isinstance(v, dict):  # a policy's rules: its settings, defaults left out
+            parts += [f"{sk}={_plain_value(sv)}" for sk, sv in v.items()
+                      if sv not in (None, [], {}, False, 0.0)]  # fmt: skip
+        else:
+            parts.append(f"{k}={_plain_value(v)}")
     text = " ".join(parts)
-    return text if len(text) < 80 else text[:77] + "..."
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _plain_value(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        if "metric" in value and "value" in value:  # an eval record
+            on = f"@{value['dataset']}" if value.get("dataset") else ""
+            return f"{value['metric']}={_plain_value(value['value'])}{on}"
+        return ",".join(f"{k}:{_plain_value(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ",".join(_plain_value(v) for v in value)
+    return str(value)
 
 
 @cli.command()

@@ -28,6 +28,11 @@ def promote(ctx: Context, ref: str, stage: str, reason: str | None, as_json: boo
         emit_json(result)
         return
     v = result["version"]
+    if result.get("unchanged"):
+        click.echo(
+            f"{v['namespace']}/{v['name']}:{v['number']} is already in {stage}; nothing changed"
+        )
+        return
     line = f"{v['namespace']}/{v['name']}:{v['number']} -> {stage}"
     if result["previous_stage"]:
         line += f" (was {result['previous_stage']})"
