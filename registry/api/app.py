@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from registry import __version__
+from registry.api.docs import install_docs
 from registry.api.errors import install_error_handlers
 from registry.api.limits import RequestLimits
 from registry.api.routers import adapters, admin, compat, health, hf, jobs, lifecycle, resolve
@@ -76,6 +77,8 @@ def create_app(
         description="A registry for LoRA adapters. Errors are "
         '`{"error": {"code": "...", "message": "..."}}` with a stable code.',
         lifespan=lifespan,
+        docs_url=None,  # served from packaged assets by install_docs, not from a CDN
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.auth_required = (
@@ -86,6 +89,7 @@ def create_app(
     app.state.merge_refusal = None
     install_error_handlers(app)
     app.add_middleware(RequestLimits)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(resolve.router)  # early: routes are matched in order, this is the hot one
     app.include_router(adapters.router)
