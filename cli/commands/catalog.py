@@ -166,7 +166,7 @@ def show(ctx: Context, ref: str, base: str | None, as_json: bool) -> None:
     if as_json:
         emit_json({**v.model_dump(mode="json"), "checks": checks})
         return
-    targets = ", ".join(v.target_modules)
+    targets = ", ".join(sorted(v.target_modules))
     lines = [
         ("version", v.ref),
         ("content id", v.content_id),

@@ -107,9 +107,10 @@ def merge(
             if job["state"] == "succeeded":
                 r = job["result"] or {}
                 ver = (r.get("verification") or {}).get("max_abs_error")
+                err = f"{ver:.1e}" if isinstance(ver, int | float) else ver
                 click.echo(
                     f"merged: {job['output']}  ({r.get('elapsed_s', 0):.1f}s,"
-                    f" verification max error {ver})"
+                    f" verification max error {err})"
                 )
             else:
                 click.echo(f"job {job['id']} {job['state']}: {job['error']}", err=True)
@@ -153,7 +154,7 @@ def jobs(click_ctx: click.Context, ctx: Context, as_json: bool) -> None:
                 f"{d['progress'] * 100:.0f}%",
                 d["output"] or d["spec"]["output"],
                 ",".join(i["ref"] for i in d["spec"]["inputs"]),
-                d["created_at"][:19],
+                d["created_at"][:19].replace("T", " "),
             )
             for d in docs
         ],
