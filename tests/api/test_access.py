@@ -68,6 +68,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/jobs"): "reader",
     ("GET", "/api/v1/jobs/999"): "reader",
     ("POST", "/api/v1/jobs/999/cancel"): "writer",
+    ("GET", "/api/v1/workers"): "reader",
 }
 for prefix in HF_PREFIXES:
     ROUTES.update(
