@@ -5,9 +5,11 @@ refuses them, ``merge --wait`` with no worker alive gives up with how to start o
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,10 +113,18 @@ def test_no_pytorch_refusal_gives_the_pinned_install(
     assert "on this server" not in r.stderr
 
 
-def test_worker_logs_claims_successes_and_shutdown(catalog: Runtime, tmp_path: Path) -> None:
+def test_worker_logs_claims_results_and_shutdown(
+    catalog: Runtime, base_library: dict[str, Path], tmp_path: Path
+) -> None:
     env = _env(catalog.settings, tmp_path)
     r = run(env, "merge", "acme/voice:1", "--base", "tiny-llama")
     assert r.exit_code == 0 and "job 1 queued" in r.stdout
+    # Job 2 merges into a base whose folder is gone by the time the worker runs it.
+    shutil.copytree(base_library["tiny"], tmp_path / "doomed")
+    assert run(env, "base", "add", "doomed-llama", str(tmp_path / "doomed")).exit_code == 0
+    r = run(env, "merge", "acme/voice:1", "--base", "doomed-llama", "--output", "acme/doomed")
+    assert r.exit_code == 0 and "job 2 queued" in r.stdout, r.output
+    shutil.rmtree(tmp_path / "doomed")
     proc_env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "worker", "--poll-seconds", "0.1"],
@@ -123,16 +133,20 @@ def test_worker_logs_claims_successes_and_shutdown(catalog: Runtime, tmp_path: P
         text=True,
     )
     lines: list[str] = []
+    # A worker that never logs the end of job 2 is killed, so the test fails, not hangs.
+    guard = threading.Timer(180, proc.kill)
+    guard.start()
     try:
         assert proc.stderr is not None
         for line in proc.stderr:
             lines.append(line)
-            if "job 1 succeeded" in line or "failed" in line:
+            if "job 2 failed" in line:
                 break
         proc.send_signal(signal.SIGTERM)
         _, rest = proc.communicate(timeout=60)
         lines.extend(rest.splitlines(keepends=True))
     finally:
+        guard.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -141,5 +155,7 @@ def test_worker_logs_claims_successes_and_shutdown(catalog: Runtime, tmp_path: P
     assert "waiting for jobs" in text
     assert "claimed job 1 (attempt 1): linear of acme/voice:1 into tiny-llama" in text
     assert "job 1 succeeded -> acme/voice-merged" in text
+    assert "claimed job 2 (attempt 1)" in text
+    assert "job 2 failed: base doomed-llama's source folder" in text
     assert "stopping" in text and text.rstrip().endswith("stopped")
     assert all(line[:4].isdigit() and "Z " in line for line in text.splitlines())
