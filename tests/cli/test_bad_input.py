@@ -156,7 +156,7 @@ def _path_arguments() -> set[str]:
 PATH_COMMANDS = {
     "push folder": ["push", "{P}", "acme/b"],
     "pull --output": ["pull", "acme/a:1", "-o", "{P}"],
-    "sync --to": ["sync", "--to", "{P}", "--base", "tiny"],
+    "sync --to": ["sync", "--to", "{P}", "--base", "tiny-llama"],
     "sync --status": ["sync", "--status", "{P}"],
     "base add source": ["base", "add", "tiny", "{P}"],
 }
