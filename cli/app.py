@@ -6,8 +6,10 @@ Exit status: 0 success, 1 refused or invalid request (one line on stderr), 2 bad
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -32,11 +34,30 @@ def handle_errors(f: F) -> F:
         except LoraregError as exc:
             click.echo(f"error: {exc.message}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            # A path that is a file, a missing parent, an unwritable folder, a full disk.
+            click.echo(f"error: {describe_os_error(exc)}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``PATH: reason``, naming the file that stands where a folder is needed."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return what
+    path = Path(os.fsdecode(exc.filename))
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker == path:
+            return f"{path} is a file, not a folder"
+        if blocker is not None:
+            return f"{path}: {blocker} is a file, not a folder"
+    return f"{path}: {what}"
 
 
 def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:

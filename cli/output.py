@@ -7,10 +7,13 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 import click
 from pydantic import BaseModel
+
+from registry.timestamps import iso_z
 
 
 def emit_json(value: Any) -> None:
@@ -18,8 +21,13 @@ def emit_json(value: Any) -> None:
 
 
 def _plain(value: Any) -> Any:
+    """JSON-ready, with every timestamp in the one wire format (ISO 8601, UTC, ``Z``)."""
+    if isinstance(value, datetime):
+        return iso_z(value)
+    if isinstance(value, Enum):
+        return value.value
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+        return _plain(value.model_dump())
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, dict):

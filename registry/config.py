@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from registry.errors import InvalidInput
 
 
 def _default_home() -> Path:
@@ -30,19 +33,19 @@ class Settings(BaseSettings):
     token: str | None = None
     cache_dir: Path | None = None
     # Presigned URLs live this long; the resolve route reuses them for part of it.
-    presign_ttl_s: int = 3600
+    presign_ttl_s: int = Field(default=3600, gt=0)
     # Hard cap on a safetensors JSON header: larger headers are refused as hostile.
-    max_header_bytes: int = 16 * 1024 * 1024
+    max_header_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     # Multipart upload part size for S3 (and the chunk size for streaming copies).
-    part_size: int = 16 * 1024 * 1024
+    part_size: int = Field(default=16 * 1024 * 1024, gt=0)
     # Parts in flight per S3 upload (boto3's own transfer manager uses 10).
-    s3_max_concurrency: int = 10
+    s3_max_concurrency: int = Field(default=10, gt=0)
     author: str | None = None
     # "auto": open on a loopback address, tokens required anywhere else;
     # "required": tokens always; "open": no tokens (refused off loopback).
-    auth: str = "auto"
+    auth: Literal["auto", "required", "open"] = "auto"
     # Background loops of `lorareg serve` (webhook deliveries).
-    webhook_interval_s: float = 1.0
+    webhook_interval_s: float = Field(default=1.0, gt=0)
     # Signs the dashboard's session cookies and CSRF tokens, on top of the token's stored
     # hash; give every replica the same value. Unset, anyone who can read the tokens
     # table could mint a dashboard session.
@@ -65,6 +68,13 @@ class Settings(BaseSettings):
     behind_https: bool = False
     # Concurrent long polls of the event feed one token may hold (per server process).
     max_waits_per_token: int = Field(default=8, ge=1, le=10_000)
+
+    @field_validator("url", "s3_endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", value):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8080")
+        return value
 
     @property
     def effective_database_url(self) -> str:
@@ -97,5 +107,24 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment, with explicit overrides winning."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Read settings from the environment, with explicit overrides winning.
+
+    A value that does not parse is InvalidInput naming the variable, never a traceback.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise InvalidInput(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per bad variable: ``LORAREG_PART_SIZE='abc': Input should be ...``."""
+    parts = []
+    for err in exc.errors():
+        name = "LORAREG_" + "_".join(str(p) for p in err["loc"]).upper()
+        value = err.get("input")
+        secret = "SECRET" in name or "TOKEN" in name
+        shown = "" if isinstance(value, dict) or secret else f"={str(value)[:80]!r}"
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{name}{shown}: {msg}")
+    return "; ".join(parts)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import click
 
 from cli.app import Context, cli, handle_errors, json_option, parse_pairs, pass_ctx
 from cli.output import age, emit_json, human_size, progress, table
-from registry.domain import EvalRecord
+from registry.domain import EvalRecord, VersionInfo
+from registry.errors import InvalidInput
+
+_WRITE_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def _evals(values: tuple[str, ...]) -> list[EvalRecord]:
@@ -37,6 +41,11 @@ def _folder_size(folder: Path) -> int:
 @click.option("--description", help="What changed in this version.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE")
 @click.option("--eval", "evals", multiple=True, metavar="METRIC=VALUE")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Store nothing and exit 1 when the check against the registered base fails.",
+)
 @json_option
 @pass_ctx
 @handle_errors
@@ -48,15 +57,19 @@ def push(
     description: str | None,
     tags: tuple[str, ...],
     evals: tuple[str, ...],
+    strict: bool,
     as_json: bool,
 ) -> None:
-    """Store the PEFT adapter in FOLDER as the next version of REPO (ns/name)."""
+    """Store the PEFT adapter in FOLDER as the next version of REPO (ns/name).
+
+    When the base model is registered, the adapter is checked against it and the verdict
+    printed; a failing check still stores the version (exit 0) unless --strict."""
     tag_map = parse_pairs(tags, "--tag")
     eval_list = _evals(evals)
     with progress("uploading", _folder_size(folder)) as bar:
         result = ctx.client.push(
             folder, repo, base=base, description=description, tags=tag_map, evals=eval_list,
-            progress=bar,
+            progress=bar, strict=strict,
         )  # fmt: skip
     if as_json:
         emit_json(result)
@@ -72,6 +85,21 @@ def push(
         click.echo(
             f"unchanged: identical to {v.ref} (content {v.content_id[:12]}); nothing created"
         )
+    if result.check:
+        _print_check(v.ref, result.check)
+
+
+def _print_check(ref: str, check: dict) -> None:  # type: ignore[type-arg]
+    """The automatic check's verdict, and what is wrong when it is not a pass."""
+    verdict = check["verdict"]
+    click.echo(f"check against {check['base_model']}: {verdict}")
+    if verdict in ("fail", "warn"):
+        problems = [line for line in check["lines"][1:] if line.startswith(("FAIL", "WARN"))]
+        for line in problems[:3]:
+            click.echo(f"  {line}")
+        if len(problems) > 3:
+            click.echo(f"  ... {len(problems) - 3} more: lorareg check {ref} --base"
+                       f" {check['base_model']}")  # fmt: skip
 
 
 @cli.command()
@@ -86,7 +114,13 @@ def pull(ctx: Context, ref: str, dest: Path | None, force: bool, as_json: bool) 
     client = ctx.client
     version = client.show(ref)
     with progress("downloading", version.size) as bar:
-        result = client.pull(ref, dest=dest, force=force, progress=bar)
+        try:
+            result = client.pull(ref, dest=dest, force=force, progress=bar)
+        except OSError as exc:
+            # The staging folder beside DEST is an implementation detail: name DEST.
+            if dest is None or exc.filename is None or exc.errno not in _WRITE_ERRORS:
+                raise
+            raise InvalidInput(f"cannot write {dest}: {exc.strerror}") from None
     if as_json:
         emit_json(result)
         return
@@ -132,7 +166,7 @@ def show(ctx: Context, ref: str, base: str | None, as_json: bool) -> None:
     if as_json:
         emit_json({**v.model_dump(mode="json"), "checks": checks})
         return
-    targets = ", ".join(v.target_modules)
+    targets = ", ".join(sorted(v.target_modules))
     lines = [
         ("version", v.ref),
         ("content id", v.content_id),
@@ -149,6 +183,10 @@ def show(ctx: Context, ref: str, base: str | None, as_json: bool) -> None:
         ("tags", ", ".join(f"{k}={val}" for k, val in v.tags.items()) or "-"),
         ("evals", ", ".join(f"{e.metric}={e.value:g}" for e in v.evals) or "-"),
     ]
+    if v.kind == "merged":  # full weights: no rank, alpha or targets to show
+        at = [k for k, _ in lines].index("lora")
+        rest = [(k, val) for k, val in lines[at:] if k not in ("lora", "options")]
+        lines = [*lines[:at], *_merged_lines(v), *rest]
     for k, val in lines:
         click.echo(f"{k + ':':<13}{val}")
     for c in checks:
@@ -161,6 +199,15 @@ def show(ctx: Context, ref: str, base: str | None, as_json: bool) -> None:
     click.echo("files:")
     for f in v.files:
         click.echo(f"  {f.path:<40} {human_size(f.size):>10}  sha256:{f.sha256[:16]}")
+
+
+def _merged_lines(v: VersionInfo) -> list[tuple[str, str]]:
+    """A merged model is full weights: what it was merged from, not a rank and alpha."""
+    inputs = ", ".join(f"{i['ref']} x{i['weight']:g}" for i in v.config.get("inputs") or [])
+    return [
+        ("kind", "merged model (full weights)"),
+        ("merged from", f"{v.config.get('method')} of {inputs} (job {v.config.get('job')})"),
+    ]
 
 
 def _options(config: dict) -> str:  # type: ignore[type-arg]
@@ -182,34 +229,57 @@ def _options(config: dict) -> str:  # type: ignore[type-arg]
 def history(ctx: Context, repo: str, as_json: bool) -> None:
     """Every change to REPO (ns/name) or to a whole NAMESPACE: versions, tags, evals,
     stage and alias moves, policy changes."""
-    events = ctx.client.history(repo) if "/" in repo else ctx.client.namespace_history(repo)
+    whole_namespace = "/" not in repo
+    events = ctx.client.namespace_history(repo) if whole_namespace else ctx.client.history(repo)
     if as_json:
         emit_json(events)
         return
-    table(
-        ["ID", "WHEN", "WHAT", "VERSION", "WHO", "DETAILS"],
+    rows = [
         [
-            (
-                e.id,
-                f"{e.created_at:%Y-%m-%d %H:%M:%S}",
-                e.kind,
-                e.version,
-                e.actor,
-                _details(e.payload),
-            )
-            for e in events
-        ],
-    )
+            e.id,
+            f"{e.created_at:%Y-%m-%d %H:%M:%S}",
+            e.kind,
+            *([f"{e.namespace}/{e.adapter}" if e.adapter else "-"] if whole_namespace else []),
+            e.version,
+            e.actor,
+            _details(e.payload),
+        ]
+        for e in events
+    ]
+    adapter_col = ["ADAPTER"] if whole_namespace else []
+    table(["ID", "WHEN", "WHAT", *adapter_col, "VERSION", "WHO", "DETAILS"], rows)
 
 
 def _details(payload: dict) -> str:  # type: ignore[type-arg]
-    parts = [
-        f"{k}={str(v)[:12] if k == 'content_id' else v}"
-        for k, v in payload.items()
-        if k != "size" and v is not None
-    ]
+    """``key=value`` pairs; evals as ``metric=value``, policies as their settings."""
+    parts = []
+    for k, v in payload.items():
+        if k == "size" or v in (None, [], {}, False):
+            continue
+        if k == "content_id":
+            parts.append(f"{k}={str(v)[:12]}")
+        elif k == "evals" and isinstance(v, list):
+            parts += [_plain_value(e) for e in v]
+        elif isinstance(v, dict):  # a policy's rules: its settings, defaults left out
+            parts += [f"{sk}={_plain_value(sv)}" for sk, sv in v.items()
+                      if sv not in (None, [], {}, False, 0.0)]  # fmt: skip
+        else:
+            parts.append(f"{k}={_plain_value(v)}")
     text = " ".join(parts)
-    return text if len(text) < 80 else text[:77] + "..."
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _plain_value(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        if "metric" in value and "value" in value:  # an eval record
+            on = f"@{value['dataset']}" if value.get("dataset") else ""
+            return f"{value['metric']}={_plain_value(value['value'])}{on}"
+        return ",".join(f"{k}:{_plain_value(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ",".join(_plain_value(v) for v in value)
+    return str(value)
 
 
 @cli.command()

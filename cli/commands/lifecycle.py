@@ -28,6 +28,11 @@ def promote(ctx: Context, ref: str, stage: str, reason: str | None, as_json: boo
         emit_json(result)
         return
     v = result["version"]
+    if result.get("unchanged"):
+        click.echo(
+            f"{v['namespace']}/{v['name']}:{v['number']} is already in {stage}; nothing changed"
+        )
+        return
     line = f"{v['namespace']}/{v['name']}:{v['number']} -> {stage}"
     if result["previous_stage"]:
         line += f" (was {result['previous_stage']})"
@@ -338,8 +343,12 @@ def webhook_list(ctx: Context, as_json: bool) -> None:
 
 @webhook.command("delete")
 @click.argument("webhook_id", type=int)
+@json_option
 @pass_ctx
 @handle_errors
-def webhook_delete(ctx: Context, webhook_id: int) -> None:
+def webhook_delete(ctx: Context, webhook_id: int, as_json: bool) -> None:
     ctx.client.delete_webhook(webhook_id)
-    click.echo(f"webhook {webhook_id} deleted")
+    if as_json:
+        emit_json({"deleted": webhook_id})
+    else:
+        click.echo(f"webhook {webhook_id} deleted")

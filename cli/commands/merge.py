@@ -53,6 +53,14 @@ def _progress_line(doc: dict[str, Any]) -> str:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--dtype", help="Cast the output (e.g. bfloat16); default keeps the base's.")
 @click.option("--wait", is_flag=True, help="Wait for the merge (runs it here without a server).")
+@click.option(
+    "--claim-timeout",
+    default=60.0,
+    type=click.FloatRange(min=0),
+    show_default=True,
+    help="With --wait on a server: give up when no worker claimed the job in this many"
+    " seconds and none has been seen since.",
+)
 @json_option
 @pass_ctx
 @handle_errors
@@ -67,6 +75,7 @@ def merge(
     device: str,
     dtype: str | None,
     wait: bool,
+    claim_timeout: float,
     as_json: bool,
 ) -> None:
     """Merge REF[,REF...] into a base model; prints the interference report first."""
@@ -89,6 +98,8 @@ def merge(
             f"job {job['id']} queued: {method} of {', '.join(ref_list)} into {base}"
             f" -> {job['spec']['output']}"
         )
+    if not (wait and not ctx.settings.url):  # else this process runs the job itself
+        _warn_without_worker(ctx.client.workers())
     if wait:
         last = [""]
 
@@ -98,14 +109,15 @@ def merge(
                 click.echo(line, err=True)
                 last[0] = line
 
-        job = ctx.client.wait_job(job["id"], progress=show)
+        job = ctx.client.wait_job(job["id"], progress=show, claim_timeout_s=claim_timeout)
         if not as_json:
             if job["state"] == "succeeded":
                 r = job["result"] or {}
                 ver = (r.get("verification") or {}).get("max_abs_error")
+                err = f"{ver:.1e}" if isinstance(ver, int | float) else ver
                 click.echo(
                     f"merged: {job['output']}  ({r.get('elapsed_s', 0):.1f}s,"
-                    f" verification max error {ver})"
+                    f" verification max error {err})"
                 )
             else:
                 click.echo(f"job {job['id']} {job['state']}: {job['error']}", err=True)
@@ -113,6 +125,18 @@ def merge(
         emit_json({**doc, "job": job})
     if wait and job["state"] != "succeeded":
         sys.exit(1)
+
+
+def _warn_without_worker(workers: dict[str, Any]) -> None:
+    seen = workers.get("seconds_since_seen")
+    if workers.get("in_process") or (seen is not None and seen < 600):
+        return
+    last = "ever" if seen is None else f"for {seen:.0f} s"
+    click.echo(
+        f"warning: no merge worker has been seen {last}; the job stays queued until"
+        " `lorareg worker` (or an embedded `lorareg serve`) runs",
+        err=True,
+    )
 
 
 @cli.group(invoke_without_command=True)
@@ -137,7 +161,7 @@ def jobs(click_ctx: click.Context, ctx: Context, as_json: bool) -> None:
                 f"{d['progress'] * 100:.0f}%",
                 d["output"] or d["spec"]["output"],
                 ",".join(i["ref"] for i in d["spec"]["inputs"]),
-                d["created_at"][:19],
+                d["created_at"][:19].replace("T", " "),
             )
             for d in docs
         ],

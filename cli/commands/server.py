@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+import sys
+import time
+
 import click
 
 from cli.app import Context, cli, handle_errors, json_option, pass_ctx
@@ -10,11 +15,18 @@ from cli.output import emit_json
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0 picks a free port.",
+)
 @pass_ctx
 @handle_errors
 def serve(ctx: Context, host: str, port: int) -> None:
-    """Run the API (and, in later releases, the dashboard and an in-process worker)."""
+    """Run the API at /api/v1, the dashboard at /ui/ and, in embedded mode (SQLite), a
+    merge worker in this process (production runs `lorareg worker`s instead)."""
     import uvicorn
 
     from registry.api.app import create_app
@@ -24,8 +36,6 @@ def serve(ctx: Context, host: str, port: int) -> None:
 
     settings = ctx.settings
     loopback = host in ("localhost", "::1") or host.startswith("127.")
-    if settings.auth not in ("auto", "required", "open"):
-        raise InvalidInput(f"LORAREG_AUTH={settings.auth!r}: use auto, required or open")
     if settings.auth == "open" and not loopback:
         raise InvalidInput(
             f"refusing to serve {host} without auth; set LORAREG_AUTH=required (or auto)"
@@ -39,8 +49,12 @@ def serve(ctx: Context, host: str, port: int) -> None:
         )
     if not is_current(rt.db):
         raise InvalidInput("the catalog schema is not up to date; run `lorareg db upgrade` first")
+    # Bind before saying "serving": a port in use is one clear line, not a banner and exit 3.
+    sock = _bind(host, port)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
     click.echo(
-        f"lorareg serving on http://{host}:{port}  catalog={_redact(rt.db.url)}"
+        f"lorareg serving on http://{shown}:{bound}  catalog={_redact(rt.db.url)}"
         f"  storage={rt.store.url}",
         err=True,
     )
@@ -59,7 +73,31 @@ def serve(ctx: Context, host: str, port: int) -> None:
     # collector from re-scanning it on every request burst (measured: lower p99 on resolve).
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on HOST:PORT, or InvalidInput saying why there cannot be one."""
+    from registry.errors import InvalidInput
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise InvalidInput(f"cannot serve on {host!r}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidInput(
+                f"port {port} is taken on {host}; stop what is using it or pick another with --port"
+            ) from None
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)  # connections made before uvicorn starts wait in the backlog
+    return sock
 
 
 def _has_admin_token(rt: object) -> bool:
@@ -90,12 +128,19 @@ def db() -> None:
 @handle_errors
 def db_upgrade(ctx: Context, revision: str, as_json: bool) -> None:
     """Apply Alembic migrations to the configured catalog."""
-    from registry.db.database import Database
     from registry.db.migrate import current_revision, upgrade
+    from registry.errors import InvalidInput
+    from registry.runtime import open_database
 
-    database = Database(ctx.settings.effective_database_url)
+    database = open_database(ctx.settings)
+    database.ping()  # an unreachable database is one line, not a driver traceback
     before = current_revision(database)
-    upgrade(database, revision)
+    from alembic.util import CommandError
+
+    try:
+        upgrade(database, revision)
+    except CommandError as exc:
+        raise InvalidInput(f"--revision {revision!r}: {exc}") from None
     after = current_revision(database)
     database.dispose()
     if as_json:
@@ -105,12 +150,14 @@ def db_upgrade(ctx: Context, revision: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--lease-seconds", default=30.0, show_default=True, type=float)
-@click.option("--poll-seconds", default=1.0, show_default=True, type=float)
+@click.option("--lease-seconds", default=30.0, show_default=True, type=click.FloatRange(1, 3600))
+@click.option("--poll-seconds", default=1.0, show_default=True, type=click.FloatRange(0.05, 600))
 @pass_ctx
 @handle_errors
 def worker(ctx: Context, lease_seconds: float, poll_seconds: float) -> None:
-    """Claim and run merge jobs from the catalog until interrupted."""
+    """Claim and run merge jobs from the catalog until interrupted (SIGINT or SIGTERM);
+    logs each claim, success, failure and the shutdown on stderr."""
+    import logging
     import signal
 
     from registry.merge.inputs import require_torch
@@ -121,9 +168,25 @@ def worker(ctx: Context, lease_seconds: float, poll_seconds: float) -> None:
 
     rt = open_runtime(ctx.settings)
     w = Worker(rt, lease_s=lease_seconds, poll_s=poll_seconds)
-    signal.signal(signal.SIGTERM, lambda *_: w.stop.set())
-    click.echo(f"worker {w.worker_id} waiting for jobs", err=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s.%(msecs)03dZ %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
+    log = logging.getLogger("lorareg.worker")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+    def stop(*_: object) -> None:
+        log.info("worker %s stopping (after the job in hand, if any)", w.worker_id)
+        w.stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("worker %s waiting for jobs", w.worker_id)
     try:
         w.run_forever()
     finally:
         rt.close()
+        log.info("worker %s stopped", w.worker_id)
+        log.removeHandler(handler)

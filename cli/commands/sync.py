@@ -107,6 +107,7 @@ def _run(
         check_name(namespace, what="namespace")
     if ref not in STAGES:
         check_alias(ref)
+    _require_known_base(ctx, base, namespace)
     options = SyncOptions(
         base=base, ref=ref, namespace=namespace, prune=prune, model_name=model_name, grace_s=grace
     )
@@ -129,6 +130,23 @@ def _run(
         sys.exit(1)
     if as_json:
         emit_json(folder_status(dest))
+
+
+def _require_known_base(ctx: Context, base: str, namespace: str | None) -> None:
+    """A typo in --base would sync nothing forever: the base must be registered or be the
+    base of some adapter."""
+    from registry.errors import BaseModelNotFound
+
+    if any(b["name"] == base for b in ctx.client.list_bases()):
+        return
+    if any(a.base_model == base for a in ctx.client.list_adapters(namespace)):
+        return
+    raise BaseModelNotFound(
+        f"unknown base model {base!r}: it is not registered and no adapter"
+        f"{' in ' + namespace if namespace else ''} is for it; `lorareg base list` and"
+        " `lorareg list` show the names (register it with `lorareg base add` to sync it"
+        " before its first adapter)"
+    )
 
 
 def _print_status(root: Path, as_json: bool) -> None:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from registry import __version__
+from registry.api.docs import install_docs
 from registry.api.errors import install_error_handlers
 from registry.api.limits import RequestLimits
 from registry.api.origins import BrowserGuard
@@ -53,7 +54,15 @@ def create_app(
             )
             dispatcher.start()
         merge_worker, thread = None, None
-        if worker and _torch_available():
+        if worker and not _torch_available():
+            from registry.merge.inputs import TORCH_INSTALL
+
+            # Checked once: torch installed later does not start a worker in this process.
+            _app.state.merge_refusal = (
+                "this server runs merges in its own process but started without PyTorch;"
+                f" install it ({TORCH_INSTALL}) and restart `lorareg serve`"
+            )
+        elif worker:
             import threading
 
             from registry.merge.worker import Worker
@@ -63,6 +72,7 @@ def create_app(
                 target=merge_worker.run_forever, name="merge-worker", daemon=True
             )
             thread.start()
+            _app.state.merge_worker = True
         try:
             yield
         finally:
@@ -78,6 +88,8 @@ def create_app(
         description="A registry for LoRA adapters. Errors are "
         '`{"error": {"code": "...", "message": "..."}}` with a stable code.',
         lifespan=lifespan,
+        docs_url=None,  # served from packaged assets by install_docs, not from a CDN
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.auth_required = (
@@ -87,8 +99,11 @@ def create_app(
     app.state.waits = WaitLimiter(runtime.settings.max_waits_per_token)
     app.state.behind_https = runtime.settings.behind_https  # dashboard cookies: Secure
     app.state.spool = spool
+    app.state.merge_worker = False
+    app.state.merge_refusal = None
     install_error_handlers(app)
     app.add_middleware(RequestLimits)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(resolve.router)  # early: routes are matched in order, this is the hot one
     app.include_router(adapters.router)
@@ -113,7 +128,9 @@ def _torch_available() -> bool:
 
     if torch_installed():
         return True
+    from registry.merge.inputs import TORCH_INSTALL
+
     logging.getLogger("lorareg").warning(
-        "no merge worker: PyTorch is not installed (pip install 'lorareg[merge]')"
+        "no merge worker: PyTorch is not installed (%s, then restart)", TORCH_INSTALL
     )
     return False

@@ -30,6 +30,7 @@ from registry.errors import (
     InvalidReference,
     LoraregError,
     RangeNotSatisfiable,
+    Unauthorized,
     UnsafePath,
     VersionNotFound,
 )
@@ -61,8 +62,19 @@ def hub_error_for(exc: LoraregError) -> JSONResponse:
     for cls, status, code in _HUB_CODES:
         if isinstance(exc, cls):
             return hub_error(status, code, exc.message)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-    return hub_error(exc.http_status, exc.code, exc.message, headers=headers)
+    if isinstance(exc, Unauthorized):
+        return hub_error(401, exc.code, _for_hub_users(exc.message), {"WWW-Authenticate": "Bearer"})
+    return hub_error(exc.http_status, exc.code, exc.message)
+
+
+def _for_hub_users(message: str) -> str:
+    """huggingface_hub, PEFT and vLLM read their token from HF_TOKEN, not LORAREG_TOKEN."""
+    message = message.replace("set LORAREG_TOKEN", "set HF_TOKEN to a lorareg token")
+    if "HF_TOKEN" not in message:
+        message += " (Hub clients send HF_TOKEN: set it to a lorareg token)"
+    return message.replace(
+        "`lorareg token create`", "`lorareg token create --name NAME --role reader`"
+    )
 
 
 class HubRoute(APIRoute):

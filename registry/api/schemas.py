@@ -43,6 +43,8 @@ class CommitRequest(Body):
     description: str | None = Field(default=None, max_length=10_000)
     tags: dict[str, str] = Field(default_factory=dict)
     evals: list[EvalRecord] = Field(default_factory=list, max_length=256)
+    # Refuse (and record nothing) when the automatic check against the base FAILs.
+    strict: bool = False
 
 
 class TagRequest(Body):

@@ -31,6 +31,7 @@ class RegistryClient(Protocol):
         tags: dict[str, str] | None = None,
         evals: list[EvalRecord] | None = None,
         progress: Progress | None = None,
+        strict: bool = False,
     ) -> PushResult: ...
 
     def pull(

@@ -9,6 +9,7 @@ import httpx
 from registry.catalog.refs import Ref, parse_ref
 from registry.compat import bases
 from registry.compat.version_checks import check_version, latest_checks
+from registry.errors import BaseSourceNotFound
 from registry.runtime import Runtime
 
 
@@ -62,9 +63,20 @@ class RemoteCompat:
         raise NotImplementedError
 
     def add_base(self, name: str, source: str) -> dict[str, Any]:
-        return dict(
-            self._call("POST", "/api/v1/bases", json={"name": name, "source": source}).json()
-        )
+        try:
+            resp = self._call("POST", "/api/v1/bases", json={"name": name, "source": source})
+        except BaseSourceNotFound:
+            if "://" in source and not source.startswith("file://"):
+                raise
+            # A folder source is read by the server, from its own disk, not from here.
+            raise BaseSourceNotFound(
+                f"{source}: no such folder on the server {getattr(self, 'base', '')} (it reads"
+                " a folder source from its own disk, not from this machine); pass a path the"
+                " server can read, s3://bucket/prefix or hf://org/repo@rev, or run `lorareg"
+                " base add` without LORAREG_URL where this folder and the catalog are both"
+                " reachable"
+            ) from None
+        return dict(resp.json())
 
     def list_bases(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/api/v1/bases").json())

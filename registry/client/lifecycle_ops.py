@@ -38,6 +38,7 @@ class LocalLifecycle:
             "version": result.version.model_dump(mode="json"),
             "previous_stage": result.previous_stage,
             "archived": result.archived,
+            "unchanged": result.unchanged,
         }
 
     def set_alias(

@@ -16,7 +16,7 @@ from registry.client.lifecycle_ops import LocalLifecycle
 from registry.client.merge_ops import LocalMerge
 from registry.client.namespace_ops import LocalNamespaces
 from registry.client.transfer import BlobCache, prepare_push, write_version
-from registry.compat.version_checks import check_after_push
+from registry.compat.version_checks import check_after_push, refuse_failing_push
 from registry.domain import (
     AdapterSummary,
     EvalRecord,
@@ -49,6 +49,7 @@ class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces):
         tags: dict[str, str] | None = None,
         evals: list[EvalRecord] | None = None,
         progress: Progress | None = None,
+        strict: bool = False,
     ) -> PushResult:
         target = parse_repo(repo)
         limit = self.rt.settings.max_header_bytes
@@ -82,6 +83,8 @@ class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces):
                 self.rt.store.put_file(f.sha256, local.paths[f.path], progress=progress)
                 sent += f.size
                 uploaded += 1
+        if strict:
+            refuse_failing_push(self.rt.db, self.rt.store, req, max_header_bytes=limit)
         result = commit_version(
             self.rt.db, self.rt.store, req, max_header_bytes=limit, visible=None
         )

@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 
+from registry.errors import Unavailable
 from registry.merge import jobs
 from registry.runtime import Runtime
+from registry.timestamps import iso_z
 
 JobProgress = Callable[[dict[str, Any]], None]
 
@@ -27,7 +29,18 @@ class LocalMerge:
         job, report = request_merge(self.rt, refs, base=base, actor=self.actor, **options)
         return {"job": job.to_json(), "interference": report}
 
-    def wait_job(self, job_id: int, *, progress: JobProgress | None = None) -> dict[str, Any]:
+    def workers(self) -> dict[str, Any]:
+        seen = jobs.worker_last_seen(self.rt.db)
+        return {
+            "last_seen_at": iso_z(seen),
+            "seconds_since_seen": round((jobs.now() - seen).total_seconds(), 1) if seen else None,
+            "in_process": False,
+            "refusal": None,
+        }
+
+    def wait_job(
+        self, job_id: int, *, progress: JobProgress | None = None, claim_timeout_s: float = 60.0
+    ) -> dict[str, Any]:
         """Without a server, run the job in this process (``lorareg merge --wait``)."""
         from registry.merge.worker import Worker
 
@@ -73,14 +86,25 @@ class RemoteMerge:
         }
         return dict(self._call("POST", "/api/v1/merges", json=body).json())
 
-    def wait_job(self, job_id: int, *, progress: JobProgress | None = None) -> dict[str, Any]:
-        """Poll the server until the job ends (a worker elsewhere runs it)."""
+    def workers(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/api/v1/workers").json())
+
+    def wait_job(
+        self, job_id: int, *, progress: JobProgress | None = None, claim_timeout_s: float = 60.0
+    ) -> dict[str, Any]:
+        """Poll the server until the job ends (a worker elsewhere runs it). A job nobody
+        claims within ``claim_timeout_s`` while no worker shows signs of life is
+        Unavailable, saying how to start one, instead of a wait without end."""
+        start = time.monotonic()
         while True:
             doc = self.job(job_id)
             if progress is not None:
                 progress(doc)
             if doc["state"] in jobs.TERMINAL:
                 return doc
+            waited = time.monotonic() - start
+            if doc["state"] == "queued" and waited >= claim_timeout_s:
+                _require_worker(job_id, waited, self.workers())
             time.sleep(0.5)
 
     def jobs(self) -> list[dict[str, Any]]:
@@ -91,3 +115,17 @@ class RemoteMerge:
 
     def cancel_job(self, job_id: int) -> dict[str, Any]:
         return dict(self._call("POST", f"/api/v1/jobs/{job_id}/cancel").json())
+
+
+def _require_worker(job_id: int, waited: float, workers: dict[str, Any]) -> None:
+    """Keep waiting while some worker showed life during the wait (busy with other jobs)."""
+    seen = workers.get("seconds_since_seen")
+    if seen is not None and seen < waited:
+        return
+    last = "ever" if seen is None else f"for {seen:.0f} s"
+    raise Unavailable(
+        f"job {job_id} is still queued after {waited:.0f} s: no merge worker has been seen"
+        f" {last}; start one with `lorareg worker` on a machine with PyTorch and this"
+        " server's LORAREG_DATABASE_URL and LORAREG_STORAGE_URL (the job stays queued"
+        " until then)"
+    )

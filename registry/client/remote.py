@@ -81,6 +81,7 @@ class RemoteClient(RemoteLifecycle, RemoteCompat, RemoteMerge, RemoteNamespaces)
         tags: dict[str, str] | None = None,
         evals: list[EvalRecord] | None = None,
         progress: Progress | None = None,
+        strict: bool = False,
     ) -> PushResult:
         target = parse_repo(repo)
         local = prepare_push(folder, max_header_bytes=self.max_header_bytes)
@@ -116,6 +117,7 @@ class RemoteClient(RemoteLifecycle, RemoteCompat, RemoteMerge, RemoteNamespaces)
             "description": description,
             "tags": tags or {},
             "evals": [e.model_dump(mode="json") for e in evals or []],
+            **({"strict": True} if strict else {}),
         }
         result = PushResult.model_validate(
             self._call("POST", f"/api/v1/adapters/{target}/versions", json=body).json()

@@ -14,6 +14,7 @@ from registry.config import Settings
 from registry.db import models as m
 from registry.db.database import Database
 from registry.errors import AlreadyExists, BaseModelNotFound
+from registry.timestamps import iso_z
 
 
 def base_summary(row: m.BaseModel) -> dict[str, Any]:
@@ -28,7 +29,7 @@ def base_summary(row: m.BaseModel) -> dict[str, Any]:
         "files": len(info.get("files", [])),
         "total_size": row.total_size,
         "created_by": row.created_by,
-        "created_at": row.created_at.isoformat() if row.created_at else None,
+        "created_at": iso_z(row.created_at),
     }
 
 

@@ -176,6 +176,13 @@ def read_base_model(
     """
     listing = source.files()
     weight_names, index_map = _weight_files(source, listing)
+    if "adapter_config.json" in listing and all(n.startswith("adapter_") for n in weight_names):
+        # A PEFT adapter's folder: its LoRA tensors would pass for a (very odd) base.
+        raise InvalidBaseModel(
+            f"{source.url} holds a PEFT adapter (adapter_config.json), not base model"
+            " weights; push it with `lorareg push DIR REPO` and register the base model it"
+            " was trained on instead"
+        )
     tensors: dict[str, TensorSpec] = {}
     where: dict[str, str] = {}
     metadata: dict[str, str] = {}

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from registry.catalog.push import PushRequest
 from registry.catalog.queries import ref_row
 from registry.catalog.refs import Ref, check_base_name
 from registry.compat.bases import base_info
@@ -17,9 +18,11 @@ from registry.compat.tensors import tensor_loader
 from registry.db import models as m
 from registry.db.database import Database
 from registry.domain import VersionInfo
+from registry.errors import InvalidAdapter
 from registry.formats.adapter import AdapterFile, inspect_adapter
 from registry.formats.peft import WEIGHTS_NAME
 from registry.storage.base import BlobStore
+from registry.timestamps import iso_z
 
 
 def check_version(
@@ -103,7 +106,7 @@ def latest_checks(db: Database, ref: Ref) -> list[dict[str, Any]]:
             seen[r.base_model] = {
                 "base_model": r.base_model,
                 "verdict": r.verdict,
-                "created_at": r.created_at.isoformat(),
+                "created_at": iso_z(r.created_at),
                 "created_by": r.created_by,
                 "report": r.report,
             }
@@ -155,3 +158,37 @@ def _repo(version: VersionInfo):  # type: ignore[no-untyped-def]
     from registry.catalog.refs import Repo
 
     return Repo(version.namespace, version.name)
+
+
+def refuse_failing_push(
+    db: Database, store: BlobStore, req: PushRequest, *, max_header_bytes: int
+) -> None:
+    """``push --strict``: before anything is recorded, check the uploaded (not yet
+    committed) files against the version's base when it is registered; a FAIL is
+    InvalidAdapter with the first findings, and the catalog stays as it was."""
+    files = {
+        f.path: AdapterFile(path=f.path, size=f.size, read=_reader(store, f.sha256))
+        for f in req.files
+    }
+    contents = inspect_adapter(files, max_header_bytes=max_header_bytes)
+    base = req.base_model or contents.config.base_model_name_or_path
+    if base is None:
+        return
+    with db.read() as s:
+        if s.scalar(select(m.BaseModel.id).where(m.BaseModel.name == base)) is None:
+            return
+        info = base_info(s, base)
+        trained_on = _fingerprint_of(s, base)
+    report = run_checks(
+        contents.config,
+        contents.header,
+        base=info,
+        trained_on=trained_on,
+        load_tensor=tensor_loader(files[WEIGHTS_NAME].read, contents.header),
+    )
+    if report.verdict.value == "fail":
+        first = "; ".join(f.line() for f in report.problems()[:3])
+        raise InvalidAdapter(
+            f"refused (--strict): {req.repo} fails its check against {base}: {first};"
+            " nothing stored"
+        )

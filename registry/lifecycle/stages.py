@@ -37,6 +37,7 @@ class Promotion:
     version: VersionInfo
     previous_stage: str | None
     archived: int | None  # the production version this promotion replaced
+    unchanged: bool = False  # the version already held the stage: nothing was recorded
 
 
 def check_stage(stage: str) -> str:
@@ -88,6 +89,10 @@ def promote(
         ns, name = row.adapter.namespace.name, row.adapter.name
         _, rules = effective_policy(s, ns, name)
         principal.require(rules.role)
+        if row.stage == to:  # no production -> production event, no gate to pass
+            return Promotion(
+                version=to_info(s, row), previous_stage=to, archived=None, unchanged=True
+            )
         if to == "production" and row.base_model is None:
             raise InvalidInput(
                 f"{ns}/{name}:{row.number} has no base model; production is per base model,"

@@ -37,6 +37,7 @@ from registry.lifecycle.webhook_targets import (
     resolve_target,
     system_resolver,
 )
+from registry.timestamps import iso_z
 
 MAX_ATTEMPTS = 8
 SIGNATURE_HEADER = "X-Lorareg-Signature"
@@ -254,7 +255,7 @@ def _record(
         d.last_error = error
         d.attempt_log = [
             *(d.attempt_log or []),
-            {"at": now.isoformat(), "status": status, "error": error},
+            {"at": iso_z(now), "status": status, "error": error},
         ]
         if status is not None and 200 <= status < 300:
             d.state = "delivered"

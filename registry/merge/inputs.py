@@ -109,11 +109,15 @@ def torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
+# The README's pinned install: a loose `pip install torch` pulls a multi-GB CUDA build.
+TORCH_INSTALL = "pip install torch==2.13.0 && pip install 'lorareg[merge]'"
+
+
 def require_torch() -> None:
     if not torch_installed():
         raise InvalidInput(
-            "merging needs PyTorch where the merge runs: pip install 'lorareg[merge]'"
-            " (or torch) on this server, then retry"
+            "merging needs PyTorch in the process that runs the merge (the CLI with --wait,"
+            f" `lorareg serve` or `lorareg worker`): {TORCH_INSTALL}, then retry"
         )
 
 

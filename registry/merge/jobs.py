@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from registry.db import models as m
 from registry.db.database import Database
 from registry.errors import Conflict, NotFound
 from registry.lifecycle.access import visible_jobs
+from registry.timestamps import iso_z
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -47,7 +48,7 @@ class JobInfo:
     def to_json(self) -> dict[str, Any]:
         doc = dict(self.__dict__)
         for k in ("created_at", "started_at", "finished_at"):
-            doc[k] = doc[k].isoformat() if doc[k] else None
+            doc[k] = iso_z(doc[k])
         return doc
 
 
@@ -244,6 +245,19 @@ def cancel(db: Database, job_id: int, *, actor: str) -> JobInfo:
         s.add(_event(row, "job.cancel_requested", actor, {}))
         s.flush()
         return job_info(s, row)
+
+
+def worker_last_seen(db: Database) -> datetime | None:
+    """When any merge worker last claimed, heartbeated or finished a job; None if never.
+
+    Idle workers leave no trace, so this answers "is anyone working the queue" only
+    together with a queued job that stays unclaimed (workers poll every second or so).
+    """
+    with db.read() as s:
+        beat = s.scalar(select(func.max(m.Job.heartbeat_at)))
+        done = s.scalar(select(func.max(m.Job.finished_at)).where(m.Job.worker_id.is_not(None)))
+    seen = [t for t in (beat, done) if t is not None]
+    return max(seen) if seen else None
 
 
 def finish(s: Session, row: m.Job, state: str, *, error: str | None = None) -> None:

@@ -121,6 +121,15 @@ class Worker:
             work = Path(tempfile.mkdtemp(prefix=f"job-{job.id}-", dir=self.work_root))
             (work / _OWNER).write_text(f"{socket.gethostname()}:{os.getpid()}")
             _ACTIVE.add(work)
+        spec = job.spec
+        log.info(
+            "claimed job %s (attempt %s): %s of %s into %s",
+            job.id,
+            job.attempts,
+            spec.get("method"),
+            ", ".join(str(i.get("ref")) for i in spec.get("inputs", [])),
+            spec.get("base"),
+        )
         try:
             beat.start()
             result = self._merge(job, work, beat)
@@ -131,10 +140,15 @@ class Worker:
                 # Cancelled (or taken over) at the last moment: the output blobs are
                 # unreferenced and gc collects them.
                 jobs.fail(self.rt.db, job.id, self.worker_id, "cancelled", cancelled=True)
+                log.info("job %s cancelled", job.id)
+            else:
+                log.info("job %s succeeded -> %s", job.id, spec.get("output"))
         except MergeCancelled:
             jobs.fail(self.rt.db, job.id, self.worker_id, "cancelled", cancelled=True)
+            log.info("job %s cancelled", job.id)
         except LoraregError as exc:
             jobs.fail(self.rt.db, job.id, self.worker_id, exc.message)
+            log.warning("job %s failed: %s", job.id, exc.message)
         except Exception as exc:  # a bug must fail the job, not kill the worker
             log.exception("job %s crashed", job.id)
             jobs.fail(

@@ -13,6 +13,7 @@ from registry.catalog.refs import parse_repo
 from registry.errors import NotFound
 from registry.sync.layout import NodeLayout
 from registry.sync.state import load_state, lock_holder, now
+from registry.timestamps import iso_z
 
 
 def folder_status(root: Path) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def folder_status(root: Path) -> dict[str, Any]:
                 "version": entry.version,
                 "content_id": entry.content_id,
                 "path": str(layout.link(parse_repo(key))),
-                "synced_at": entry.synced_at.isoformat(),
+                "synced_at": iso_z(entry.synced_at),
                 "state": disk,
             }
         )
@@ -58,8 +59,8 @@ def folder_status(root: Path) -> dict[str, Any]:
         "following": holder is not None,
         "pid": holder if holder and holder > 0 else None,
         "last_event_id": state.last_event_id,
-        "last_event_at": state.last_event_at.isoformat() if state.last_event_at else None,
-        "caught_up_at": caught_up.isoformat() if caught_up else None,
+        "last_event_at": iso_z(state.last_event_at),
+        "caught_up_at": iso_z(caught_up),
         "lag_s": round((now() - caught_up).total_seconds(), 3) if caught_up else None,
         "adapters": adapters,
         "retired_folders": len(state.retired),

@@ -74,6 +74,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("DELETE", "/api/v1/namespaces/acme"): "admin",
     ("GET", "/api/v1/namespaces/acme"): "reader",
     ("PUT", "/api/v1/namespaces/acme/quota"): "admin",
+    ("GET", "/api/v1/workers"): "reader",
 }
 for prefix in HF_PREFIXES:
     ROUTES.update(

@@ -72,7 +72,8 @@ def test_compat_verdicts_on_the_adapter_page(web: httpx.Client, fleet: LocalClie
         )
     assert "--max-lora-rank 8" in section  # the rank-8 latest version's SGLang flags
     unchecked = page(web, "/ui/acme/voice-merged")
-    assert "No compatibility check of v1 yet" in unchecked
+    # A merged model is full weights: no check command that cannot work on it.
+    assert "v1 is a merged model (full weights)" in unchecked
 
 
 def test_check_findings_on_the_version_page(web: httpx.Client, fleet: LocalClient) -> None:

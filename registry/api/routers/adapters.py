@@ -14,7 +14,7 @@ from registry.api.uploads import receive_blob
 from registry.catalog import metadata, queries, uploads
 from registry.catalog.push import PushRequest, commit_version, validate_metadata
 from registry.catalog.refs import Ref, Repo, check_name, parse_repo
-from registry.compat.version_checks import check_after_push
+from registry.compat.version_checks import check_after_push, refuse_failing_push
 from registry.domain import AdapterSummary, EventInfo, PushResult, UploadPlan, VersionInfo
 from registry.errors import NotFound
 from registry.formats.adapter import check_relative_path
@@ -134,6 +134,10 @@ def commit(
     )
     validate_metadata(req)
     limit = rt.settings.max_header_bytes
+    if body.strict:
+        # Claimed first: --strict must never read (and report on) bytes the caller may not use.
+        uploads.claim_blobs(rt.db, rt.store, files=req.files, visible=user.namespaces)
+        refuse_failing_push(rt.db, rt.store, req, max_header_bytes=limit)
     result = commit_version(rt.db, rt.store, req, max_header_bytes=limit, visible=user.namespaces)
     response.status_code = 201 if result.created else 200
     if result.created:

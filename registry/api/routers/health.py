@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from registry.api.deps import RuntimeDep
 from registry.errors import LoraregError
@@ -15,6 +15,18 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+# HEAD too: load balancers (AWS ALB, HAProxy's option httpchk HEAD) probe with it. Kept
+# out of the schema: one operation per path and method, the GET documents both.
+@router.head("/healthz", include_in_schema=False)
+def healthz_head() -> Response:
+    return Response(status_code=200)
+
+
+@router.head("/readyz", include_in_schema=False)
+async def readyz_head(rt: RuntimeDep) -> Response:
+    return Response(status_code=(await readyz(rt)).status_code)
 
 
 @router.get("/readyz")

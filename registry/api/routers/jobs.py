@@ -8,22 +8,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from registry.api.deps import CurrentUser, IdPath, Reader, RuntimeDep, Writer
 from registry.api.schemas import MergeRequest
 from registry.catalog.refs import parse_ref, parse_repo
+from registry.errors import Unavailable
 from registry.merge import jobs
+from registry.timestamps import iso_z
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
 
 @router.post("/merges", status_code=202, dependencies=[Writer])
 def create_merge(
-    rt: RuntimeDep, user: CurrentUser, body: MergeRequest, response: Response
+    rt: RuntimeDep, user: CurrentUser, body: MergeRequest, request: Request, response: Response
 ) -> dict[str, Any]:
     """Queue a merge after checking it can be done exactly; 202 with the job and the
-    interference report of the adapters."""
+    interference report of the adapters. Refused when this server should run merges
+    itself but started without a worker (PyTorch was missing then)."""
+    refusal = getattr(request.app.state, "merge_refusal", None)
+    if refusal:
+        raise Unavailable(refusal)
     for ref in body.adapters:
         user.require_namespace(parse_ref(ref).repo.namespace)
     if body.output:
@@ -44,6 +50,19 @@ def create_merge(
     )
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return {"job": job.to_json(), "interference": report}
+
+
+@router.get("/workers", dependencies=[Reader])
+def workers(rt: RuntimeDep, request: Request) -> dict[str, Any]:
+    """Whether merges can run: the last sign of life of any merge worker (a claim, a
+    heartbeat or a finish), and whether this server runs one itself."""
+    seen = jobs.worker_last_seen(rt.db)
+    return {
+        "last_seen_at": iso_z(seen),
+        "seconds_since_seen": round((jobs.now() - seen).total_seconds(), 1) if seen else None,
+        "in_process": bool(getattr(request.app.state, "merge_worker", False)),
+        "refusal": getattr(request.app.state, "merge_refusal", None),
+    }
 
 
 @router.get("/jobs", dependencies=[Reader])

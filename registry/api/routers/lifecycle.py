@@ -48,6 +48,7 @@ def promote(
         "version": result.version.model_dump(mode="json"),
         "previous_stage": result.previous_stage,
         "archived": result.archived,
+        "unchanged": result.unchanged,
     }
 
 
