@@ -64,6 +64,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("base_roots")
+    @classmethod
+    def _absolute_roots(cls, roots: list[Path]) -> list[Path]:
+        # A relative root would depend on the server's working folder; ".." hides where.
+        for root in roots:
+            if not root.is_absolute() or ".." in root.parts:
+                raise ValueError(f"{root}: give absolute folders without '..'")
+        return roots
+
     # Behind a TLS-terminating proxy: dashboard cookies are Secure whatever the proxy says.
     behind_https: bool = False
     # Concurrent long polls of the event feed one token may hold (per server process).

@@ -26,6 +26,7 @@ def lorareg(
         "LORAREG_CACHE_DIR": str(tmp_path / "cli-cache"),
         "LORAREG_AUTHOR": "cli-user",
         "LORAREG_URL": "",
+        "LORAREG_WEBHOOK_ALLOW_HOSTS": ",".join(settings.webhook_allow_hosts),
     }
     if client_kind == "remote":
         env["LORAREG_URL"] = request.getfixturevalue("server_url")

@@ -19,13 +19,15 @@ from cli.main import cli
 from registry.config import Settings
 
 # Settings whose every value is acceptable (free text); all others get bad values below.
-FREE_TEXT = {"token", "author", "secret_key"}
+# Host and bucket allow-lists are names an operator writes; any text is a (useless) name.
+FREE_TEXT = {"token", "author", "secret_key", "webhook_allow_hosts", "base_buckets"}
 # String settings: values that must be refused, and the command that reads them.
 BAD_STRINGS: dict[str, list[str]] = {
     "database_url": ["notaurl", "mysql://u@127.0.0.1/db", "nosuchdb://x/y"],
     "storage_url": ["notaurl", "ftp://host/x", "s3://"],
     "url": ["notaurl", "http://127.0.0.1:1"],
     "s3_endpoint_url": ["notaurl", "ftp://minio:9000"],
+    "base_roots": ["relative/models", "/srv/models/../../etc"],
 }
 
 

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
+from registry.config import Settings
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
@@ -58,6 +59,12 @@ def timestamps_in(doc: Any) -> list[str]:
     return [doc] if isinstance(doc, str) and TIMESTAMP.match(doc) else []
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The session adds a webhook on loopback: an operator allows that host by name."""
+    return settings.model_copy(update={"webhook_allow_hosts": ["127.0.0.1"]})
+
+
 # JSON output is a catalog read and write; the store plays no part in its shape.
 @pytest.mark.parametrize("storage_backend", ["local"])
 def test_every_command_prints_json(
@@ -100,6 +107,12 @@ def test_every_command_prints_json(
         ("jobs cancel", ["1"]),
         ("sync", ["--to", node, "--base", "tiny-llama"]),
         ("sync", ["--status", node]),
+        ("namespace quota set", ["acme", "--max-versions", "100"]),
+        ("namespace show", ["acme"]),
+        ("push", [v1, "acme/gone"]),
+        ("delete", ["acme/gone", "--reason", "offboarded"]),
+        ("push", [v1, "beta/gone"]),
+        ("namespace delete", ["beta", "--reason", "contract ended"]),
         ("fsck", []),
         ("gc", ["--dry-run"]),
     ]

@@ -153,7 +153,7 @@ def test_worker_logs_claims_results_and_shutdown(
     text = "".join(lines)
     assert proc.returncode == 0, text
     assert "waiting for jobs" in text
-    assert "claimed job 1 (attempt 1): linear of acme/voice:1 into tiny-llama" in text
+    assert "claimed job 1 (attempt 1): sum of acme/voice:1 into tiny-llama" in text
     assert "job 1 succeeded -> acme/voice-merged" in text
     assert "claimed job 2 (attempt 1)" in text
     assert "job 2 failed: base doomed-llama's source folder" in text

@@ -33,7 +33,7 @@ def test_show_of_a_merged_model(lorareg: Any, merged: str) -> None:
     r = lorareg("show", merged)
     assert r.exit_code == 0, r.output
     assert "kind:        merged model (full weights)" in r.stdout
-    assert "merged from: linear of acme/voice:1 x0.7, acme/product:1 x0.3 (job 1)" in r.stdout
+    assert "merged from: sum of acme/voice:1 x0.7, acme/product:1 x0.3 (job 1)" in r.stdout
     assert "lora:" not in r.stdout and "r=0" not in r.stdout
 
 

@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from tests.cli.test_cli import lorareg  # noqa: F401  (the fixture)
-
 pytestmark = pytest.mark.parametrize("storage_backend", ["local"])
 
 

@@ -8,8 +8,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tests.cli.test_cli import lorareg  # noqa: F401  (the CLI runner fixture)
-
 
 def test_show_lists_every_option_in_use(
     lorareg: Any,  # noqa: F811
