@@ -73,8 +73,18 @@ def serve(ctx: Context, host: str, port: int) -> None:
     # collector from re-scanning it on every request burst (measured: lower p99 on resolve).
     gc.collect()
     gc.freeze()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
+    )
     server.run(sockets=[sock])
+
+
+# How long an idle keep-alive connection stays open. uvicorn's default (5 s) races clients:
+# a request sent on a pooled connection just as the server closes it fails with "server
+# disconnected without a response" (seen under load, when a client thread stalls ~5 s between
+# calls). Longer than the usual idle timeouts of load balancers (AWS ALB: 60 s) and client
+# pools, so it is the client or proxy that closes an idle connection, never a request in flight.
+KEEP_ALIVE_S = 75
 
 
 def _bind(host: str, port: int) -> socket.socket:
