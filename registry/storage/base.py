@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -88,6 +88,34 @@ def pid_alive(pid: int) -> bool:
     except OSError:  # PermissionError: alive, owned by someone else
         return True
     return True
+
+
+def scan_temp_files(folder: Path, kind: str, prefix: str = "") -> Iterator[Leftover]:
+    """The files of ``folder`` whose names start with ``prefix``, as leftovers of ``kind``,
+    by name: a writer's own temp files (live or killed), for upkeep to list and sweep."""
+    from registry.errors import StorageUnavailable
+
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot list {folder}: {exc}") from exc
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:  # finished or removed while we walked
+            continue
+        yield Leftover(
+            kind=kind,
+            name=entry.path,
+            size=st.st_size,
+            modified=datetime.fromtimestamp(st.st_mtime, tz=UTC),
+            ref=entry.name,
+            pid=writer_pid(entry.name),
+        )
 
 
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")

@@ -35,7 +35,7 @@ from registry.storage.base import (
     check_range,
     check_sha256,
     check_upload_id,
-    writer_pid,
+    scan_temp_files,
 )
 
 # Blobs are shared between users of one registry (serve, worker, CLI); temp files are
@@ -226,25 +226,7 @@ class LocalBlobStore:
 
     def list_leftovers(self) -> Iterator[Leftover]:
         """Files in ``tmp/``: every one is a write in progress or a killed writer's."""
-        try:
-            entries = sorted(os.scandir(self._tmp), key=lambda e: e.name)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise StorageUnavailable(f"cannot list {self._tmp}: {exc}") from exc
-        for entry in entries:
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:  # finished or removed while we walked
-                continue
-            yield Leftover(
-                kind="temp file",
-                name=entry.path,
-                size=st.st_size,
-                modified=datetime.fromtimestamp(st.st_mtime, tz=UTC),
-                ref=entry.name,
-                pid=writer_pid(entry.name),
-            )
+        return scan_temp_files(self._tmp, "temp file")
 
     def remove_leftover(self, item: Leftover) -> None:
         """Delete a file of ``tmp/`` (by its name only: nothing outside ``tmp/``)."""

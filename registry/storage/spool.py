@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 from registry.errors import InvalidInput, StorageUnavailable
-from registry.storage.base import Leftover, pid_alive, writer_pid
+from registry.storage.base import Leftover, pid_alive, scan_temp_files
 
 PREFIX = "lorareg-upload-"
 
@@ -35,27 +34,7 @@ class Spool:
 
     def leftovers(self) -> Iterator[Leftover]:
         """Every spool file (a live upload's or a killed server's)."""
-        try:
-            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise StorageUnavailable(f"cannot list {self.root}: {exc}") from exc
-        for entry in entries:
-            if not entry.name.startswith(PREFIX):
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            yield Leftover(
-                kind="spool file",
-                name=entry.path,
-                size=st.st_size,
-                modified=datetime.fromtimestamp(st.st_mtime, tz=UTC),
-                ref=entry.name,
-                pid=writer_pid(entry.name),
-            )
+        return scan_temp_files(self.root, "spool file", PREFIX)
 
     def remove(self, item: Leftover) -> None:
         name = Path(item.ref).name
