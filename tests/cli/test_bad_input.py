@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from cli.main import cli
 from registry.config import Settings
+from tests.cli.environment import cli_environment
 
 # Settings whose every value is acceptable (free text); all others get bad values below.
 # Host and bucket allow-lists are names an operator writes; any text is a (useless) name.
@@ -192,18 +193,7 @@ def test_every_path_argument_with_a_file_a_missing_parent_and_an_unwritable_fold
 @pytest.fixture
 def cli_env(settings: Settings, tmp_path: Path) -> dict[str, str | None]:
     """The CLI on this test's catalog and store (SQLite/PostgreSQL x local/S3)."""
-    env: dict[str, str | None] = {f"LORAREG_{k.upper()}": None for k in Settings.model_fields}
-    env.update(
-        {
-            "LORAREG_HOME": str(settings.home),
-            "LORAREG_DATABASE_URL": settings.effective_database_url,
-            "LORAREG_STORAGE_URL": settings.effective_storage_url,
-            "LORAREG_S3_ENDPOINT_URL": settings.s3_endpoint_url,
-            "LORAREG_CACHE_DIR": str(tmp_path / "cli-cache"),
-            "LORAREG_AUTHOR": "alice",
-        }
-    )
-    return env
+    return cli_environment(settings, tmp_path / "cli-cache")
 
 
 def test_out_of_range_numbers_are_usage_errors(embedded_env: dict[str, str | None]) -> None:

@@ -20,6 +20,7 @@ from cli.main import cli
 from registry.client.local import LocalClient
 from registry.config import Settings
 from registry.runtime import Runtime
+from tests.cli.environment import cli_environment
 from tests.fixtures.catalog import LiveServer, catalog_state
 
 # Queueing and workers are catalog matters (both databases); storage is tested elsewhere.
@@ -37,19 +38,7 @@ def catalog(
 
 
 def _env(settings: Settings, tmp_path: Path, url: str | None = None) -> dict[str, str | None]:
-    env: dict[str, str | None] = {f"LORAREG_{k.upper()}": None for k in Settings.model_fields}
-    env.update(
-        {
-            "LORAREG_HOME": str(settings.home),
-            "LORAREG_DATABASE_URL": settings.effective_database_url,
-            "LORAREG_STORAGE_URL": settings.effective_storage_url,
-            "LORAREG_S3_ENDPOINT_URL": settings.s3_endpoint_url,
-            "LORAREG_CACHE_DIR": str(tmp_path / "cli-cache"),
-            "LORAREG_AUTHOR": "alice",
-            "LORAREG_URL": url,
-        }
-    )
-    return env
+    return cli_environment(settings, tmp_path / "cli-cache", url)
 
 
 def run(env: dict[str, str | None], *args: str) -> Result:
