@@ -10,12 +10,12 @@ from registry.catalog import metadata, queries
 from registry.catalog.push import PushRequest, commit_version, validate_metadata
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.catalog.resolve import resolve, resolve_document
+from registry.catalog.transfer import BlobCache, prepare_push, write_version
 from registry.catalog.uploads import readable_blobs, record_upload
 from registry.client.compat_ops import LocalCompat
 from registry.client.lifecycle_ops import LocalLifecycle
 from registry.client.merge_ops import LocalMerge
 from registry.client.namespace_ops import LocalNamespaces
-from registry.client.transfer import BlobCache, prepare_push, write_version
 from registry.compat.version_checks import check_after_push, refuse_failing_push
 from registry.domain import (
     AdapterSummary,
