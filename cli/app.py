@@ -10,12 +10,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from registry.config import Settings, load_settings
 from registry.errors import LoraregError
+
+if TYPE_CHECKING:
+    from registry.client.base import RegistryClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,7 +78,7 @@ class Context:
 
     def __init__(self) -> None:
         self._settings: Settings | None = None
-        self._client: Any = None
+        self._client: RegistryClient | None = None
 
     @property
     def settings(self) -> Settings:
@@ -84,7 +87,7 @@ class Context:
         return self._settings
 
     @property
-    def client(self) -> Any:
+    def client(self) -> RegistryClient:
         if self._client is None:
             from registry.client import connect
 

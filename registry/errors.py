@@ -2,6 +2,7 @@
 
     LoraregError                      code            HTTP  exit
     ├── InvalidInput                  invalid_input    422   1
+    │   ├── InvalidRequest            invalid_request  422   1   (malformed request; NUL byte: 400)
     │   ├── InvalidName               invalid_name     422   1
     │   ├── InvalidReference          invalid_reference 422  1
     │   ├── InvalidAdapter            invalid_adapter  422   1
@@ -21,14 +22,18 @@
     │   ├── AlreadyExists             already_exists   409   1
     │   ├── GateFailed                gate_failed      409   1   (promotion policy unmet)
     │   └── InProduction              in_production    409   1   (erasing production: --force)
-    ├── IntegrityError                integrity_error  409   1   (stored bytes != sha256)
+    ├── ChecksumMismatch              integrity_error  409   1   (stored bytes != sha256)
     ├── RangeNotSatisfiable           range_not_satisfiable 416 1
+    ├── PayloadTooLarge               payload_too_large 413  1   (JSON body over the edge's limit)
+    ├── MethodNotAllowed              method_not_allowed 405 1
+    ├── HttpError                     http_error       400   1   (any other HTTP-level refusal)
     ├── Unauthorized                  unauthorized     401   1
     ├── Forbidden                     forbidden        403   1
     │   ├── SourceNotAllowed          source_not_allowed 403 1   (server folder/bucket)
     │   └── CrossSiteRequest          cross_site_request 403 1   (foreign Origin on a write)
     ├── HostNotAllowed                host_not_allowed 421   1   (open server, non-loopback Host)
     ├── QuotaExceeded                 quota_exceeded   403   1   (a namespace's bytes or versions)
+    ├── InternalError                 internal         500   1   (a bug: logged, never a traceback)
     └── Unavailable                   unavailable      503   1   (database or storage down)
         ├── StorageUnavailable        storage_unavailable 503 1
         ├── DatabaseUnavailable       database_unavailable 503 1
@@ -36,7 +41,8 @@
 
 Every class has a stable ``code`` (sent on the wire as ``{"error": {"code", "message"}}``
 and as ``X-Error-Code``), an HTTP status and a CLI exit status. ``tests/test_errors.py``
-checks that every subclass declares its own code.
+checks that every subclass declares its own code and that every code the API can send has
+a class here (the Hugging Face routes speak the Hub's codes instead: ``api/hf_errors.py``).
 """
 
 from __future__ import annotations
@@ -116,9 +122,17 @@ class AlreadyExists(Conflict):
     code = "already_exists"
 
 
-class IntegrityError(LoraregError):
+class ChecksumMismatch(LoraregError):
+    """Bytes that do not hash to (or are not as long as) what they claim; nothing is kept.
+
+    Named for what it means, not ``IntegrityError``, which is SQLAlchemy's constraint error."""
+
     code = "integrity_error"
     http_status = 409
+
+
+# The old name, for modules not yet moved over (sync/, merge/ change in parallel this round).
+IntegrityError = ChecksumMismatch
 
 
 class RangeNotSatisfiable(LoraregError):
@@ -171,6 +185,38 @@ class TooManyWaits(Unavailable):
     def __init__(self, message: str, *, retry_after_s: int = 5) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class InvalidRequest(InvalidInput):
+    """An HTTP request the API cannot parse: a body or parameter of the wrong shape."""
+
+    code = "invalid_request"
+
+
+class PayloadTooLarge(LoraregError):
+    """A request body over the edge's limit, refused before it is read."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class MethodNotAllowed(LoraregError):
+    code = "method_not_allowed"
+    http_status = 405
+
+
+class HttpError(LoraregError):
+    """Any other refusal at the HTTP layer (the framework's own ``HTTPException``)."""
+
+    code = "http_error"
+    http_status = 400
+
+
+class InternalError(LoraregError):
+    """A bug: the server logs it and answers 500 with this code, never a traceback."""
+
+    code = "internal"
+    http_status = 500
 
 
 def all_error_classes() -> list[type[LoraregError]]:

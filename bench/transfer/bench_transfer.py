@@ -163,7 +163,7 @@ def main() -> None:
             )
             rrt = open_runtime(rsettings)
             with LiveServer(
-                __import__("registry.api.app", fromlist=["create_app"]).create_app(rrt)
+                __import__("registry.server", fromlist=["create_app"]).create_app(rrt)
             ) as srv:
                 rc = RemoteClient(srv.url, actor="bench", cache_dir=work / "rcache")
                 rup = timed(lambda: [rc.push(f, f"bench/{f.name}") for f in folders])

@@ -36,7 +36,7 @@ def import_cmd(
 ) -> None:
     """Download SOURCE from a Hugging Face Hub-compatible server and push it as REPO's next
     version, with every check of `lorareg push`."""
-    from registry.catalog.importer import import_from_hub
+    from registry.client.importer import import_from_hub
 
     if not sys.stderr.isatty():
         # huggingface_hub draws its bars regardless; keep logs and pipes clean.

@@ -29,10 +29,10 @@ def serve(ctx: Context, host: str, port: int) -> None:
     merge worker in this process (production runs `lorareg worker`s instead)."""
     import uvicorn
 
-    from registry.api.app import create_app
     from registry.db.migrate import is_current
     from registry.errors import InvalidInput
     from registry.runtime import open_runtime
+    from registry.server import create_app
 
     settings = ctx.settings
     loopback = host in ("localhost", "::1") or host.startswith("127.")

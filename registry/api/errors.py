@@ -1,8 +1,10 @@
 """Mapping every error to the wire: ``{"error": {"code", "message"}}`` plus ``X-Error-Code``.
 
 Domain errors keep their own status; request validation is 422 ``invalid_request``; an
-unreachable database or store is 503; anything unexpected is logged and becomes a 500 with
-code ``internal`` (a bug to fix, never a traceback to the client).
+unreachable database (a lost or refused connection, a lock timeout) is 503; any other
+database error (a constraint, a bad query) and anything unexpected is logged and becomes a
+500 with code ``internal`` (a bug to fix, never a traceback to the client, never "retry").
+Every code sent here is a class in ``registry.errors`` (``tests/test_errors.py``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,20 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from registry.errors import LoraregError, TooManyWaits
+from registry.db.database import is_connection_error
+from registry.errors import (
+    DatabaseUnavailable,
+    HttpError,
+    InternalError,
+    InvalidRequest,
+    LoraregError,
+    MethodNotAllowed,
+    NotFound,
+    TooManyWaits,
+)
 
 log = logging.getLogger("lorareg.api")
 
@@ -44,28 +56,44 @@ def install_error_handlers(app: FastAPI) -> None:
         for e in exc.errors()[:5]:
             loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
             parts.append(f"{loc}: {e.get('msg')}")
-        return error_response(422, "invalid_request", "invalid request: " + "; ".join(parts))
+        return error_response(422, InvalidRequest.code, "invalid request: " + "; ".join(parts))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}.get(
-            exc.status_code, "http_error"
-        )
+        code = _HTTP_CODES.get(exc.status_code, HttpError.code)
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(RecursionError)
     async def _deep(_req: Request, _exc: RecursionError) -> JSONResponse:
         # json.loads of a body like [[[[...]]]] recurses until Python gives up.
-        return error_response(422, "invalid_request", "request JSON is nested too deeply")
+        return error_response(422, InvalidRequest.code, "request JSON is nested too deeply")
 
     @app.exception_handler(DBAPIError)
     async def _db(_req: Request, exc: DBAPIError) -> JSONResponse:
-        log.warning("database error: %s", exc)
-        return error_response(
-            503, "database_unavailable", "the catalog database is unavailable; retry shortly"
-        )
+        if database_is_unreachable(exc):
+            log.warning("database unavailable: %s", exc)
+            return error_response(
+                503, DatabaseUnavailable.code, "the catalog database is unavailable; retry shortly"
+            )
+        # A constraint or a query the database refused: a bug, and retrying will not help.
+        log.error("database error", exc_info=exc)
+        return _internal()
 
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "internal", "internal error; the server log has details")
+        return _internal()
+
+
+_HTTP_CODES = {400: InvalidRequest.code, 404: NotFound.code, 405: MethodNotAllowed.code}
+
+
+def database_is_unreachable(exc: DBAPIError) -> bool:
+    """A lost, refused or timed-out connection (worth a retry), not a refused statement."""
+    return isinstance(exc, OperationalError | InterfaceError) and (
+        exc.connection_invalidated or is_connection_error(exc)
+    )
+
+
+def _internal() -> JSONResponse:
+    return error_response(500, InternalError.code, "internal error; the server log has details")

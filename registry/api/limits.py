@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from registry.errors import InvalidRequest, PayloadTooLarge
+
 MAX_JSON_BYTES = 8 * 1024 * 1024
 
 Scope = dict[str, Any]
@@ -33,7 +35,7 @@ class RequestLimits:
             await _refuse(
                 send,
                 400,
-                "invalid_request",
+                InvalidRequest.code,
                 "the request URL contains a NUL byte (%00); remove it",
             )
             return
@@ -72,7 +74,7 @@ def _has_nul(scope: Scope) -> bool:
 
 
 async def _too_large(send: Any, limit: int) -> None:
-    await _refuse(send, 413, "payload_too_large", f"request body over {limit} bytes; send less")
+    await _refuse(send, 413, PayloadTooLarge.code, f"request body over {limit} bytes; send less")
 
 
 async def _refuse(send: Any, status: int, code: str, message: str) -> None:

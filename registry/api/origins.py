@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from registry.api.limits import Scope, _refuse
+from registry.errors import CrossSiteRequest, HostNotAllowed
 
 LOOPBACK_NAMES = frozenset({b"localhost", b"127.0.0.1", b"[::1]"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -51,8 +52,8 @@ class BrowserGuard:
         if self.open_server and host is not None and not loopback_host(host, scope.get("server")):
             await _refuse(
                 send,
-                421,
-                "host_not_allowed",
+                HostNotAllowed.http_status,
+                HostNotAllowed.code,
                 "this server runs without tokens and answers only to localhost, 127.0.0.1"
                 " or [::1]; to serve other names, require tokens (LORAREG_AUTH=required)",
             )
@@ -65,8 +66,8 @@ class BrowserGuard:
         ):
             await _refuse(
                 send,
-                403,
-                "cross_site_request",
+                CrossSiteRequest.http_status,
+                CrossSiteRequest.code,
                 "refused a write sent by a page of another site (Origin / Sec-Fetch-Site)",
             )
             return

@@ -10,7 +10,7 @@ import os
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
-from registry.errors import IntegrityError, InvalidInput
+from registry.errors import ChecksumMismatch, InvalidInput
 from registry.storage.base import BlobStore
 from registry.storage.spool import Spool
 
@@ -18,7 +18,7 @@ MAX_BLOB_BYTES = 64 * 1024**3
 
 
 async def receive_blob(store: BlobStore, spool: Spool, sha256: str, request: Request) -> int:
-    """Store the request body as blob ``sha256``; its size. IntegrityError (nothing
+    """Store the request body as blob ``sha256``; its size. ChecksumMismatch (nothing
     stored) when the bytes do not hash to ``sha256``."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BLOB_BYTES:
@@ -35,7 +35,7 @@ async def receive_blob(store: BlobStore, spool: Spool, sha256: str, request: Req
                 h.update(chunk)
                 fh.write(chunk)
         if h.hexdigest() != sha256:
-            raise IntegrityError(
+            raise ChecksumMismatch(
                 f"uploaded bytes hash to {h.hexdigest()[:12]}, not {sha256[:12]}; nothing stored"
             )
         await run_in_threadpool(store.put_file, sha256, tmp)

@@ -39,7 +39,7 @@ from registry.errors import (
     NotFound,
     VersionNotFound,
 )
-from registry.lifecycle.access import Principal
+from registry.principal import Principal
 from registry.storage.base import BlobStore
 
 MAX_REASON = 2000

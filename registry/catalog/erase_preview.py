@@ -16,7 +16,7 @@ from registry.catalog.erase import Target
 from registry.db import models as m
 from registry.db.database import Database
 from registry.errors import AdapterNotFound, NotFound, VersionNotFound
-from registry.lifecycle.access import Principal
+from registry.principal import Principal
 
 MAX_LISTED = 20  # production versions named on the page
 

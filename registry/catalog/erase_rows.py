@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from registry.db import models as m
 from registry.errors import InProduction
-from registry.lifecycle.access import Principal
+from registry.principal import Principal
 
 if TYPE_CHECKING:
     from registry.catalog.erase import Target

@@ -26,7 +26,7 @@ from registry.catalog.refs import check_name
 from registry.db import models as m
 from registry.db.database import Database
 from registry.errors import InvalidInput, NotFound, QuotaExceeded
-from registry.lifecycle.access import Principal
+from registry.principal import Principal
 
 MAX_LIMIT: Final = 2**62  # what a BIGINT holds with room to add a push to it
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)b?\s*$", re.IGNORECASE)

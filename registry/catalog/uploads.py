@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from registry.db import models as m
 from registry.db.database import Database
 from registry.domain import FileEntry, UploadPlan
-from registry.errors import BlobNotFound, IntegrityError
+from registry.errors import BlobNotFound, ChecksumMismatch
 from registry.storage.base import BlobStore
 
 # The namespace of an upload by a caller with no namespace scope (sees every namespace).
@@ -194,7 +194,7 @@ def claim_blobs(
         except BlobNotFound:
             raise not_uploaded(f) from None
         if stored != f.size:
-            raise IntegrityError(
+            raise ChecksumMismatch(
                 f"{f.path}: stored blob {f.sha256[:12]} has {stored} bytes, manifest says {f.size}"
             )
         if f.sha256 not in registered and f.size:
@@ -211,9 +211,9 @@ def _store_staged(
         store.store_staged(key, f.sha256, size)
     except BlobNotFound:
         return False  # never PUT (or taken by a concurrent commit): no proof
-    except IntegrityError:
+    except ChecksumMismatch:
         # The staged bytes are gone; the row proves nothing now and gc expires it.
-        raise IntegrityError(
+        raise ChecksumMismatch(
             f"{f.path}: uploaded bytes do not hash to {f.sha256[:12]}; the upload was"
             " discarded, push again"
         ) from None

@@ -6,8 +6,9 @@ and against a server (``LORAREG_URL``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from registry.domain import (
     AdapterSummary,
@@ -19,8 +20,19 @@ from registry.domain import (
 )
 from registry.storage.base import Progress
 
+if TYPE_CHECKING:  # kept out of the CLI's start-up: these pull in the database layer
+    from registry.catalog.erase import ErasureReport
+    from registry.catalog.quotas import NamespaceInfo
+
+# Called with each job document while ``wait_job`` polls.
+JobProgress = Callable[[dict[str, Any]], None]
+
 
 class RegistryClient(Protocol):
+    """Every operation the CLI (and ``lorareg sync``, ``lorareg import``) uses. ``LocalClient``
+    and ``RemoteClient`` both implement all of it, with the same arguments and results:
+    ``tests/client/test_contract.py`` runs each operation on both and compares."""
+
     def push(
         self,
         folder: Path,
@@ -56,5 +68,91 @@ class RegistryClient(Protocol):
     def resolve(
         self, repo: str, *, ref: str = "latest", base: str | None = None
     ) -> dict[str, Any]: ...
+
+    # Stages, aliases, evals and policies.
+    def promote(self, ref: str, *, to: str, reason: str | None = None) -> dict[str, Any]: ...
+
+    def set_alias(
+        self, repo: str, label: str, version: int, *, reason: str | None = None
+    ) -> VersionInfo: ...
+
+    def delete_alias(self, repo: str, label: str) -> None: ...
+
+    def add_evals(self, ref: str, evals: list[EvalRecord]) -> VersionInfo: ...
+
+    def diff(self, a: str, b: str) -> dict[str, Any]: ...
+
+    def get_policy(self, target: str) -> dict[str, Any]: ...
+
+    def set_policy(self, target: str, rules: dict[str, Any]) -> dict[str, Any]: ...
+
+    def namespace_history(self, namespace: str) -> list[EventInfo]: ...
+
+    def events(
+        self, since: int = 0, *, wait: float = 0, namespace: str | None = None
+    ) -> list[EventInfo]: ...
+
+    # Tokens and webhooks.
+    def create_token(
+        self,
+        name: str,
+        role: str,
+        *,
+        namespaces: list[str] | None = None,
+        expires_in_days: float | None = None,
+    ) -> dict[str, Any]: ...
+
+    def list_tokens(self) -> list[dict[str, Any]]: ...
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]: ...
+
+    def create_webhook(
+        self, url: str, *, namespace: str | None = None, kinds: list[str] | None = None
+    ) -> dict[str, Any]: ...
+
+    def list_webhooks(self) -> list[dict[str, Any]]: ...
+
+    def delete_webhook(self, webhook_id: int) -> None: ...
+
+    # Base models and compatibility checks.
+    def add_base(self, name: str, source: str) -> dict[str, Any]: ...
+
+    def list_bases(self) -> list[dict[str, Any]]: ...
+
+    def get_base(self, name: str) -> dict[str, Any]: ...
+
+    def check(self, ref: str, *, base: str, engines: list[str] | None = None) -> dict[str, Any]: ...
+
+    def checks(self, ref: str) -> list[dict[str, Any]]: ...
+
+    # Merge jobs.
+    def merge(self, refs: list[str], *, base: str, **options: Any) -> dict[str, Any]: ...
+
+    def jobs(self) -> list[dict[str, Any]]: ...
+
+    def job(self, job_id: int) -> dict[str, Any]: ...
+
+    def cancel_job(self, job_id: int) -> dict[str, Any]: ...
+
+    def wait_job(
+        self,
+        job_id: int,
+        *,
+        progress: JobProgress | None = None,
+        claim_timeout_s: float = 60.0,
+    ) -> dict[str, Any]: ...
+
+    def workers(self) -> dict[str, Any]: ...
+
+    # Namespaces: quotas and erasure.
+    def namespace_info(self, namespace: str) -> NamespaceInfo: ...
+
+    def set_quota(self, namespace: str, **limits: Any) -> NamespaceInfo: ...
+
+    def delete(self, ref: str, *, reason: str | None, force: bool = False) -> ErasureReport: ...
+
+    def delete_namespace(
+        self, namespace: str, *, reason: str | None, force: bool = False
+    ) -> ErasureReport: ...
 
     def close(self) -> None: ...

@@ -8,9 +8,10 @@ import httpx
 
 from registry.catalog.refs import Ref, parse_ref
 from registry.compat import bases
-from registry.compat.version_checks import check_version, latest_checks
+from registry.compat.version_checks import latest_checks
 from registry.errors import BaseSourceNotFound
 from registry.runtime import Runtime
+from registry.services.compat import pinned, run_check
 
 
 class LocalCompat:
@@ -31,31 +32,11 @@ class LocalCompat:
         return bases.get_base(self.rt.db, name)
 
     def check(self, ref: str, *, base: str, engines: list[str] | None = None) -> dict[str, Any]:
-        version, report = check_version(
-            self.rt.db,
-            self.rt.store,
-            self._pinned(ref),
-            base=base,
-            engines=engines,
-            actor=self.actor,
-            max_header_bytes=self.rt.settings.max_header_bytes,
-        )
-        return {
-            "version": version.ref,
-            "base_model": base,
-            "report": report.to_json(),
-            "lines": report.lines(),
-        }
+        done = run_check(self.rt, parse_ref(ref), base=base, engines=engines, actor=self.actor)
+        return done.model_dump(mode="json")
 
     def checks(self, ref: str) -> list[dict[str, Any]]:
-        return latest_checks(self.rt.db, self._pinned(ref))
-
-    def _pinned(self, ref: str) -> Ref:
-        from registry.catalog.queries import ref_row
-
-        r = parse_ref(ref)
-        with self.rt.db.read() as s:
-            return Ref(r.repo, number=ref_row(s, r).number)
+        return latest_checks(self.rt.db, pinned(self.rt, parse_ref(ref)))
 
 
 class RemoteCompat:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import time
 from typing import Any
 
 from registry.catalog import metadata, queries
@@ -10,9 +10,11 @@ from registry.catalog.diff import diff_versions
 from registry.catalog.refs import Ref, parse_ref, parse_repo
 from registry.domain import EvalRecord, EventInfo, VersionInfo
 from registry.errors import InvalidReference
-from registry.lifecycle import access, events, policies, stages, webhooks
-from registry.lifecycle.gates import compat_problems
+from registry.lifecycle import events, stages
+from registry.principal import Principal
 from registry.runtime import Runtime
+from registry.services import access as access_service
+from registry.services import lifecycle as lifecycle_service
 
 
 class LocalLifecycle:
@@ -21,25 +23,14 @@ class LocalLifecycle:
     rt: Runtime
 
     @property
-    def principal(self) -> access.Principal:
-        return access.Principal(name=self.rt.settings.effective_author, role="admin")
+    def principal(self) -> Principal:
+        return Principal(name=self.rt.settings.effective_author, role="admin")
 
     def promote(self, ref: str, *, to: str, reason: str | None = None) -> dict[str, Any]:
-        r = _numbered(self, ref)
-        result = stages.promote(
-            self.rt.db,
-            r,
-            to=to,
-            reason=reason,
-            principal=self.principal,
-            compat_problems=compat_problems,
+        done = lifecycle_service.promote(
+            self.rt.db, _numbered(self, ref), to=to, reason=reason, principal=self.principal
         )
-        return {
-            "version": result.version.model_dump(mode="json"),
-            "previous_stage": result.previous_stage,
-            "archived": result.archived,
-            "unchanged": result.unchanged,
-        }
+        return done.model_dump(mode="json")  # the wire's shape, as the remote client returns
 
     def set_alias(
         self, repo: str, label: str, version: int, *, reason: str | None = None
@@ -64,18 +55,11 @@ class LocalLifecycle:
         return diff_versions(va, vb)
 
     def get_policy(self, target: str) -> dict[str, Any]:
-        if "/" in target:
-            repo = parse_repo(target)
-            with self.rt.db.read() as s:
-                source, rules = policies.effective_policy(s, repo.namespace, repo.name)
-            return {"target": target, "effective_from": source, "rules": rules.model_dump()}
-        rules_or_none = policies.get_policy(self.rt.db, target)
-        return {"target": target, "rules": rules_or_none.model_dump() if rules_or_none else None}
+        return lifecycle_service.get_policy(self.rt.db, target).model_dump(mode="json")
 
     def set_policy(self, target: str, rules: dict[str, Any]) -> dict[str, Any]:
-        parsed = policies.parse_rules(rules)
-        policies.set_policy(self.rt.db, target, parsed, actor=self.principal.name)
-        return {"target": target, "rules": parsed.model_dump()}
+        view = lifecycle_service.set_policy(self.rt.db, target, rules, principal=self.principal)
+        return view.model_dump(mode="json")
 
     def namespace_history(self, namespace: str) -> list[EventInfo]:
         return events.namespace_history(self.rt.db, namespace)
@@ -83,7 +67,14 @@ class LocalLifecycle:
     def events(
         self, since: int = 0, *, wait: float = 0, namespace: str | None = None
     ) -> list[EventInfo]:
-        return events.events_after(self.rt.db, since, namespace=namespace)
+        """Events after ``since``; with ``wait``, as the API's long poll: answers as soon as
+        one arrives, or with ``[]`` after ``wait`` seconds (at most 60, as the API)."""
+        found = events.events_after(self.rt.db, since, namespace=namespace)
+        deadline = time.monotonic() + min(max(wait, 0.0), 60.0)
+        while not found and time.monotonic() < deadline:
+            time.sleep(0.1)
+            found = events.events_after(self.rt.db, since, namespace=namespace)
+        return found
 
     def create_token(
         self,
@@ -93,40 +84,43 @@ class LocalLifecycle:
         namespaces: list[str] | None = None,
         expires_in_days: float | None = None,
     ) -> dict[str, Any]:
-        secret, info = access.create_token(
+        created = access_service.create_token(
             self.rt.db,
             name=name,
             role=role,
-            actor=self.principal.name,
+            principal=self.principal,
             namespaces=namespaces,
             expires_in_days=expires_in_days,
         )
-        return {"token": secret, **asdict(info)}
+        return created.model_dump(mode="json")
 
     def list_tokens(self) -> list[dict[str, Any]]:
-        return [asdict(t) for t in access.list_tokens(self.rt.db)]
+        tokens = access_service.list_tokens(self.rt.db, principal=self.principal)
+        return [t.model_dump(mode="json") for t in tokens]
 
     def revoke_token(self, token_id: int) -> dict[str, Any]:
-        return asdict(access.revoke_token(self.rt.db, token_id, actor=self.principal.name))
+        info = access_service.revoke_token(self.rt.db, token_id, principal=self.principal)
+        return info.model_dump(mode="json")
 
     def create_webhook(
         self, url: str, *, namespace: str | None = None, kinds: list[str] | None = None
     ) -> dict[str, Any]:
-        info, secret = webhooks.create_webhook(
+        created = access_service.create_webhook(
             self.rt.db,
             url=url,
-            actor=self.principal.name,
+            principal=self.principal,
             namespace=namespace,
             kinds=kinds,
             allow_hosts=self.rt.settings.webhook_allow_hosts,
         )
-        return {"secret": secret, **asdict(info)}
+        return created.model_dump(mode="json")
 
     def list_webhooks(self) -> list[dict[str, Any]]:
-        return [asdict(w) for w in webhooks.list_webhooks(self.rt.db)]
+        hooks = access_service.list_webhooks(self.rt.db, principal=self.principal)
+        return [w.model_dump(mode="json") for w in hooks]
 
     def delete_webhook(self, webhook_id: int) -> None:
-        webhooks.delete_webhook(self.rt.db, webhook_id, actor=self.principal.name)
+        access_service.delete_webhook(self.rt.db, webhook_id, principal=self.principal)
 
 
 def _numbered(client: LocalLifecycle, ref: str) -> Ref:

@@ -7,16 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from registry.catalog import metadata, queries
-from registry.catalog.push import PushRequest, commit_version, validate_metadata
+from registry.catalog.push import PushRequest, validate_metadata
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.catalog.resolve import resolve, resolve_document
+from registry.catalog.transfer import BlobCache, prepare_push, write_version
 from registry.catalog.uploads import readable_blobs, record_upload
 from registry.client.compat_ops import LocalCompat
 from registry.client.lifecycle_ops import LocalLifecycle
 from registry.client.merge_ops import LocalMerge
 from registry.client.namespace_ops import LocalNamespaces
-from registry.client.transfer import BlobCache, prepare_push, write_version
-from registry.compat.version_checks import check_after_push, refuse_failing_push
 from registry.domain import (
     AdapterSummary,
     EvalRecord,
@@ -27,7 +26,10 @@ from registry.domain import (
     VersionInfo,
 )
 from registry.runtime import Runtime
+from registry.services.catalog import commit_push
 from registry.storage.base import Progress, blob_key
+
+PAGE = 1000  # adapters per read, as the API's largest page
 
 
 class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces):
@@ -83,23 +85,10 @@ class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces):
                 self.rt.store.put_file(f.sha256, local.paths[f.path], progress=progress)
                 sent += f.size
                 uploaded += 1
-        if strict:
-            refuse_failing_push(self.rt.db, self.rt.store, req, max_header_bytes=limit)
-        result = commit_version(
-            self.rt.db, self.rt.store, req, max_header_bytes=limit, visible=None
-        )
-        check = None
-        if result.created:
-            check = check_after_push(
-                self.rt.db, self.rt.store, result.version, actor=self.actor, max_header_bytes=limit
-            )
+        # The blobs were written by this process: nothing to claim from anyone.
+        result = commit_push(self.rt, req, strict=strict, visible=None, claim=False)
         return result.model_copy(
-            update={
-                "bytes_uploaded": sent,
-                "blobs_uploaded": uploaded,
-                "blobs_reused": reused,
-                "check": check,
-            }
+            update={"bytes_uploaded": sent, "blobs_uploaded": uploaded, "blobs_reused": reused}
         )
 
     def pull(
@@ -136,8 +125,15 @@ class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces):
             from registry.catalog.refs import check_name
 
             check_name(namespace, what="namespace")
-        with self.rt.db.read() as s:
-            return queries.list_adapters(s, namespace)
+        out: list[AdapterSummary] = []
+        after: str | None = None
+        while True:  # every adapter, a page a read, as the remote client pages the API
+            with self.rt.db.read() as s:
+                page = queries.list_adapters(s, namespace, limit=PAGE, after=after)
+            out.extend(page)
+            if len(page) < PAGE:
+                return out
+            after = f"{page[-1].namespace}/{page[-1].name}"
 
     def history(self, repo: str) -> list[EventInfo]:
         with self.rt.db.read() as s:

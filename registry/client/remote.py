@@ -11,11 +11,11 @@ import httpx
 
 from registry.catalog.push import PushRequest, validate_metadata
 from registry.catalog.refs import Ref, parse_ref, parse_repo
+from registry.catalog.transfer import BlobCache, prepare_push, write_version
 from registry.client.compat_ops import RemoteCompat
 from registry.client.merge_ops import RemoteMerge
 from registry.client.namespace_ops import RemoteNamespaces
 from registry.client.remote_lifecycle import RemoteLifecycle
-from registry.client.transfer import BlobCache, prepare_push, write_version
 from registry.domain import (
     AdapterSummary,
     EvalRecord,

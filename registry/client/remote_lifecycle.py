@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from registry.catalog.diff import diff_versions
 from registry.catalog.push import check_eval
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.domain import EvalRecord, EventInfo, VersionInfo
@@ -51,15 +52,9 @@ class RemoteLifecycle:
         return VersionInfo.model_validate(resp.json())
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
-        ra, rb = parse_ref(a), parse_ref(b)
-        rev_a = str(ra.number) if ra.number else ra.label or "latest"
-        rev_b = str(rb.number) if rb.number else rb.label or "latest"
-        if ra.repo != rb.repo:
-            from registry.errors import InvalidInput
-
-            raise InvalidInput("over HTTP, diff compares two versions of the same adapter")
-        path = f"/api/v1/adapters/{ra.repo}/diff"
-        return dict(self._call("GET", path, params={"a": rev_a, "b": rev_b}).json())
+        """Both versions as the server shows them, compared here: two versions of any two
+        adapters the token may read, as the local client compares them."""
+        return diff_versions(self.show(a), self.show(b))
 
     def get_policy(self, target: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/api/v1/policies/{target}").json())

@@ -104,7 +104,7 @@ def _translated() -> Iterator[None]:
     try:
         yield
     except OperationalError as exc:
-        if _is_connection_error(exc):
+        if is_connection_error(exc):
             raise DatabaseUnavailable(
                 "the catalog database cannot be reached; check LORAREG_DATABASE_URL and that"
                 " the database is running, then retry"
@@ -123,7 +123,8 @@ def _first_line(err: BaseException | None) -> str:
     return (str(err).strip().splitlines() or ["invalid value"])[0][:200]
 
 
-def _is_connection_error(exc: DBAPIError) -> bool:
+def is_connection_error(exc: DBAPIError) -> bool:
+    """The driver lost, refused or timed out the connection (or SQLite's file is busy)."""
     if exc.connection_invalidated:
         return True
     msg = str(exc.orig).lower()

@@ -10,7 +10,6 @@ rollback.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -22,14 +21,12 @@ from registry.db import models as m
 from registry.db.database import Database
 from registry.domain import VersionInfo
 from registry.errors import GateFailed, InvalidInput, NotFound
-from registry.lifecycle.access import Principal
-from registry.lifecycle.policies import STAGES, effective_policy, unmet_conditions
+from registry.lifecycle.gates import compat_problems
+from registry.lifecycle.policies import STAGES, PolicyRules, effective_policy, unmet_conditions
+from registry.principal import Principal
 
 # Labels that mean something else in references and revisions.
 RESERVED_LABELS = set(STAGES) | {"main", "latest", "head"}
-
-# Given the version and the engines a policy names, the compatibility problems to report.
-CompatProbe = Callable[[Session, m.AdapterVersion, list[str]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -64,6 +61,59 @@ def current_production(
     )
 
 
+@dataclass(frozen=True)
+class PromotionPlan:
+    """What promoting a version to a stage would meet, read in one session: the policy in
+    force, every unmet gate (the compatibility gate included), and what blocks it outright.
+    ``promote`` acts on it; the dashboard's confirmation page shows it."""
+
+    policy: str | None  # where the policy in force is set ("acme" or "acme/voice"); None: none
+    rules: PolicyRules
+    gated: bool  # the policy's gates apply to this target stage
+    unmet: list[str]
+    blocked: str | None  # why it cannot happen whatever the gates say
+    production: m.AdapterVersion | None  # the production version for the same base
+
+    def replaces(self, row: m.AdapterVersion, to: str) -> int | None:
+        """The production version this promotion would archive."""
+        if to == "production" and self.production is not None and self.production.id != row.id:
+            return self.production.number
+        return None
+
+
+def plan_promotion(
+    session: Session, row: m.AdapterVersion, *, to: str, reason: str | None
+) -> PromotionPlan:
+    """Evaluate the adapter's policy for moving ``row`` to ``to``; changes nothing."""
+    ns, name = row.adapter.namespace.name, row.adapter.name
+    source, rules = effective_policy(session, ns, name)
+    production = current_production(session, row.adapter_id, row.base_model)
+    gated = to in rules.stages and to != "archived"
+    unmet: list[str] = []
+    if gated:
+        unmet = unmet_conditions(
+            rules,
+            row,
+            production=production,
+            reason=reason,
+            compatibility=compat_problems(session, row, rules.engines),
+        )
+    blocked = None
+    if to == "production" and row.base_model is None:
+        blocked = (
+            f"{ns}/{name}:{row.number} has no base model; production is per base model,"
+            " so push it again with --base"
+        )
+    return PromotionPlan(
+        policy=source,
+        rules=rules,
+        gated=gated,
+        unmet=unmet,
+        blocked=blocked,
+        production=production,
+    )
+
+
 def promote(
     db: Database,
     ref: Ref,
@@ -71,9 +121,8 @@ def promote(
     to: str,
     principal: Principal,
     reason: str | None = None,
-    compat_problems: CompatProbe | None = None,
 ) -> Promotion:
-    """Move a version to a stage, if the adapter's policy allows it.
+    """Move a version to a stage, if the adapter's policy allows it (``plan_promotion``).
 
     Raises GateFailed listing every unmet condition, Forbidden when the principal lacks the
     role the policy asks for.
@@ -87,28 +136,20 @@ def promote(
         lock_adapter(s, row.adapter_id)
         s.refresh(row)
         ns, name = row.adapter.namespace.name, row.adapter.name
-        _, rules = effective_policy(s, ns, name)
-        principal.require(rules.role)
+        plan = plan_promotion(s, row, to=to, reason=reason)
+        principal.require(plan.rules.role)
         if row.stage == to:  # no production -> production event, no gate to pass
             return Promotion(
                 version=to_info(s, row), previous_stage=to, archived=None, unchanged=True
             )
-        if to == "production" and row.base_model is None:
-            raise InvalidInput(
-                f"{ns}/{name}:{row.number} has no base model; production is per base model,"
-                " so push it again with --base"
+        if plan.blocked is not None:
+            raise InvalidInput(plan.blocked)
+        if plan.unmet:
+            raise GateFailed(
+                f"cannot promote {ns}/{name}:{row.number} to {to}: " + "; ".join(plan.unmet),
+                details={"unmet": plan.unmet},
             )
-        production = current_production(s, row.adapter_id, row.base_model)
-        if to in rules.stages and to != "archived":
-            problems = compat_problems(s, row, rules.engines) if compat_problems else []
-            unmet = unmet_conditions(
-                rules, row, production=production, reason=reason, compatibility=problems
-            )
-            if unmet:
-                raise GateFailed(
-                    f"cannot promote {ns}/{name}:{row.number} to {to}: " + "; ".join(unmet),
-                    details={"unmet": unmet},
-                )
+        production = plan.production
         previous = row.stage
         archived = None
         if to == "production" and production is not None and production.id != row.id:

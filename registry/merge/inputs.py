@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from registry.catalog.queries import ref_row, to_info
 from registry.catalog.refs import Ref, check_base_name, parse_ref, parse_repo
-from registry.client.transfer import write_version
+from registry.catalog.transfer import write_version
 from registry.compat.bases import base_row
 from registry.compat.sources import open_base_source
 from registry.compat.version_checks import check_version

@@ -4,7 +4,7 @@ Blobs are addressed by the sha256 of their bytes. Every implementation:
 - verifies the sha256 while it streams bytes in, and stores nothing on a mismatch;
 - is write-once: storing a blob that exists is a no-op;
 - never holds a whole file in memory;
-- translates its vendor errors into ``registry.errors`` (BlobNotFound, IntegrityError,
+- translates its vendor errors into ``registry.errors`` (BlobNotFound, ChecksumMismatch,
   StorageUnavailable, RangeNotSatisfiable) at its edge.
 ``tests/storage/test_contract.py`` runs one suite against every implementation.
 """
@@ -145,7 +145,7 @@ class BlobStore(Protocol):
         """Store a local file under its sha256; False when it was already there."""
 
     def put_stream(self, sha256: str, stream: BinaryIO, *, size: int | None = None) -> bool:
-        """Store bytes read from ``stream``; IntegrityError (and nothing stored) on mismatch."""
+        """Store bytes read from ``stream``; ChecksumMismatch (and nothing stored) on mismatch."""
 
     def iter_bytes(self, sha256: str, *, chunk_size: int = CHUNK) -> Iterator[bytes]:
         """Stream the blob's bytes; BlobNotFound when absent."""
@@ -170,7 +170,7 @@ class BlobStore(Protocol):
 
     def store_staged(self, upload_id: str, sha256: str, size: int) -> None:
         """Verify the bytes staged for ``upload_id`` and store them as blob ``sha256``;
-        the staged copy is removed. IntegrityError when they do not hash to ``sha256``
+        the staged copy is removed. ChecksumMismatch when they do not hash to ``sha256``
         or have another size; BlobNotFound when nothing was staged."""
 
     def delete_staged(self, upload_id: str) -> None:

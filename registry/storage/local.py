@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from registry.errors import (
     BlobNotFound,
-    IntegrityError,
+    ChecksumMismatch,
     InvalidInput,
     RangeNotSatisfiable,
     StorageUnavailable,
@@ -82,7 +82,7 @@ class LocalBlobStore:
     def put_file(self, sha256: str, path: Path, *, progress: Progress | None = None) -> bool:
         """Copy a local file in under its sha256, verifying it while copying.
 
-        False when the blob was already stored (the file is not read). IntegrityError,
+        False when the blob was already stored (the file is not read). ChecksumMismatch,
         with nothing stored, when the bytes do not hash to ``sha256``.
         """
         if self.exists(sha256):
@@ -93,7 +93,7 @@ class LocalBlobStore:
     def put_stream(self, sha256: str, stream: BinaryIO, *, size: int | None = None) -> bool:
         """Store bytes read from ``stream`` until EOF; see ``put_file``.
 
-        When ``size`` is given, a stream of any other length is an IntegrityError too.
+        When ``size`` is given, a stream of any other length is an ChecksumMismatch too.
         """
         if self.exists(sha256):
             return False
@@ -127,12 +127,12 @@ class LocalBlobStore:
                     # Durable before it becomes visible: the rename must not outrun the data.
                     os.fsync(out.fileno())
             if digest.hexdigest() != sha256:
-                raise IntegrityError(
+                raise ChecksumMismatch(
                     f"bytes hash to {digest.hexdigest()}, not {sha256}",
                     details={"expected": sha256, "actual": digest.hexdigest()},
                 )
             if size is not None and written != size:
-                raise IntegrityError(f"blob {sha256}: got {written} bytes, expected {size}")
+                raise ChecksumMismatch(f"blob {sha256}: got {written} bytes, expected {size}")
             with _storage_errors(f"cannot move blob {sha256} into {final.parent}"):
                 os.chmod(tmp, _BLOB_MODE)
                 final.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from registry.errors import (
     BlobNotFound,
-    IntegrityError,
+    ChecksumMismatch,
     InvalidInput,
     LoraregError,
     RangeNotSatisfiable,
@@ -74,7 +74,7 @@ def _hash_only(stream: _TranslatedBody, sha256: str, size: int) -> None:
         digest.update(chunk)
         total += len(chunk)
     if digest.hexdigest() != sha256 or total != size:
-        raise IntegrityError(
+        raise ChecksumMismatch(
             f"uploaded bytes ({total}) hash to {digest.hexdigest()[:12]}, not {sha256[:12]}",
             details={"expected": sha256, "actual": digest.hexdigest()},
         )
@@ -181,7 +181,7 @@ class S3BlobStore:
     def put_file(self, sha256: str, path: Path, *, progress: Progress | None = None) -> bool:
         """Upload a local file under its sha256, hashing it in the same single read.
 
-        False when the blob already exists (the file is not read). IntegrityError, with
+        False when the blob already exists (the file is not read). ChecksumMismatch, with
         nothing stored, when the bytes do not hash to ``sha256``.
         """
         if self.exists(sha256):
@@ -193,7 +193,7 @@ class S3BlobStore:
     def put_stream(self, sha256: str, stream: BinaryIO, *, size: int | None = None) -> bool:
         """Upload bytes read from ``stream`` until EOF; see ``put_file``.
 
-        When ``size`` is given, a stream of any other length is an IntegrityError too.
+        When ``size`` is given, a stream of any other length is an ChecksumMismatch too.
         """
         if self.exists(sha256):
             return False

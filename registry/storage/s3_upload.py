@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from registry.errors import IntegrityError, InvalidInput
+from registry.errors import ChecksumMismatch, InvalidInput
 from registry.storage.base import Progress
 
 MIB = 1024 * 1024
@@ -46,7 +46,7 @@ class VerifiedUpload:
     progress: Progress | None = None
 
     def run(self, stream: BinaryIO, *, size: int | None, size_hint: int | None) -> None:
-        """Read ``stream`` to EOF and store it; IntegrityError (nothing stored) on a
+        """Read ``stream`` to EOF and store it; ChecksumMismatch (nothing stored) on a
         sha256 mismatch, or when ``size`` is given and the length differs."""
         if size_hint:
             # Grow parts for huge blobs so they fit in S3's 10,000-part limit.
@@ -113,7 +113,7 @@ class VerifiedUpload:
             while data:
                 total += len(data)
                 if size is not None and total > size:
-                    raise IntegrityError(f"stream is longer than the declared {size} bytes")
+                    raise ChecksumMismatch(f"stream is longer than the declared {size} bytes")
                 if number > MAX_PARTS:
                     raise InvalidInput(f"blob exceeds {MAX_PARTS} parts of {self.part_size} bytes")
                 future = pool.submit(self._upload_part, upload_id, number, data, extra)
@@ -156,12 +156,12 @@ class VerifiedUpload:
     def _verify(self, digest: Any, total: int, size: int | None) -> None:
         actual = digest.hexdigest()
         if actual != self.sha256:
-            raise IntegrityError(
+            raise ChecksumMismatch(
                 f"bytes hash to {actual}, not {self.sha256}",
                 details={"expected": self.sha256, "actual": actual},
             )
         if size is not None and total != size:
-            raise IntegrityError(f"blob {self.sha256}: got {total} bytes, expected {size}")
+            raise ChecksumMismatch(f"blob {self.sha256}: got {total} bytes, expected {size}")
 
     def _report(self, nbytes: int) -> None:
         if self.progress is not None:

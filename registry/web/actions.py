@@ -24,7 +24,6 @@ from registry.domain import VersionInfo
 from registry.errors import GateFailed, InvalidReference
 from registry.lifecycle import stages
 from registry.lifecycle.access import Principal
-from registry.lifecycle.gates import compat_problems
 from registry.web.csrf import require_csrf
 from registry.web.pages import PageRoute
 from registry.web.promotion import PromotionPreview, preview_promotion
@@ -80,7 +79,6 @@ def promote(
             to=to,
             principal=user,
             reason=reason.strip() or None,
-            compat_problems=compat_problems,
         )
     except GateFailed as exc:
         # The page again, with what the promotion itself found (the catalog may have

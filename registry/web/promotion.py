@@ -1,9 +1,9 @@
 """What a promotion would do, without doing it: the confirmation page's preview.
 
-It evaluates the adapter's policy with the very functions ``stages.promote`` runs
-(``effective_policy``, ``current_production``, ``unmet_conditions`` and the compatibility
-gate), in a read-only session, so the page and the promotion cannot disagree about the
-rules; only the catalog can change between the two, and ``promote`` checks again.
+It evaluates the adapter's policy with ``stages.plan_promotion``, the very function
+``stages.promote`` acts on (policy, production slot, every gate, the compatibility gate
+included), in a read-only session, so the page and the promotion cannot disagree about
+the rules; only the catalog can change between the two, and ``promote`` plans again.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from registry.catalog.queries import ref_row, to_info
 from registry.catalog.refs import Ref
 from registry.db.database import Database
 from registry.domain import VersionInfo
-from registry.lifecycle.access import Principal
-from registry.lifecycle.gates import compat_problems
-from registry.lifecycle.policies import effective_policy, unmet_conditions
-from registry.lifecycle.stages import check_stage, current_production
+from registry.lifecycle.stages import check_stage, plan_promotion
+from registry.principal import Principal
 
 # Stands in for the reason while previewing: the reason is typed on the confirmation form,
 # so whether the policy asks for one is shown beside that field, not as an unmet gate.
@@ -60,39 +58,19 @@ def preview_promotion(db: Database, ref: Ref, *, to: str, principal: Principal) 
     check_stage(to)
     with db.read() as s:
         row = ref_row(s, ref)
-        ns, name = row.adapter.namespace.name, row.adapter.name
-        principal.require_namespace(ns)
-        source, rules = effective_policy(s, ns, name)
-        production = current_production(s, row.adapter_id, row.base_model)
-        gated = to in rules.stages and to != "archived"
-        unmet: list[str] = []
-        if gated:
-            unmet = unmet_conditions(
-                rules,
-                row,
-                production=production,
-                reason=_REASON_ON_FORM,
-                compatibility=compat_problems(s, row, rules.engines),
-            )
-        blocked = None
-        if to == "production" and row.base_model is None:
-            blocked = (
-                f"{ns}/{name}:{row.number} has no base model; production is per base model,"
-                " so push it again with --base"
-            )
-        replaces = None
-        if to == "production" and production is not None and production.id != row.id:
-            replaces = production.number
+        principal.require_namespace(row.adapter.namespace.name)
+        plan = plan_promotion(s, row, to=to, reason=_REASON_ON_FORM)
+        replaces = plan.replaces(row, to)
         version = to_info(s, row)
     return PromotionPreview(
         version=version,
         to=to,
-        policy=source,
-        gated=gated,
-        unmet=unmet,
-        reason_required=gated and rules.require_reason,
-        role=rules.role,
-        allowed=principal.can(rules.role),
+        policy=plan.policy,
+        gated=plan.gated,
+        unmet=plan.unmet,
+        reason_required=plan.gated and plan.rules.require_reason,
+        role=plan.rules.role,
+        allowed=principal.can(plan.rules.role),
         replaces=replaces,
-        blocked=blocked,
+        blocked=plan.blocked,
     )

@@ -16,11 +16,11 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from registry.api.app import create_app
 from registry.client.local import LocalClient
 from registry.db import models as m
 from registry.lifecycle.access import ROLES, create_token
 from registry.runtime import Runtime
+from registry.server import create_app
 from tests.fixtures.catalog import LiveServer
 
 SHA = hashlib.sha256(b"x").hexdigest()

@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from registry.api.app import create_app
 from registry.lifecycle import events
 from registry.lifecycle.access import Principal, create_token
 from registry.merge import jobs
 from registry.runtime import Runtime
+from registry.server import create_app
 from registry.web.lineage import lineage
 from tests.api.tenants import ACME_ADAPTER, Tenants, build_tenants
 from tests.fixtures.catalog import LiveServer, catalog_state

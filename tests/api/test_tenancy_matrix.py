@@ -23,10 +23,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from registry.api.app import create_app
 from registry.db.models import Base
 from registry.lifecycle.access import ROLES
 from registry.runtime import Runtime
+from registry.server import create_app
 from registry.web.csrf import FIELD
 from tests.api.tenants import ACME_ADAPTER, TINY, Tenants, build_tenants
 from tests.fixtures.catalog import LiveServer

@@ -17,11 +17,11 @@ import httpx
 from click.testing import CliRunner
 
 from cli.main import cli
-from registry.api.app import create_app
 from registry.catalog.upkeep import fsck, gc
 from registry.client.local import LocalClient
 from registry.config import Settings
 from registry.runtime import Runtime
+from registry.server import create_app
 from registry.storage.local import LocalBlobStore
 from registry.storage.s3 import S3BlobStore
 from registry.storage.spool import spool_for

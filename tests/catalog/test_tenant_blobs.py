@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from registry.api.app import create_app
 from registry.client.local import LocalClient
 from registry.client.remote import RemoteClient
 from registry.domain import VersionInfo
 from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
+from registry.server import create_app
 from tests.fixtures.catalog import LiveServer
 
 WEIGHTS = "adapter_model.safetensors"

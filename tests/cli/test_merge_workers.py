@@ -48,7 +48,7 @@ def run(env: dict[str, str | None], *args: str) -> Result:
 @pytest.fixture
 def server_without_worker(catalog: Runtime) -> Iterator[str]:
     """A production-shape server: merges queue for `lorareg worker`s, none of which runs."""
-    from registry.api.app import create_app
+    from registry.server import create_app
 
     with LiveServer(create_app(catalog)) as srv:
         yield srv.url
@@ -73,7 +73,7 @@ def test_server_started_without_pytorch_refuses_merges(
     """torch missing when `serve` started (no in-process worker), installed later: the
     server still cannot merge, so it refuses instead of queueing forever."""
     import registry.merge.inputs as inputs
-    from registry.api.app import create_app
+    from registry.server import create_app
 
     monkeypatch.setattr(inputs, "torch_installed", lambda: False)
     app = create_app(catalog, worker=True)

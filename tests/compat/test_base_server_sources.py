@@ -12,13 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from registry.api.app import create_app
 from registry.client.local import LocalClient
 from registry.compat.sources import check_server_source
 from registry.config import Settings
 from registry.errors import SourceNotAllowed
 from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
+from registry.server import create_app
 from tests.compat.test_base_s3 import upload
 from tests.fixtures.catalog import LiveServer, catalog_state
 

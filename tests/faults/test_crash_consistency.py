@@ -23,10 +23,10 @@ import pytest
 from safetensors.numpy import save_file
 from sqlalchemy import select
 
+from registry.catalog.transfer import BlobCache
 from registry.catalog.upkeep import fsck
 from registry.client.local import LocalClient
 from registry.client.remote import RemoteClient
-from registry.client.transfer import BlobCache
 from registry.config import Settings
 from registry.db import models as m
 from registry.merge import jobs
@@ -136,7 +136,7 @@ def test_kill_push(runtime: Runtime, settings: Settings, tmp_path: Path) -> None
 # The API alone (no embedded merge worker, which would import torch on every restart).
 SERVE = (
     "import sys, uvicorn;"
-    "from registry.api.app import create_app;"
+    "from registry.server import create_app;"
     "from registry.config import load_settings;"
     "from registry.runtime import open_runtime;"
     "app = create_app(open_runtime(load_settings()), background=False);"

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from registry.api.app import create_app
 from registry.client.local import LocalClient
 from registry.config import load_settings
 from registry.runtime import open_runtime
+from registry.server import create_app
 from tests.fixtures.catalog import LiveServer
 from tests.fixtures.proxy import FlakyProxy
 

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from registry.api.app import create_app
 from registry.client.local import LocalClient
 from registry.runtime import Runtime
+from registry.server import create_app
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import pytest
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
-from registry.api.app import create_app
 from registry.domain import VersionInfo
 from registry.runtime import Runtime
+from registry.server import create_app
 from tests.fixtures.catalog import LiveServer
 from tests.hf.conftest import REPO
 

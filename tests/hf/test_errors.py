@@ -14,10 +14,10 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from registry.api.app import create_app
 from registry.domain import VersionInfo
 from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
+from registry.server import create_app
 from tests.fixtures.catalog import LiveServer
 from tests.hf.conftest import REPO
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from registry.catalog.importer import import_from_hub
+from registry.client.importer import import_from_hub
 from registry.client.local import LocalClient
 from registry.config import load_settings
 from registry.domain import VersionInfo

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 
-from registry.api.app import create_app
 from registry.api.version_cache import VersionCache
 from registry.catalog.refs import parse_repo
 from registry.catalog.resolve import resolve
@@ -21,6 +20,7 @@ from registry.config import Settings
 from registry.db.database import Database
 from registry.domain import VersionInfo
 from registry.runtime import Runtime, open_runtime
+from registry.server import create_app
 from tests.fixtures.catalog import LiveServer
 from tests.hf.conftest import REPO
 

@@ -42,7 +42,7 @@ class RestartableServer:
     def start(self) -> RestartableServer:
         import uvicorn
 
-        from registry.api.app import create_app
+        from registry.server import create_app
 
         app = create_app(self.runtime, require_auth=self.require_auth, background=False)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")

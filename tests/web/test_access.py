@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.api.app import create_app
 from registry.client.local import LocalClient
 from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
+from registry.server import create_app
 
 # Access rules do not touch blobs: both catalogs, the local store only.
 pytestmark = pytest.mark.parametrize("storage_backend", ["local"])

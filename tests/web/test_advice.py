@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from cli.main import cli
-from registry.api.app import create_app
 from registry.client.local import LocalClient
 from registry.config import Settings
 from registry.runtime import Runtime
+from registry.server import create_app
 
 pytestmark = pytest.mark.parametrize("storage_backend", ["local"])
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from registry.api.app import create_app
 from registry.client.local import LocalClient
 from registry.merge import jobs
 from registry.merge.worker import Worker
 from registry.runtime import Runtime
+from registry.server import create_app
 from tests.fixtures.catalog import LiveServer
 from tests.web.browsing import Tab
 from tests.web.conftest import HOSTILE_TARGET

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.api.app import create_app
 from registry.client.local import LocalClient
 from registry.runtime import Runtime
+from registry.server import create_app
 from registry.web.csrf import FIELD
 from tests.fixtures.catalog import catalog_state
 from tests.web.test_login import login

@@ -163,7 +163,7 @@ def test_pages_stay_fast_at_a_million_versions(runtime: Runtime) -> None:
         s.execute(
             update(m.AdapterVersion).where(m.AdapterVersion.number == 40).values(stage="production")
         )
-    from registry.api.app import create_app
+    from registry.server import create_app
 
     budget_s = 1.0  # generous for a loaded CI box; typical is 10-50 ms
     urls = [

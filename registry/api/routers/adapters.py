@@ -12,12 +12,12 @@ from registry.api.files import blob_response
 from registry.api.schemas import CommitRequest, TagRequest, UploadRequest
 from registry.api.uploads import receive_blob
 from registry.catalog import metadata, queries, uploads
-from registry.catalog.push import PushRequest, commit_version, validate_metadata
+from registry.catalog.push import PushRequest, validate_metadata
 from registry.catalog.refs import Ref, Repo, check_name, parse_repo
-from registry.compat.version_checks import check_after_push, refuse_failing_push
 from registry.domain import AdapterSummary, EventInfo, PushResult, UploadPlan, VersionInfo
 from registry.errors import NotFound
 from registry.formats.adapter import check_relative_path
+from registry.services.catalog import commit_push
 from registry.storage.base import check_sha256
 
 router = APIRouter(prefix="/api/v1", tags=["adapters"])
@@ -133,18 +133,8 @@ def commit(
         evals=body.evals,
     )
     validate_metadata(req)
-    limit = rt.settings.max_header_bytes
-    if body.strict:
-        # Claimed first: --strict must never read (and report on) bytes the caller may not use.
-        uploads.claim_blobs(rt.db, rt.store, files=req.files, visible=user.namespaces)
-        refuse_failing_push(rt.db, rt.store, req, max_header_bytes=limit)
-    result = commit_version(rt.db, rt.store, req, max_header_bytes=limit, visible=user.namespaces)
+    result = commit_push(rt, req, strict=body.strict, visible=user.namespaces, claim=True)
     response.status_code = 201 if result.created else 200
-    if result.created:
-        check = check_after_push(
-            rt.db, rt.store, result.version, actor=user.name, max_header_bytes=limit
-        )
-        result = result.model_copy(update={"check": check})
     return result
 
 

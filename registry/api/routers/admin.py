@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -20,71 +19,65 @@ from registry.api.schemas import TokenRequest, WebhookRequest
 from registry.api.waits import WaitLimiter, wait_key
 from registry.catalog.refs import check_name
 from registry.domain import EventInfo
-from registry.lifecycle import access, events, webhooks
+from registry.lifecycle import events
+from registry.services import access as access_service
+from registry.services.models import TokenCreated, TokenView, WebhookCreated, WebhookView
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 
-@router.post("/tokens", status_code=201, dependencies=[Admin])
-def create_token(rt: RuntimeDep, user: CurrentUser, body: TokenRequest) -> dict[str, Any]:
+@router.post("/tokens", status_code=201, response_model=TokenCreated, dependencies=[Admin])
+def create_token(rt: RuntimeDep, user: CurrentUser, body: TokenRequest) -> TokenCreated:
     """Create a token; the response is the only time its secret is shown. A scoped admin
     names namespaces within its own."""
-    secret, info = access.create_token(
+    return access_service.create_token(
         rt.db,
         name=body.name,
         role=body.role,
-        actor=user.name,
+        principal=user,
         namespaces=body.namespaces,
         expires_in_days=body.expires_in_days,
-        creator=user,
     )
-    return {"token": secret, **asdict(info)}
 
 
-@router.get("/tokens", dependencies=[Admin])
-def list_tokens(rt: RuntimeDep, user: CurrentUser) -> list[dict[str, Any]]:
-    return [asdict(t) for t in access.list_tokens(rt.db, viewer=user)]
+@router.get("/tokens", response_model=list[TokenView], dependencies=[Admin])
+def list_tokens(rt: RuntimeDep, user: CurrentUser) -> list[TokenView]:
+    return access_service.list_tokens(rt.db, principal=user)
 
 
-@router.delete("/tokens/{token_id}", dependencies=[Admin])
-def revoke_token(rt: RuntimeDep, user: CurrentUser, token_id: IdPath) -> dict[str, Any]:
-    return asdict(access.revoke_token(rt.db, token_id, actor=user.name, viewer=user))
+@router.delete("/tokens/{token_id}", response_model=TokenView, dependencies=[Admin])
+def revoke_token(rt: RuntimeDep, user: CurrentUser, token_id: IdPath) -> TokenView:
+    return access_service.revoke_token(rt.db, token_id, principal=user)
 
 
-@router.post("/webhooks", status_code=201, dependencies=[Admin])
-def create_webhook(rt: RuntimeDep, user: CurrentUser, body: WebhookRequest) -> dict[str, Any]:
-    # An unscoped webhook receives every namespace's events: for unscoped admins only.
-    user.require_covers([body.namespace] if body.namespace else None, "a webhook's namespace")
-    info, secret = webhooks.create_webhook(
+@router.post("/webhooks", status_code=201, response_model=WebhookCreated, dependencies=[Admin])
+def create_webhook(rt: RuntimeDep, user: CurrentUser, body: WebhookRequest) -> WebhookCreated:
+    return access_service.create_webhook(
         rt.db,
         url=body.url,
-        actor=user.name,
+        principal=user,
         namespace=body.namespace,
         kinds=body.kinds,
         secret=body.secret,
         allow_hosts=rt.settings.webhook_allow_hosts,
     )
-    return {"secret": secret, **asdict(info)}
 
 
-@router.get("/webhooks", dependencies=[Admin])
-def list_webhooks(rt: RuntimeDep, user: CurrentUser) -> list[dict[str, Any]]:
-    hooks = webhooks.list_webhooks(rt.db)  # every row: no LIMIT to filter after
-    return [asdict(w) for w in hooks if user.covers([w.namespace] if w.namespace else None)]
+@router.get("/webhooks", response_model=list[WebhookView], dependencies=[Admin])
+def list_webhooks(rt: RuntimeDep, user: CurrentUser) -> list[WebhookView]:
+    return access_service.list_webhooks(rt.db, principal=user)
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, dependencies=[Admin])
 def delete_webhook(rt: RuntimeDep, user: CurrentUser, webhook_id: IdPath) -> None:
-    access.require_webhook_scope(rt.db, webhook_id, user)
-    webhooks.delete_webhook(rt.db, webhook_id, actor=user.name)
+    access_service.delete_webhook(rt.db, webhook_id, principal=user)
 
 
 @router.get("/webhooks/{webhook_id}/deliveries", dependencies=[Admin])
 def webhook_deliveries(
     rt: RuntimeDep, user: CurrentUser, webhook_id: IdPath
 ) -> list[dict[str, Any]]:
-    access.require_webhook_scope(rt.db, webhook_id, user)
-    return webhooks.deliveries(rt.db, webhook_id)
+    return access_service.webhook_deliveries(rt.db, webhook_id, principal=user)
 
 
 @router.get("/events", response_model=list[EventInfo], dependencies=[Reader])

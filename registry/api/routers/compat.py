@@ -11,12 +11,14 @@ from registry.api.schemas import BaseRequest, CheckRequest
 from registry.catalog.queries import version_row
 from registry.catalog.refs import Ref, parse_repo
 from registry.compat import bases
-from registry.compat.version_checks import check_version, latest_checks
+from registry.compat.version_checks import latest_checks
+from registry.services.compat import run_check as run_check_service
+from registry.services.models import BaseAdded, BaseDetail, BaseSummary, CheckRun
 
 router = APIRouter(prefix="/api/v1", tags=["compatibility"])
 
 
-@router.post("/bases", dependencies=[Maintainer])
+@router.post("/bases", response_model=BaseAdded, dependencies=[Maintainer])
 def add_base(
     rt: RuntimeDep, user: CurrentUser, body: BaseRequest, response: Response
 ) -> dict[str, Any]:
@@ -40,12 +42,12 @@ def add_base(
     return {**doc, "created": created}
 
 
-@router.get("/bases", dependencies=[Reader])
+@router.get("/bases", response_model=list[BaseSummary], dependencies=[Reader])
 def list_bases(rt: RuntimeDep) -> list[dict[str, Any]]:
     return bases.list_bases(rt.db)
 
 
-@router.get("/bases/{base:path}", dependencies=[Reader])
+@router.get("/bases/{base:path}", response_model=BaseDetail, dependencies=[Reader])
 def get_base(rt: RuntimeDep, base: str) -> dict[str, Any]:
     return bases.get_base(rt.db, base)
 
@@ -56,25 +58,16 @@ def _numbered(rt: RuntimeDep, namespace: str, name: str, revision: str) -> Ref:
         return Ref(repo, number=version_row(s, repo, revision).number)
 
 
-@router.post("/adapters/{namespace}/{name}/versions/{revision}/checks", dependencies=[Writer])
+@router.post(
+    "/adapters/{namespace}/{name}/versions/{revision}/checks",
+    response_model=CheckRun,
+    dependencies=[Writer],
+)
 def run_check(
     rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, revision: str, body: CheckRequest
-) -> dict[str, Any]:
-    version, report = check_version(
-        rt.db,
-        rt.store,
-        _numbered(rt, namespace, name, revision),
-        base=body.base,
-        engines=body.engines,
-        actor=user.name,
-        max_header_bytes=rt.settings.max_header_bytes,
-    )
-    return {
-        "version": version.ref,
-        "base_model": body.base,
-        "report": report.to_json(),
-        "lines": report.lines(),
-    }
+) -> CheckRun:
+    ref = _numbered(rt, namespace, name, revision)
+    return run_check_service(rt, ref, base=body.base, engines=body.engines, actor=user.name)
 
 
 @router.get("/adapters/{namespace}/{name}/versions/{revision}/checks", dependencies=[Reader])

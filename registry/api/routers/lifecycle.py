@@ -12,8 +12,9 @@ from registry.catalog import metadata, queries
 from registry.catalog.diff import diff_versions
 from registry.catalog.refs import Ref, Repo, check_name, parse_repo
 from registry.domain import EventInfo, VersionInfo
-from registry.lifecycle import events, policies, stages
-from registry.lifecycle.gates import compat_problems
+from registry.lifecycle import events, stages
+from registry.services import lifecycle as lifecycle_service
+from registry.services.models import EffectivePolicy, PolicyView, PromotionResult, VersionDiff
 
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
 
@@ -24,7 +25,7 @@ def _repo(namespace: str, name: str) -> Repo:
 
 @router.post(
     "/adapters/{namespace}/{name}/versions/{number}/promote",
-    response_model=dict[str, Any],
+    response_model=PromotionResult,
     dependencies=[Maintainer],
 )
 def promote(
@@ -34,22 +35,15 @@ def promote(
     name: str,
     number: NumberPath,
     body: PromoteRequest,
-) -> dict[str, Any]:
+) -> PromotionResult:
     """Move a version to a stage if its policy allows; 409 ``gate_failed`` lists what is unmet."""
-    result = stages.promote(
+    return lifecycle_service.promote(
         rt.db,
         Ref(_repo(namespace, name), number=number),
         to=body.to,
         reason=body.reason,
         principal=user,
-        compat_problems=compat_problems,
     )
-    return {
-        "version": result.version.model_dump(mode="json"),
-        "previous_stage": result.previous_stage,
-        "archived": result.archived,
-        "unchanged": result.unchanged,
-    }
 
 
 @router.put(
@@ -89,7 +83,7 @@ def add_evals(
     return metadata.add_evals(rt.db, ref, body.evals, actor=user.name)
 
 
-@router.get("/adapters/{namespace}/{name}/diff", dependencies=[Reader])
+@router.get("/adapters/{namespace}/{name}/diff", response_model=VersionDiff, dependencies=[Reader])
 def diff(rt: RuntimeDep, namespace: str, name: str, a: str, b: str) -> dict[str, Any]:
     repo = _repo(namespace, name)
     with rt.db.read() as s:
@@ -98,35 +92,28 @@ def diff(rt: RuntimeDep, namespace: str, name: str, a: str, b: str) -> dict[str,
     return diff_versions(va, vb)
 
 
-@router.get("/policies/{namespace}", dependencies=[Reader])
-def get_namespace_policy(rt: RuntimeDep, namespace: str) -> dict[str, Any]:
-    rules = policies.get_policy(rt.db, check_name(namespace, what="namespace"))
-    return {"target": namespace, "rules": rules.model_dump() if rules else None}
+@router.get("/policies/{namespace}", response_model=PolicyView, dependencies=[Reader])
+def get_namespace_policy(rt: RuntimeDep, namespace: str) -> PolicyView:
+    return lifecycle_service.namespace_policy(rt.db, namespace)
 
 
-@router.get("/policies/{namespace}/{name}", dependencies=[Reader])
-def get_adapter_policy(rt: RuntimeDep, namespace: str, name: str) -> dict[str, Any]:
-    repo = _repo(namespace, name)
-    with rt.db.read() as s:
-        source, rules = policies.effective_policy(s, repo.namespace, repo.name)
-    return {"target": str(repo), "effective_from": source, "rules": rules.model_dump()}
+@router.get("/policies/{namespace}/{name}", response_model=EffectivePolicy, dependencies=[Reader])
+def get_adapter_policy(rt: RuntimeDep, namespace: str, name: str) -> EffectivePolicy:
+    return lifecycle_service.effective_policy(rt.db, _repo(namespace, name))
 
 
-@router.put("/policies/{namespace}", dependencies=[Admin])
+@router.put("/policies/{namespace}", response_model=PolicyView, dependencies=[Admin])
 def set_namespace_policy(
     rt: RuntimeDep, user: CurrentUser, namespace: str, body: dict[str, Any]
-) -> dict[str, Any]:
-    rules = policies.set_policy(rt.db, namespace, policies.parse_rules(body), actor=user.name)
-    return {"target": namespace, "rules": rules.model_dump()}
+) -> PolicyView:
+    return lifecycle_service.set_policy(rt.db, namespace, body, principal=user)
 
 
-@router.put("/policies/{namespace}/{name}", dependencies=[Admin])
+@router.put("/policies/{namespace}/{name}", response_model=PolicyView, dependencies=[Admin])
 def set_adapter_policy(
     rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, body: dict[str, Any]
-) -> dict[str, Any]:
-    target = str(_repo(namespace, name))
-    rules = policies.set_policy(rt.db, target, policies.parse_rules(body), actor=user.name)
-    return {"target": target, "rules": rules.model_dump()}
+) -> PolicyView:
+    return lifecycle_service.set_policy(rt.db, str(_repo(namespace, name)), body, principal=user)
 
 
 @router.get(

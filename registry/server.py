@@ -1,4 +1,8 @@
-"""The FastAPI app factory: builds the app from a Runtime; nothing happens at import."""
+"""The FastAPI app factory: builds the app from a Runtime; nothing happens at import.
+
+It sits above both edges it joins (the API routers and the dashboard), so neither `api/`
+nor `web/` imports the other's app.
+"""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from registry.catalog.manifest import sha256_file
 from registry.domain import FileEntry, VersionInfo
-from registry.errors import AlreadyExists, IntegrityError
+from registry.errors import AlreadyExists, ChecksumMismatch
 from registry.formats.adapter import check_relative_path, inspect_adapter, local_files
 from registry.storage.base import blob_key
 
@@ -111,7 +111,7 @@ def write_version(
 ) -> tuple[int, int]:
     """Materialise a version's files at ``dest`` atomically; returns (downloaded, cached) bytes.
 
-    Raises IntegrityError when a file's bytes do not match its sha256; ``dest`` is then
+    Raises ChecksumMismatch when a file's bytes do not match its sha256; ``dest`` is then
     untouched.
     """
     dest = dest.resolve()
@@ -158,7 +158,7 @@ def _download(
             if progress:
                 progress(len(chunk))
     if n != entry.size or h.hexdigest() != entry.sha256:
-        raise IntegrityError(
+        raise ChecksumMismatch(
             f"{entry.path}: downloaded bytes do not match the catalog (sha256 {entry.sha256[:12]},"
             f" {entry.size} bytes; got {h.hexdigest()[:12]}, {n} bytes); the stored blob is"
             " damaged: nothing was written; run `lorareg fsck` on the server"

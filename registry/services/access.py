@@ -1,0 +1,90 @@
+"""API tokens and webhooks, once for every edge. The caller's scope is checked here: a
+scoped admin manages only tokens and webhooks within its namespaces."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import asdict
+from typing import Any
+
+from registry.db.database import Database
+from registry.lifecycle import access, webhooks
+from registry.principal import Principal
+from registry.services.models import TokenCreated, TokenView, WebhookCreated, WebhookView
+
+
+def create_token(
+    db: Database,
+    *,
+    name: str,
+    role: str,
+    principal: Principal,
+    namespaces: list[str] | None = None,
+    expires_in_days: float | None = None,
+) -> TokenCreated:
+    """A new token; this answer is the only time its secret is shown."""
+    secret, info = access.create_token(
+        db,
+        name=name,
+        role=role,
+        actor=principal.name,
+        namespaces=namespaces,
+        expires_in_days=expires_in_days,
+        creator=principal,
+    )
+    return TokenCreated(token=secret, **asdict(info))
+
+
+def list_tokens(db: Database, *, principal: Principal) -> list[TokenView]:
+    return [TokenView(**asdict(t)) for t in access.list_tokens(db, viewer=principal)]
+
+
+def revoke_token(db: Database, token_id: int, *, principal: Principal) -> TokenView:
+    info = access.revoke_token(db, token_id, actor=principal.name, viewer=principal)
+    return TokenView(**asdict(info))
+
+
+def create_webhook(
+    db: Database,
+    *,
+    url: str,
+    principal: Principal,
+    namespace: str | None = None,
+    kinds: list[str] | None = None,
+    secret: str | None = None,
+    allow_hosts: Collection[str] = (),
+) -> WebhookCreated:
+    """Subscribe ``url``; the signing secret is shown in this answer only."""
+    # An unscoped webhook receives every namespace's events: for unscoped admins only.
+    principal.require_covers([namespace] if namespace else None, "a webhook's namespace")
+    info, signing = webhooks.create_webhook(
+        db,
+        url=url,
+        actor=principal.name,
+        namespace=namespace,
+        kinds=kinds,
+        secret=secret,
+        allow_hosts=allow_hosts,
+    )
+    return WebhookCreated(secret=signing, **asdict(info))
+
+
+def list_webhooks(db: Database, *, principal: Principal) -> list[WebhookView]:
+    hooks = webhooks.list_webhooks(db)  # every row: no LIMIT to filter after
+    return [
+        WebhookView(**asdict(w))
+        for w in hooks
+        if principal.covers([w.namespace] if w.namespace else None)
+    ]
+
+
+def delete_webhook(db: Database, webhook_id: int, *, principal: Principal) -> None:
+    access.require_webhook_scope(db, webhook_id, principal)
+    webhooks.delete_webhook(db, webhook_id, actor=principal.name)
+
+
+def webhook_deliveries(
+    db: Database, webhook_id: int, *, principal: Principal
+) -> list[dict[str, Any]]:
+    access.require_webhook_scope(db, webhook_id, principal)
+    return webhooks.deliveries(db, webhook_id)

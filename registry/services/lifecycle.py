@@ -1,0 +1,53 @@
+"""Promotions and promotion policies, once for every edge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from registry.catalog.refs import Ref, Repo, check_name, parse_repo
+from registry.db.database import Database
+from registry.lifecycle import policies, stages
+from registry.principal import Principal
+from registry.services.models import EffectivePolicy, PolicyView, PromotionResult
+
+
+def promote(
+    db: Database, ref: Ref, *, to: str, principal: Principal, reason: str | None = None
+) -> PromotionResult:
+    """Move a pinned version to ``to`` if its policy (compatibility gate included) allows."""
+    done = stages.promote(db, ref, to=to, principal=principal, reason=reason)
+    return PromotionResult(
+        version=done.version,
+        previous_stage=done.previous_stage,
+        archived=done.archived,
+        unchanged=done.unchanged,
+    )
+
+
+def get_policy(db: Database, target: str) -> PolicyView | EffectivePolicy:
+    """``target`` is a namespace (its own rules, or None) or ``ns/name`` (the rules in force)."""
+    if "/" in target:
+        return effective_policy(db, parse_repo(target))
+    return namespace_policy(db, target)
+
+
+def namespace_policy(db: Database, namespace: str) -> PolicyView:
+    """A namespace's own rules (None: it has none; its adapters use the defaults)."""
+    own = policies.get_policy(db, check_name(namespace, what="namespace"))
+    return PolicyView(target=namespace, rules=own.model_dump() if own else None)
+
+
+def effective_policy(db: Database, repo: Repo) -> EffectivePolicy:
+    with db.read() as s:
+        source, rules = policies.effective_policy(s, repo.namespace, repo.name)
+    return EffectivePolicy(target=str(repo), effective_from=source, rules=rules.model_dump())
+
+
+def set_policy(
+    db: Database, target: str, rules: dict[str, Any], *, principal: Principal
+) -> PolicyView:
+    """Replace the policy of a namespace or ``ns/name`` (admins only)."""
+    if "/" in target:
+        target = str(parse_repo(target))
+    parsed = policies.set_policy(db, target, policies.parse_rules(rules), actor=principal.name)
+    return PolicyView(target=target, rules=parsed.model_dump())
