@@ -73,7 +73,7 @@ class MergeResult:
     elapsed_s: float
     verification: Verification
     timings: dict[str, float] = field(default_factory=dict)
-    # Each shard's sha256, taken from the bytes as they were written (not read back).
+    # With ``durable``: each shard's sha256, from the bytes as they were written.
     shard_sha256: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -126,8 +126,9 @@ def merge_adapters(
     ``should_cancel()`` turns True. On any failure no output folder is left behind (a
     process killed outright leaves a hidden ``.<out_dir name>.partial-*`` sibling to delete).
     ``progress`` and ``should_cancel`` are called from the calling thread, about twice a
-    second. ``durable`` flushes every shard to disk before returning (for a caller that
-    moves the files into a blob store as they are, with ``MergeResult.shard_sha256``).
+    second. ``durable`` hashes every shard as it is written (``MergeResult.shard_sha256``) and
+    flushes it to disk before returning, for a caller that moves the files into a blob store
+    as they are.
     """
     t_start = time.perf_counter()
     base_dir, out_dir = Path(base_dir), Path(out_dir)

@@ -10,8 +10,11 @@
   goes (an untouched run once the copier has copied it, from the output's pages in the page
   cache). So the output is hashed in the pass that writes it, never read back from disk,
   and the store can take the file as it is (``worker._store_output``);
-- with ``durable``, the syncer flushes each finished shard to disk while the writer goes
-  on with the next, so the store's "durable before visible" costs no pass of its own.
+- the syncer flushes each finished shard to disk while the writer goes on with the next,
+  so the store's "durable before visible" costs no pass of its own.
+
+Hashing and flushing serve a caller that stores the output (``durable``); a bare
+``merge_adapters`` into a folder skips both.
 
 So at most a handful of chunks are in memory at once, whatever the model's size. Every
 thread stops at the first error or at ``stop``; ``Pipeline.close`` joins them all.
@@ -104,7 +107,7 @@ class Pipeline:
         self._write_q: queue.Queue[Written | None] = queue.Queue(DEPTH)
         self._sync_q: queue.Queue[tuple[str, OutputFile] | None] = queue.Queue()
         self.bytes_done: dict[str, int] = dict.fromkeys(outputs, 0)
-        # Per finished shard: the sha256 of its bytes as written (header included).
+        # Per finished shard, when durable: the sha256 of its bytes as written (header too).
         self.sha256: dict[str, str] = {}
         self.writing_shard = layouts[0].name if layouts else ""
         self.read_wait_s = 0.0
@@ -142,7 +145,7 @@ class Pipeline:
         self._put(self._write_q, item, tick)
 
     def finish(self, tick: Callable[[], None]) -> None:
-        """Wait until every shard is written and hashed (and, if durable, on disk)."""
+        """Wait until every shard is written (and, if durable, hashed and on disk)."""
         for t in self._threads:
             while t.is_alive():
                 tick()
@@ -235,12 +238,13 @@ class Pipeline:
             return item
 
     def _write(self) -> None:
-        """Every shard front to back: copies and computed chunks in file order, hashed."""
+        """Every shard front to back: copies and computed chunks in file order (hashed, and
+        handed to the syncer, when ``durable``)."""
         n_copies = 0
         for layout in self.layouts:
             self.writing_shard = name = layout.name
             out = self.outputs[name]
-            digest = hashlib.sha256(layout.header)
+            digest = hashlib.sha256(layout.header) if self.durable else None
             for seg in layout.segments:
                 if isinstance(seg, CopyOp):
                     n_copies += 1
@@ -257,17 +261,18 @@ class Pipeline:
                     if item.ready is not None:
                         item.ready()
                     view = tensor_bytes(item.data)
-                    digest.update(view)
+                    if digest is not None:
+                        digest.update(view)
                     write_at(out.fd, item.offset, view, path=out.path)
                     self._add(name, len(view))
                     if self.stop.is_set():
                         raise _Stopped
-            self.sha256[name] = digest.hexdigest()
-            if self.durable:
+            if digest is not None:
+                self.sha256[name] = digest.hexdigest()
                 self._sync_q.put((name, out))
         self._sync_q.put(None)
 
-    def _hash_copied(self, op: CopyOp, out: OutputFile, nth: int, digest: Any) -> None:
+    def _hash_copied(self, op: CopyOp, out: OutputFile, nth: int, digest: Any | None) -> None:
         """An untouched run into the shard's hash, read back from the output's pages once the
         copier has copied it (the bytes in the file, whatever the base does meanwhile)."""
         with self._copied:
@@ -281,6 +286,9 @@ class Pipeline:
             if self.stop.is_set():
                 raise _Stopped
 
+        if digest is None:
+            on_slice(op.length)
+            return
         hash_range(out.fd, op.dst_off, op.length, digest, on_slice)
 
     def _copy(self) -> None:

@@ -55,6 +55,8 @@ UNIT_ROUNDOFF: dict[str, float] = {
 }
 
 _COPY_SLICE = 64 * 1024 * 1024
+# Mapped pages count as resident while mapped: hash in slices small enough not to matter.
+_HASH_SLICE = 8 * 1024 * 1024
 
 
 def dtype_name(dtype: str | torch.dtype) -> str:
@@ -346,13 +348,13 @@ def hash_range(
 ) -> None:
     """Feed ``length`` bytes of a file at ``offset`` to ``digest`` (a hashlib object).
 
-    Read through a shared read-only mapping, a slice of at most 64 MiB at a time, so the
+    Read through a shared read-only mapping, a slice of at most 8 MiB at a time, so the
     bytes go from the page cache into the hash without a copy, and resident memory stays
     at one slice. ``on_slice(n)`` runs after each slice (progress; it may raise to stop).
     """
     done = 0
     while done < length:
-        n = min(_COPY_SLICE, length - done)
+        n = min(_HASH_SLICE, length - done)
         start = offset + done
         aligned = start - start % mmap.ALLOCATIONGRANULARITY
         mapped = mmap.mmap(
