@@ -48,7 +48,9 @@ from registry.merge.tensor_io import (
 )
 from registry.merge.verify import Verification, check_tensor, choose_sample, summarise
 
-_CHUNK_BYTES = {"cpu": 16 * 2**20, "cuda": 128 * 2**20}
+# CPU: 4 MiB of fp32 keeps a chunk's scratch in cache through convert, addmm and cast
+# (measured 25% less CPU time than 16 MiB on a 2-core machine, same bytes).
+_CHUNK_BYTES = {"cpu": 4 * 2**20, "cuda": 128 * 2**20}
 _PROGRESS_EVERY_S = 0.5
 
 

@@ -230,7 +230,8 @@ def test_merged_shards_are_stored_as_written(
         data = b"".join(runtime.store.iter_bytes(entry.sha256))
         assert hashlib.sha256(data).hexdigest() == entry.sha256 and len(data) == entry.size
     for entry in shards:
-        assert b"".join(runtime.store.iter_bytes(entry.sha256)) == (
-            direct.out_dir / entry.path
-        ).read_bytes()
+        assert (
+            b"".join(runtime.store.iter_bytes(entry.sha256))
+            == (direct.out_dir / entry.path).read_bytes()
+        )
     assert not list((runtime.settings.effective_cache_dir / "jobs").glob("job-*"))

@@ -114,3 +114,14 @@ def test_adopt_file_across_filesystems_copies_and_verifies(
     with pytest.raises(IntegrityError):
         store.adopt_file(wrong, src)  # the copy path hashes what it reads
     assert not store.exists(wrong)
+
+
+def test_chunks_of_many_rows_write_the_bytes_of_whole_tensors(
+    llama_base: Path, tmp_path: Path
+) -> None:
+    # The CPU chunk size is tuned for caches; any chunk of several rows must give the bytes
+    # of one chunk per tensor (the low-rank product's reduction runs over r, not over rows).
+    adapter = make_adapter(tmp_path / "a", base=make_llama(), target_modules=["q_proj", "up_proj"])
+    whole = merge(llama_base, [adapter], tmp_path / "whole", durable=True, chunk_bytes=2**30)
+    rows = merge(llama_base, [adapter], tmp_path / "rows", durable=True, chunk_bytes=4096)
+    assert rows.shard_sha256 == whole.shard_sha256
