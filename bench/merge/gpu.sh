@@ -4,10 +4,12 @@
 #     bash bench/merge/gpu.sh
 #
 # Uses whatever python3 / torch / safetensors / pydantic / transformers / peft exist there
-# (nothing is installed), says what is missing, runs the CUDA parity tests if pytest is
-# there, then bench_merge.py on --device cuda and on --device cpu. Logs and JSON go to $OUT
-# (or bench/out/gpu); the generated 2.5 GB model stays in bench/out, outside $OUT.
-# Budget: about 4 minutes on an H200 node (at most 150 + 2 x 200 s), most of it PEFT.
+# (nothing is installed), says what is missing, runs the CUDA parity and streaming tests if
+# pytest is there, then bench_merge.py on --device cuda and on --device cpu: cp -r, the whole
+# `lorareg merge --wait` (when the registry's own dependencies are there too), the engine
+# alone and PEFT, in one run. Logs and JSON go to $OUT (or bench/out/gpu); the generated
+# 2.5 GB model stays in bench/out, outside $OUT.
+# Budget: about 5 minutes on an H200 node (at most 150 + 2 x 200 s), most of it PEFT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 RESULTS="${OUT:-bench/out/gpu}"
@@ -58,10 +60,11 @@ if [[ "$missing" == *" transformers "* || "$missing" == *" peft "* ]]; then
   echo "transformers or peft missing: PEFT baseline and parity tests skipped"
 fi
 
-echo "== CUDA parity tests (tests/merge/test_devices.py)"
+echo "== CUDA parity and streaming tests (tests/merge/test_devices.py, test_write_pass.py)"
 if [[ -z "$PEFT_FLAG" && "$missing" != *" pytest "* ]]; then
   # -p no:warnings: this machine's library versions may warn where CI's do not.
-  timeout 150 "$PY" -m pytest tests/merge/test_devices.py tests/merge/test_parity.py -q \
+  timeout 150 "$PY" -m pytest tests/merge/test_devices.py tests/merge/test_write_pass.py \
+    tests/merge/test_parity.py -q \
     -p no:cacheprovider -p no:warnings 2>&1 | tail -15
 else
   echo "skipped"

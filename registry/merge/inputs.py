@@ -8,6 +8,7 @@ comes back with the job, so the user sees it before the merge runs.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -49,6 +50,7 @@ def request_merge(
     if not refs:
         raise InvalidInput("name at least one adapter version to merge")
     require_torch()
+    import_torch_in_background()
     if method not in METHODS:
         raise InvalidInput(f"unknown merge method {method!r}; use one of {', '.join(METHODS)}")
     if weights is not None and len(weights) != len(refs):
@@ -111,6 +113,27 @@ def torch_installed() -> bool:
 
 # The README's pinned install: a loose `pip install torch` pulls a multi-GB CUDA build.
 TORCH_INSTALL = "pip install torch==2.13.0 && pip install 'lorareg[merge]'"
+
+
+def import_torch_in_background() -> None:
+    """Start importing torch (seconds) in a thread, so it overlaps the catalog queries and
+    the adapters' download that come first; whoever imports it next waits for it there.
+
+    Not a daemon: a process that exits early (a refused request) waits for the import to
+    end rather than tearing the interpreter down under a half-initialised extension."""
+    import sys
+    import threading
+
+    if "torch" not in sys.modules:
+        threading.Thread(target=_import_torch, name="import-torch").start()
+
+
+def _import_torch() -> None:
+    import importlib
+
+    # A broken install fails again, with its message, where the merge imports torch itself.
+    with contextlib.suppress(Exception):
+        importlib.import_module("torch")
 
 
 def require_torch() -> None:

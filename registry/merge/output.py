@@ -25,13 +25,6 @@ _TORCH_DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
 @dataclass(frozen=True)
-class ShardLayout:
-    name: str
-    header: bytes
-    data_size: int
-
-
-@dataclass(frozen=True)
 class CopyOp:
     """Bytes copied unchanged from a base shard to the same-named output shard."""
 
@@ -71,6 +64,18 @@ class TensorJob:
         return [(s, min(n, s + self.chunk_rows)) for s in range(0, n, self.chunk_rows)]
 
 
+@dataclass(frozen=True)
+class ShardLayout:
+    """One output shard: its header, and after it, in file order, the byte runs copied from
+    the base and the tensors computed (so the shard can be written, and hashed, front to
+    back in one pass)."""
+
+    name: str
+    header: bytes
+    data_size: int
+    segments: tuple[CopyOp | TensorJob, ...] = ()
+
+
 def layout_shards(
     base: BaseLayout, plans: dict[str, TensorPlan], *, chunk_elems: int
 ) -> tuple[list[ShardLayout], list[CopyOp], list[TensorJob]]:
@@ -102,24 +107,30 @@ def layout_shards(
         out_data = len(raw)
         dst = out_data
         run: CopyOp | None = None
+        segments: list[CopyOp | TensorJob] = []
         for t in tensors:
             size = math.prod(t.shape) * DTYPE_SIZES[out_dtype[t.name]]
             src = header.data_offset + t.start
             if t.name in plans:
                 per_row = max(1, math.prod(t.shape[1:]) if t.shape else 1)
                 jobs.append(TensorJob(plans[t.name], dst, max(1, chunk_elems // per_row)))
+                segments.append(jobs[-1])
                 run = None
             elif (
                 run is not None
                 and run.src_off + run.length == src
                 and run.dst_off + run.length == dst
             ):
-                copies[-1] = run = CopyOp(shard, run.src_off, run.dst_off, run.length + size)
+                copies[-1] = segments[-1] = run = CopyOp(
+                    shard, run.src_off, run.dst_off, run.length + size
+                )
             else:
                 run = CopyOp(shard, src, dst, size)
                 copies.append(run)
+                segments.append(run)
             dst += size
-        layouts.append(ShardLayout(name=shard, header=raw, data_size=dst - out_data))
+        kept = tuple(s for s in segments if not isinstance(s, CopyOp) or s.length)
+        layouts.append(ShardLayout(shard, raw, dst - out_data, kept))
     return layouts, [c for c in copies if c.length], jobs
 
 

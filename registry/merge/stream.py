@@ -3,7 +3,13 @@
 Per chunk of rows: base rows in their stored dtype (mapped from the page cache on the CPU,
 read into page-locked buffers for CUDA) are copied into an fp32 scratch buffer on the
 device, the adapters' change is applied (``delta.merge_rows``), and the result is cast into
-a reusable host buffer that the writer thread writes at its offset.
+a reusable host buffer that the writer thread hashes and writes at its offset.
+
+On CUDA nothing waits for the device in this thread: each chunk's host-to-device copy runs
+on a copy stream (page-locked source, so truly asynchronous), the arithmetic on the compute
+stream once that copy's event fires, and the cast result comes back by an asynchronous copy
+into a page-locked buffer whose event the writer waits on. So the reader's disk reads, the
+copies both ways, the arithmetic and the writer's hashing and writes all overlap.
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ from registry.formats.safetensors import DTYPE_SIZES
 from registry.merge.adapters import LoadedAdapter
 from registry.merge.compose import prepare_tensor
 from registry.merge.delta import PreparedTensor, Scratch, dora_column_factor, merge_rows
-from registry.merge.output import CopyOp, ShardLayout, TensorJob
-from registry.merge.pipeline import RING_SLOTS, Chunk, Pipeline
+from registry.merge.output import ShardLayout, TensorJob
+from registry.merge.pipeline import RING_SLOTS, Chunk, Pipeline, Written
 from registry.merge.plan import BaseLayout
 from registry.merge.tensor_io import TORCH_DTYPES, BufferRing, OutputFile, TensorFile, rows_of
 from registry.merge.verify import to_cpu64
@@ -70,13 +76,24 @@ class StreamSpec:
     base: BaseLayout
     adapters: list[LoadedAdapter]
     jobs: list[TensorJob]
-    copies: list[CopyOp]
     layouts: list[ShardLayout]
     out_dir: Path
     device: torch.device
     method: str
     svd_rank: int | None
     sample: set[str]
+    # Flush every output shard to disk before returning (the store adopts the files).
+    durable: bool = False
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """What ``stream_merge`` did: bytes computed, the sampled tensors' prepared factors (fp64,
+    CPU) for verification, and each output shard's sha256 as written."""
+
+    computed: int
+    kept: list[PreparedTensor]
+    sha256: dict[str, str]
 
 
 def stream_merge(
@@ -85,12 +102,9 @@ def stream_merge(
     progress: Callable[[MergeProgress], None] | None,
     should_cancel: Callable[[], bool] | None,
     t_start: float,
-) -> tuple[int, list[PreparedTensor]]:
-    """Write every output shard into ``spec.out_dir``.
-
-    Returns the bytes computed and, for the tensors in ``spec.sample``, their prepared factors
-    (fp64, CPU) for verification. Raises MergeCancelled, or the first error of any thread.
-    """
+) -> Streamed:
+    """Write every output shard into ``spec.out_dir``; raises MergeCancelled, or the first
+    error of any thread."""
     dev = spec.device
     base_files = {s: TensorFile(spec.base.folder / s) for s in spec.base.shards}
     adapter_files = [TensorFile(a.weights_path) for a in spec.adapters]
@@ -98,7 +112,6 @@ def stream_merge(
     shard_sizes = {s.name: s.data_size for s in spec.layouts}
     pipe: Pipeline | None = None
     last_report = [0.0]
-    current_shard = [spec.base.shards[0]]
 
     def tick(force: bool = False) -> None:
         if should_cancel is not None and should_cancel():
@@ -114,7 +127,7 @@ def stream_merge(
             MergeProgress(
                 bytes_done=sum(done.values()),
                 bytes_total=sum(shard_sizes.values()),
-                shard=current_shard[0] if spec.jobs else pipe.copy_shard or spec.base.shards[0],
+                shard=pipe.writing_shard,
                 shards_done=sum(1 for s, n in done.items() if n >= shard_sizes[s]),
                 shards_total=len(shard_sizes),
                 elapsed_s=now - t_start,
@@ -131,7 +144,8 @@ def stream_merge(
                 outputs[layout.name] = OutputFile.create(path, layout.header, layout.data_size)
             pipe = Pipeline(
                 jobs=spec.jobs,
-                copies=spec.copies,
+                layouts=spec.layouts,
+                durable=spec.durable,
                 base_files=base_files,
                 adapter_files=adapter_files,
                 outputs=outputs,
@@ -142,25 +156,29 @@ def stream_merge(
             )
             out_ring = BufferRing(RING_SLOTS, max_out, pin=pin)
             scratch = Scratch(dev)
+            device_io = DeviceIO(dev) if pin else None
             pipe.start()
             computed = 0
             prep: PreparedTensor | None = None
             kept: list[PreparedTensor] = []
             for chunk in pipe.chunks(tick):
                 plan = chunk.job.plan
-                current_shard[0] = plan.shard
                 if chunk.factors is not None:
                     prep = _prepare(chunk, spec, base_files, adapter_files)
                     if plan.name in spec.sample:
                         kept.append(to_cpu64(prep))
                 assert prep is not None
-                data = _compute(chunk, prep, scratch, out_ring, dev)
+                if device_io is not None:
+                    data, ready = device_io.compute(chunk, prep, scratch, out_ring)
+                else:
+                    data, ready = _compute(chunk, prep, scratch, out_ring, dev), None
                 chunk.release()
-                pipe.write(plan.shard, chunk.job.out_offset(chunk.start), data, tick)
+                offset = chunk.job.out_offset(chunk.start)
+                pipe.write(Written(plan.shard, offset, data, ready), tick)
                 computed += data.numel() * data.element_size()
             pipe.finish(tick)
             tick(force=True)
-            return computed, kept
+            return Streamed(computed, kept, dict(pipe.sha256))
     finally:
         if pipe is not None:
             pipe.close()
@@ -182,6 +200,54 @@ def _compute(
     data_t = data.view(TORCH_DTYPES[out_dtype]).view(out.shape)
     data_t.copy_(out)
     return data_t
+
+
+class DeviceIO:
+    """A CUDA merge's copies, off the host thread's critical path (see the module docstring).
+
+    Ring buffers are reused in turn, so a page-locked read buffer must not be refilled while
+    its host-to-device copy may still run: before chunk ``k`` is issued, the copy of chunk
+    ``k - 1`` is waited for, which leaves the reader (at most ``RING_SLOTS - 2`` chunks
+    ahead) a free buffer. Output buffers are safe by the writer's order: it waits for each
+    chunk's event before touching its bytes, and a buffer comes round again only after the
+    writer is done with it.
+    """
+
+    def __init__(self, dev: torch.device) -> None:
+        self.dev = dev
+        self.copy_stream = torch.cuda.Stream(dev)
+        self.compute_stream = torch.cuda.current_stream(dev)
+        self._last_upload: torch.cuda.Event | None = None
+
+    def upload(self, host: torch.Tensor) -> torch.Tensor:
+        """``host`` (page-locked) on the device, ordered before later compute-stream work."""
+        if self._last_upload is not None:
+            self._last_upload.synchronize()
+        with torch.cuda.stream(self.copy_stream):
+            on_dev = host.to(self.dev, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self.copy_stream)
+        self.compute_stream.wait_event(done)
+        # The caching allocator must not hand this memory out again before compute is done.
+        on_dev.record_stream(self.compute_stream)
+        self._last_upload = done
+        return on_dev
+
+    def compute(
+        self, chunk: Chunk, prep: PreparedTensor, scratch: Scratch, out_ring: BufferRing
+    ) -> tuple[torch.Tensor, Callable[[], object]]:
+        """Issue one chunk; its host bytes are valid once the returned callable returns."""
+        stored = self.upload(chunk.raw)
+        reps = {i: self.upload(r.pin_memory()) for i, r in chunk.replacements.items()}
+        out = merge_rows(prep, stored, chunk.start, chunk.stop, reps, scratch)
+        out_dtype = prep.plan.out_dtype
+        cast = out.to(TORCH_DTYPES[out_dtype])
+        data = out_ring.take(out.numel() * DTYPE_SIZES[out_dtype])
+        data_t = data.view(TORCH_DTYPES[out_dtype]).view(out.shape)
+        data_t.copy_(cast, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record(self.compute_stream)
+        return data_t, done.synchronize
 
 
 def _prepare(

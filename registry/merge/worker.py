@@ -135,7 +135,7 @@ class Worker:
             result = self._merge(job, work, beat)
             if beat.lost.is_set():
                 raise MergeCancelled()
-            files = self._store_output(result.out_dir)
+            files = self._store_output(result.out_dir, result.shard_sha256)
             if not self._finish(job, files, result):
                 # Cancelled (or taken over) at the last moment: the output blobs are
                 # unreferenced and gc collects them.
@@ -182,19 +182,29 @@ class Worker:
             dtype=spec.get("dtype"),
             progress=beat.report,
             should_cancel=beat.lost.is_set,
+            # The shards go into the store as written (below): durable before visible.
+            durable=True,
         )
 
-    def _store_output(self, out: Path) -> list[FileEntry]:
-        """Upload every output file as a content-addressed blob (before any row commits)."""
+    def _store_output(self, out: Path, shard_sha256: dict[str, str]) -> list[FileEntry]:
+        """Store every output file as a content-addressed blob (before any row commits).
+
+        The shards were hashed while the engine wrote them and flushed to disk, so a local
+        store takes each by a rename: no byte is read again. Small files (config, index)
+        are hashed here. S3 uploads the files, verifying the hash as it sends them.
+        """
+        adopt = getattr(self.rt.store, "adopt_file", None)
         entries = []
         for path in sorted(p for p in out.rglob("*") if p.is_file()):
-            sha = sha256_file(path)
-            self.rt.store.put_file(sha, path)
-            entries.append(
-                FileEntry(
-                    path=path.relative_to(out).as_posix(), sha256=sha, size=path.stat().st_size
-                )
-            )
+            rel = path.relative_to(out).as_posix()
+            size = path.stat().st_size
+            sha = shard_sha256.get(rel)
+            if sha is not None and adopt is not None:
+                adopt(sha, path)
+            else:
+                sha = sha or sha256_file(path)
+                self.rt.store.put_file(sha, path)
+            entries.append(FileEntry(path=rel, sha256=sha, size=size))
         return entries
 
     def _finish(self, job: JobInfo, files: list[FileEntry], result: MergeResult) -> bool:

@@ -9,6 +9,7 @@ key; at worst it leaves a ``tmp/*.part`` file that is safe to delete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -89,6 +90,30 @@ class LocalBlobStore:
             return False
         with open(path, "rb") as src:
             return self._write(sha256, src, size=None, progress=progress)
+
+    def adopt_file(self, sha256: str, path: Path) -> bool:
+        """Move a file that this process wrote, hashed as it wrote it and flushed to disk,
+        into the store under that hash, without reading it again (a merge's output shards).
+
+        The caller vouches for the hash (it fed every byte it wrote to it) and for
+        durability (fsync). The file is renamed into place, so it is gone from ``path``
+        afterwards; on another filesystem it is copied and verified as ``put_file`` does.
+        False when the blob was already stored (``path`` is left alone).
+        """
+        if self.exists(sha256):
+            return False
+        final = self._path(sha256)
+        try:
+            with _storage_errors(f"cannot move blob {sha256} into {final.parent}"):
+                os.chmod(path, _BLOB_MODE)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, final)  # atomic; a concurrent writer stored the same bytes
+                _fsync_dir(final.parent)
+        except StorageUnavailable as exc:
+            if not isinstance(exc.__cause__, OSError) or exc.__cause__.errno != errno.EXDEV:
+                raise
+            return self.put_file(sha256, path)
+        return True
 
     def put_stream(self, sha256: str, stream: BinaryIO, *, size: int | None = None) -> bool:
         """Store bytes read from ``stream`` until EOF; see ``put_file``.

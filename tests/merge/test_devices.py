@@ -98,3 +98,31 @@ def test_cuda_bf16_base_and_composition(llama_base: Path, tmp_path: Path) -> Non
         for key, tensor in ours.items():
             diff = (tensor.float() - theirs[key].float()).abs()
             assert (diff <= eps * theirs[key].float().abs() + 1e-30).all(), (method, key)
+
+
+@needs_cuda
+def test_cuda_streams_with_small_chunks_write_what_they_hash(
+    llama_base: Path, tmp_path: Path
+) -> None:
+    # Chunks of a few rows: the page-locked read and write buffers come round again many
+    # times while copies on the other stream may still be in flight, so a buffer reused
+    # too early shows up as wrong bytes (against the CPU) or as a hash that is not the file's.
+    import hashlib
+
+    adapters = _adapters(tmp_path / "adapters")
+    for name in ("llama-dora", "llama-rslora-lm-head"):
+        _, adapter = adapters[name]
+        cpu = merge(llama_base, [adapter], tmp_path / f"{name}-cpu")
+        gpu = merge(
+            llama_base,
+            [adapter],
+            tmp_path / f"{name}-gpu",
+            device="cuda",
+            chunk_bytes=1024,
+            durable=True,
+        )
+        assert gpu.verification.passed
+        assert max_abs_diff(load_output(cpu), load_output(gpu)) <= 1e-5
+        for shard in gpu.shards:
+            written = hashlib.sha256((gpu.out_dir / shard).read_bytes()).hexdigest()
+            assert gpu.shard_sha256[shard] == written, (name, shard)

@@ -201,3 +201,37 @@ def test_work_folders_of_dead_workers_are_swept(runtime: Runtime) -> None:
     finally:
         running.kill()
         running.wait()
+
+
+def test_merged_shards_are_stored_as_written(
+    registry_with_base: LocalClient,
+    runtime: Runtime,
+    adapter_library: dict[str, Path],
+    base_library: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    # The worker stores the shards under the hashes taken while writing them (a local store
+    # moves the files in without reading them): each blob must hold exactly the bytes a
+    # direct merge writes, under the sha256 of those bytes.
+    import hashlib
+
+    from registry.merge import AdapterInput, merge_adapters
+
+    doc = registry_with_base.merge(["acme/voice:1"], base="tiny-llama")
+    job = registry_with_base.wait_job(doc["job"]["id"])
+    assert job["state"] == "succeeded", job["error"]
+    merged = registry_with_base.show(job["output"])
+    direct = merge_adapters(
+        base_library["tiny"], [AdapterInput(adapter_library["v1"])], tmp_path / "d", device="cpu"
+    )
+    shards = [f for f in merged.files if f.path in direct.shards]
+    assert len(shards) == len(direct.shards)
+    for entry in merged.files:
+        data = b"".join(runtime.store.iter_bytes(entry.sha256))
+        assert hashlib.sha256(data).hexdigest() == entry.sha256 and len(data) == entry.size
+    for entry in shards:
+        assert (
+            b"".join(runtime.store.iter_bytes(entry.sha256))
+            == (direct.out_dir / entry.path).read_bytes()
+        )
+    assert not list((runtime.settings.effective_cache_dir / "jobs").glob("job-*"))
