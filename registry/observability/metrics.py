@@ -23,8 +23,12 @@ Server (``/metrics``):
 - At scrape time (``exposition.JobQueueCollector``): ``lorareg_jobs{state}`` and
   ``lorareg_job_oldest_age_seconds{state}`` for queued and running jobs.
 
-``lorareg sync --metrics-port`` (``SYNC_*``) and ``lorareg worker --metrics-port``
-(``WORKER_*`` plus the job queue) serve their own on ``/metrics`` of that port.
+``lorareg sync --metrics-port`` serves ``SYNC_*`` (changes by kind, bytes fetched,
+failures) plus, read from the folder at scrape time (``registry.sync.metrics``):
+``lorareg_sync_adapters{state="present"|"left_out"}``, ``lorareg_sync_disk_bytes``,
+``lorareg_sync_budget_bytes`` and ``lorareg_sync_lag_seconds`` (since the node last
+confirmed it had every change). ``lorareg worker --metrics-port`` serves ``WORKER_*``
+and the job queue.
 
 Multi-process: with ``PROMETHEUS_MULTIPROC_DIR`` set before start (an empty folder
 shared by the server's worker processes), every process writes its values there and a
@@ -89,32 +93,6 @@ SYNC_FETCHED_BYTES = Counter(
 SYNC_FAILURES = Counter(
     "lorareg_sync_failures",
     "Adapters that could not be synced (logged; retried with backoff).",
-)
-SYNC_ADAPTERS = Gauge(
-    "lorareg_sync_adapters",
-    "Adapters in the synced stage or alias, on disk (present) or left out by the budget.",
-    ["state"],
-    multiprocess_mode="livemax",
-)
-SYNC_DISK_BYTES = Gauge(
-    "lorareg_sync_disk_bytes",
-    "Bytes in the node's blob cache (every version folder's files link into it).",
-    multiprocess_mode="livemax",
-)
-SYNC_BUDGET_BYTES = Gauge(
-    "lorareg_sync_budget_bytes",
-    "The --max-bytes budget (0: none).",
-    multiprocess_mode="livemax",
-)
-SYNC_EVENT_LAG = Histogram(
-    "lorareg_sync_event_lag_seconds",
-    "From an event's commit in the registry to the node applying it.",
-    buckets=LAG_BUCKETS,
-)
-SYNC_CAUGHT_UP = Gauge(
-    "lorareg_sync_caught_up_timestamp_seconds",
-    "When the node last confirmed it had every change (Unix time).",
-    multiprocess_mode="livemax",
 )
 
 # -- lorareg worker ---------------------------------------------------------------------

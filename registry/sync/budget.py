@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from registry.catalog.refs import NAME_RE, Repo, parse_repo
+from registry.catalog.refs import NAME_RE, parse_repo
 from registry.errors import InvalidInput
 from registry.sync.blobs import NodeBlobs
 from registry.sync.layout import NodeLayout
@@ -55,6 +55,7 @@ class DiskBudget:
         self.max_bytes = max_bytes
         self.pins = pins
         self.used = 0
+        self.reserved: set[str] = set()  # sha256s admitted, counted in ``used``, maybe unfetched
         self.rescan()
 
     def rescan(self) -> None:
@@ -65,6 +66,7 @@ class DiskBudget:
                 with contextlib.suppress(FileNotFoundError):
                     total += os.lstat(os.path.join(dirpath, name)).st_size
         self.used = total
+        self.reserved.clear()
 
     def pinned(self, key: str) -> bool:
         return any(fnmatch.fnmatchcase(key, pin) for pin in self.pins)
@@ -126,14 +128,6 @@ def read_uses(layout: NodeLayout) -> dict[str, datetime]:
                     key = str(parse_repo(f"{ns.name}/{entry.name}"))
                     uses[key] = datetime.fromtimestamp(when, UTC)
     return uses
-
-
-def unlink_adapter(layout: NodeLayout, key: str) -> None:
-    layout.unlink(parse_repo(key))
-
-
-def repo_of(key: str) -> Repo:
-    return parse_repo(key)
 
 
 def _remove_tree(folder: Path) -> None:

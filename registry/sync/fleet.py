@@ -83,10 +83,24 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
         yield items[start : start + size]
 
 
-def room_for(node: NodeSync, repo: Repo, target: Target, seen_at: datetime) -> str | None:
-    """Make room for ``target`` in the budget; None when it fits, else why it cannot."""
+def admit(node: NodeSync, repo: Repo, target: Target, seen_at: datetime) -> str | None:
+    """Make room for ``target`` and reserve its bytes; None when admitted, else why not.
+
+    The reservation counts the bytes before they are fetched, so a chunk admitted
+    together stays within the budget; the count is made exact again from disk after.
+    """
     budget = node.budget
-    need = need_bytes(budget.blobs, ((f.sha256, f.size) for f in target.files))
+    files = {f.sha256: f.size for f in target.files if f.sha256 not in budget.reserved}
+    need = need_bytes(budget.blobs, files.items())
+    why = _room(node, repo, need, seen_at)
+    if why is None:
+        budget.used += need
+        budget.reserved.update(files)
+    return why
+
+
+def _room(node: NodeSync, repo: Repo, need: int, seen_at: datetime) -> str | None:
+    budget = node.budget
     if budget.fits(need):
         return None
     budget.free_unlinked()

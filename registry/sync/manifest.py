@@ -26,7 +26,7 @@ import os
 from typing import Any
 
 from registry.catalog.refs import parse_repo
-from registry.sync.layout import NodeLayout, fsync_dir
+from registry.sync.layout import NodeLayout
 from registry.sync.state import SyncState, now
 from registry.timestamps import iso_z
 
@@ -78,11 +78,13 @@ def manifest(
 
 
 def write_manifest(layout: NodeLayout, doc: dict[str, Any]) -> None:
+    """Replace the manifest in one rename: readers see the old one or the new one whole.
+
+    Not fsynced: it is derived from the state, and every sync run writes it afresh, so
+    after a power cut it is at worst one change behind until the next run starts.
+    """
     path = layout.meta / NAME
     tmp = path.with_name(f".manifest.{os.getpid()}.tmp")
     with open(tmp, "w") as fh:
         json.dump(doc, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
     os.replace(tmp, path)
-    fsync_dir(layout.meta)

@@ -124,8 +124,12 @@ class NodeSync:
                 placed.append((repo, result))
         if self.budget.max_bytes is not None:
             placed.sort(key=lambda p: fleet.preference(self, p[0], seen_at))
-        for chunk in fleet.chunks(placed):
-            self._place(chunk, seen_at, failed)
+        try:
+            for chunk in fleet.chunks(placed):
+                self._place(chunk, seen_at, failed)
+        finally:
+            if self.budget.max_bytes is not None:
+                self.budget.rescan()  # reservations become what is really on disk
         self.flush()
         return failed
 
@@ -136,7 +140,7 @@ class NodeSync:
         admitted: list[tuple[Repo, Target | None]] = []
         for repo, target in chunk:
             if target is not None and not self._unchanged(repo, target):
-                why = fleet.room_for(self, repo, target, seen_at)
+                why = fleet.admit(self, repo, target, seen_at)
                 if why is not None:
                     self._leave_out(repo, target, why, seen_at)
                     continue
@@ -148,8 +152,8 @@ class NodeSync:
             if isinstance(got, BaseException):
                 broken[repo] = got
             else:
-                self._prefetched[repo] = got
-                self.budget.used += got
+                self._prefetched[repo] = got  # its bytes were reserved by ``admit``
+                metrics.SYNC_FETCHED_BYTES.inc(got)
         for repo, target in admitted:
             try:
                 if repo in broken:
