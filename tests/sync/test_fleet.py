@@ -199,6 +199,8 @@ def test_cli_budget_pins_and_refusals(
     assert present(Path(dest)) == set() and doc["max_bytes"] == 1000
     assert doc["adapters"]["acme/c1"]["pinned"] is True
     assert "acme/c1: v1 not on disk: needs" in r.stderr
+    r = lorareg("sync", "--status", dest, "--json")
+    assert json.loads(r.stdout)["left_out"] == ["acme/c0", "acme/c1", "acme/c2"]
     r = lorareg(*common, "--max-bytes", "10M", "--pin", "acme/*")
     assert r.exit_code == 0, r.output
     assert present(Path(dest)) == {"acme/c0", "acme/c1", "acme/c2"}
