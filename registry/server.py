@@ -17,9 +17,12 @@ from registry.api.docs import install_docs
 from registry.api.errors import install_error_handlers
 from registry.api.limits import RequestLimits
 from registry.api.origins import BrowserGuard
+from registry.api.request_metrics import RequestMetrics
 from registry.api.routers import adapters, admin, compat, health, hf, jobs, lifecycle, resolve
+from registry.api.routers import metrics as metrics_router
 from registry.api.routers.namespaces import router as namespaces_router
 from registry.api.waits import WaitLimiter
+from registry.observability.exposition import forget_this_process
 from registry.runtime import Runtime
 from registry.storage.spool import spool_for
 from registry.web.routes import install_dashboard
@@ -80,6 +83,7 @@ def create_app(
         try:
             yield
         finally:
+            forget_this_process()  # its live gauges leave shared metrics (multi-process)
             if dispatcher is not None:
                 dispatcher.stop()
             if merge_worker is not None and thread is not None:
@@ -109,6 +113,7 @@ def create_app(
     app.add_middleware(RequestLimits)
     install_docs(app)
     app.include_router(health.router)
+    app.include_router(metrics_router.router)  # /metrics (Prometheus)
     app.include_router(resolve.router)  # early: routes are matched in order, this is the hot one
     app.include_router(adapters.router)
     app.include_router(lifecycle.router)
@@ -120,6 +125,7 @@ def create_app(
     app.include_router(hf.router)  # last: /{ns}/{name}/resolve/... would shadow other routes
     # Outermost: a rebinding name or a cross-site write is refused before any other work.
     app.add_middleware(BrowserGuard, open_server=not app.state.auth_required)
+    app.add_middleware(RequestMetrics)  # outermost of all: counts the refusals above too
     return app
 
 

@@ -10,6 +10,7 @@ import time
 import click
 
 from cli.app import Context, cli, handle_errors, json_option, pass_ctx
+from cli.metrics import metrics_options, start_metrics
 from cli.output import emit_json
 
 
@@ -162,11 +163,19 @@ def db_upgrade(ctx: Context, revision: str, as_json: bool) -> None:
 @cli.command()
 @click.option("--lease-seconds", default=30.0, show_default=True, type=click.FloatRange(1, 3600))
 @click.option("--poll-seconds", default=1.0, show_default=True, type=click.FloatRange(0.05, 600))
+@metrics_options
 @pass_ctx
 @handle_errors
-def worker(ctx: Context, lease_seconds: float, poll_seconds: float) -> None:
+def worker(
+    ctx: Context,
+    lease_seconds: float,
+    poll_seconds: float,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Claim and run merge jobs from the catalog until interrupted (SIGINT or SIGTERM);
-    logs each claim, success, failure and the shutdown on stderr."""
+    logs each claim, success, failure and the shutdown on stderr. With --metrics-port,
+    serves Prometheus metrics (its jobs, the queue's depth and ages) on /metrics."""
     import logging
     import signal
 
@@ -177,6 +186,10 @@ def worker(ctx: Context, lease_seconds: float, poll_seconds: float) -> None:
     from registry.merge.worker import Worker
 
     rt = open_runtime(ctx.settings)
+    if metrics_port is not None:
+        from registry.observability.exposition import JobQueueCollector
+
+        start_metrics(metrics_host, metrics_port, [JobQueueCollector(rt.db)])
     w = Worker(rt, lease_s=lease_seconds, poll_s=poll_seconds)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(

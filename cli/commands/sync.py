@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from cli.app import Context, cli, handle_errors, json_option, pass_ctx
+from cli.metrics import metrics_options, start_metrics
 from cli.output import age, emit_json, table
 
 STAGES = ("staging", "production", "archived")
@@ -43,6 +44,25 @@ def _log(message: str) -> None:
     help="Seconds a replaced version folder stays readable before it is removed.",
 )
 @click.option(
+    "--all",
+    "every",
+    is_flag=True,
+    help="Every adapter the stage or alias names in scope (the default, said explicitly).",
+)
+@click.option(
+    "--max-bytes",
+    help="Disk budget of the folder (10G, 500M): least recently used adapters not pinned"
+    " are evicted to stay within it.",
+)
+@click.option(
+    "--pin",
+    "pins",
+    multiple=True,
+    metavar="NS/NAME",
+    help="Never evict this adapter (NS/* for a namespace); repeatable.",
+)
+@metrics_options
+@click.option(
     "--status",
     "status_dir",
     type=click.Path(path_type=Path),
@@ -63,6 +83,11 @@ def sync(
     follow: bool,
     prune: bool,
     grace: float,
+    every: bool,
+    max_bytes: str | None,
+    pins: tuple[str, ...],
+    metrics_port: int | None,
+    metrics_host: str,
     status_dir: Path | None,
     as_json: bool,
 ) -> None:
@@ -72,6 +97,7 @@ def sync(
 
     Each update is atomic for readers: DIR/namespace/name is a link swapped by rename to
     a complete version folder. Progress goes to stderr, one line per change.
+    DIR/.lorareg/manifest.json lists every adapter with its version folder's path.
     """
     if status_dir is not None:
         if dest is not None or follow or prune:
@@ -82,8 +108,27 @@ def sync(
         raise click.UsageError("give --to DIR and --base NAME (or --status DIR)")
     if stage and alias:
         raise click.UsageError("give --stage or --alias, not both")
+    fleet = _fleet_options(max_bytes, pins)
+    if metrics_port is not None:
+        start_metrics(metrics_host, metrics_port, _sync_collectors(dest))
     _run(ctx, dest, base, alias or stage or "production", namespace, model_name, follow, prune,
-         grace, as_json)  # fmt: skip
+         grace, as_json, fleet)  # fmt: skip
+
+
+def _fleet_options(max_bytes: str | None, pins: tuple[str, ...]) -> dict[str, Any]:
+    from registry.catalog.quotas import parse_size
+    from registry.sync.budget import check_pins
+
+    return {
+        "max_bytes": parse_size(max_bytes) if max_bytes is not None else None,
+        "pins": check_pins(pins),
+    }
+
+
+def _sync_collectors(dest: Path) -> list[Any]:
+    from registry.sync.metrics import FolderCollector
+
+    return [FolderCollector(dest)]
 
 
 def _run(
@@ -97,6 +142,7 @@ def _run(
     prune: bool,
     grace: float,
     as_json: bool,
+    fleet: dict[str, Any],
 ) -> None:
     from registry.catalog.refs import check_base_name, check_name
     from registry.lifecycle.stages import check_alias
@@ -109,8 +155,9 @@ def _run(
         check_alias(ref)
     _require_known_base(ctx, base, namespace)
     options = SyncOptions(
-        base=base, ref=ref, namespace=namespace, prune=prune, model_name=model_name, grace_s=grace
-    )
+        base=base, ref=ref, namespace=namespace, prune=prune, model_name=model_name, grace_s=grace,
+        **fleet,
+    )  # fmt: skip
     follower = Follower(NodeLayout(dest), source_for(ctx.client), options, log=_log)
 
     def stop(_sig: int, _frame: FrameType | None) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import event
 from registry.db.database import Database
 from registry.domain import VersionInfo
 from registry.lifecycle.events import last_event_id
+from registry.observability.metrics import RESOLVE_CACHE
 from registry.runtime import Runtime
 
 _COMMITTED = "lorareg.version_cache.committed"
@@ -184,6 +185,7 @@ async def cached_version(
     if refresh:
         # Re-check in the background; this and concurrent requests are answered meanwhile.
         asyncio.get_running_loop().run_in_executor(None, _quietly, cache.refresh)
+    RESOLVE_CACHE.labels("hit" if hit is not None else "miss").inc()
     if hit is not None:
         return hit
     return await run_in_threadpool(cache.load, key, resolver)

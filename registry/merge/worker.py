@@ -12,6 +12,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from registry.merge.engine import MergeResult, merge_adapters
 from registry.merge.inputs import materialize_adapter, materialize_base
 from registry.merge.jobs import JobInfo
 from registry.merge.stream import MergeCancelled, MergeProgress
+from registry.observability import metrics
 from registry.runtime import Runtime
 
 log = logging.getLogger("lorareg.worker")
@@ -130,6 +132,7 @@ class Worker:
             ", ".join(str(i.get("ref")) for i in spec.get("inputs", [])),
             spec.get("base"),
         )
+        started, outcome = time.monotonic(), "failed"
         try:
             beat.start()
             result = self._merge(job, work, beat)
@@ -141,11 +144,14 @@ class Worker:
                 # unreferenced and gc collects them.
                 jobs.fail(self.rt.db, job.id, self.worker_id, "cancelled", cancelled=True)
                 log.info("job %s cancelled", job.id)
+                outcome = "cancelled"
             else:
                 log.info("job %s succeeded -> %s", job.id, spec.get("output"))
+                outcome = "succeeded"
         except MergeCancelled:
             jobs.fail(self.rt.db, job.id, self.worker_id, "cancelled", cancelled=True)
             log.info("job %s cancelled", job.id)
+            outcome = "cancelled"
         except LoraregError as exc:
             jobs.fail(self.rt.db, job.id, self.worker_id, exc.message)
             log.warning("job %s failed: %s", job.id, exc.message)
@@ -155,6 +161,8 @@ class Worker:
                 self.rt.db, job.id, self.worker_id, f"internal error: {type(exc).__name__}: {exc}"
             )
         finally:
+            metrics.WORKER_JOBS.labels(outcome).inc()
+            metrics.WORKER_JOB_DURATION.observe(time.monotonic() - started)
             beat.stop()
             shutil.rmtree(work, ignore_errors=True)
             with _ACTIVE_LOCK:

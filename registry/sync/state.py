@@ -36,6 +36,21 @@ class OnDisk(BaseModel):
     synced_at: datetime
     # No longer in the stage or alias, kept because --prune was not given.
     stale: bool = False
+    bytes: int = 0  # the version's files, as the registry lists them
+    # The newest of: first seen on this node, a use recorded under ``.lorareg/used/``.
+    last_used: datetime | None = None
+
+
+class LeftOut(BaseModel):
+    """An adapter of the stage that is not on disk: evicted by the --max-bytes budget (or
+    too big to fit), and fetched again once it is used or room is made."""
+
+    version: int
+    content_id: str
+    bytes: int
+    last_used: datetime | None = None
+    since: datetime
+    reason: str
 
 
 class Retired(BaseModel):
@@ -53,6 +68,7 @@ class SyncState(BaseModel):
     caught_up_at: datetime | None = None
     adapters: dict[str, OnDisk] = Field(default_factory=dict)
     retired: list[Retired] = Field(default_factory=list)
+    left_out: dict[str, LeftOut] = Field(default_factory=dict)
 
 
 def now() -> datetime:

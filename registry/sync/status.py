@@ -63,5 +63,7 @@ def folder_status(root: Path) -> dict[str, Any]:
         "caught_up_at": iso_z(caught_up),
         "lag_s": round((now() - caught_up).total_seconds(), 3) if caught_up else None,
         "adapters": adapters,
+        # Adapters of the stage the disk budget keeps off this node (see the manifest).
+        "left_out": sorted(state.left_out),
         "retired_folders": len(state.retired),
     }
