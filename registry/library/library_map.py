@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
@@ -22,39 +21,12 @@ from registry.db import models as m
 from registry.domain import VersionInfo
 from registry.library.errors import DifferentBases
 from registry.library.interference import ModuleOverlap, PairModules, PairSummary, pairwise
+from registry.library.results import LibraryMap, PairResult
 from registry.library.versions import MAX_INPUTS, opened, resolve_versions
 from registry.runtime import Runtime
 
 ALGORITHM = 1  # bump when the stored numbers change meaning
 TOP_MODULES = 3
-
-
-class PairResult(BaseModel):
-    x: str
-    y: str
-    modules: int
-    cosine: float
-    mean_abs_cosine: float
-    max_abs_cosine: float
-    worst_module: str | None
-    worst_cosine: float
-    overlap_x: float
-    overlap_y: float
-    top: list[dict[str, Any]]
-
-
-class LibraryMap(BaseModel):
-    base_model: str | None
-    adapters: list[str]
-    pairs: list[PairResult]
-    computed_pairs: int
-    cached_pairs: int
-
-    def cosine(self, x: str, y: str) -> float | None:
-        for p in self.pairs:
-            if {p.x, p.y} == {x, y}:
-                return p.cosine
-        return None
 
 
 def library_versions(

@@ -11,8 +11,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from registry.catalog.refs import Repo, parse_repo
 from registry.catalog.uploads import Visible
 from registry.domain import VersionInfo
@@ -24,56 +22,9 @@ from registry.library.factors import AdapterFactors
 from registry.library.folders import input_ranks, output_dtype
 from registry.library.interference import PairSummary, pairwise
 from registry.library.output import write_adapter
+from registry.library.results import AnalysisResult, LibraryVersion, ModuleAnalysis, ModuleResult
 from registry.library.versions import opened, resolve_versions, store_version
 from registry.runtime import Runtime
-
-
-class ModuleResult(BaseModel):
-    module: str
-    rank_before: int | None = None
-    rank: int
-    relative_error: float = 0.0
-
-
-class LibraryVersion(BaseModel):
-    """A version written by compose or compress, with what was lost per module."""
-
-    version: VersionInfo
-    operation: str
-    inputs: list[str]
-    weights: list[float] = Field(default_factory=list)
-    method: str | None = None
-    max_rank: int
-    max_relative_error: float
-    modules: list[ModuleResult]
-    interference: list[dict[str, Any]] = Field(default_factory=list)
-    check: dict[str, Any] | None = None
-
-
-class ModuleAnalysis(BaseModel):
-    module: str
-    rank: int
-    shape: list[int]
-    singular_values: list[float]
-    norm: float
-    rank_99: int
-    rank_999: int
-    relative_update: float | None
-
-
-class AnalysisResult(BaseModel):
-    ref: str
-    base_model: str | None
-    max_rank: int
-    rank_99: int
-    rank_999: int
-    max_lora_rank: int | None
-    vllm_default_fits: bool
-    stored_bytes: int
-    slot_bytes: int
-    slot_bytes_at_rank_999: int
-    modules: list[ModuleAnalysis]
-    warnings: list[str]
 
 
 def compose_versions(
