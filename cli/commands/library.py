@@ -7,16 +7,8 @@ from typing import Any
 import click
 
 from cli.app import Context, cli, handle_errors, json_option, parse_pairs, pass_ctx
+from cli.commands.merge import _floats
 from cli.output import emit_json, human_size, table
-
-
-def _floats(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(w) for w in text.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"--weights {text!r}: comma-separated numbers") from None
 
 
 def _modules_table(doc: dict[str, Any], limit: int = 12) -> None:

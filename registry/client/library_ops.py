@@ -24,9 +24,7 @@ class LocalLibrary:
         raise NotImplementedError
 
     def compose(self, refs: list[str], *, output: str, **options: Any) -> LibraryVersion:
-        from registry.merge.inputs import require_torch
-
-        require_torch()
+        _require_torch()
         from registry.library.service import compose_versions
 
         return compose_versions(self.rt, refs, output=output, actor=self.actor, **options)
@@ -39,25 +37,19 @@ class LocalLibrary:
         namespace: str | None = None,
         tags: dict[str, str] | None = None,
     ) -> LibraryMap:
-        from registry.merge.inputs import require_torch
-
-        require_torch()
+        _require_torch()
         from registry.library.library_map import library_map
 
         return library_map(self.rt, refs=refs or [], base=base, namespace=namespace, tags=tags)
 
     def analyze(self, ref: str) -> AnalysisResult:
-        from registry.merge.inputs import require_torch
-
-        require_torch()
+        _require_torch()
         from registry.library.service import analyze_version
 
         return analyze_version(self.rt, ref)
 
     def compress(self, ref: str, **options: Any) -> LibraryVersion:
-        from registry.merge.inputs import require_torch
-
-        require_torch()
+        _require_torch()
         from registry.library.service import compress_version
 
         return compress_version(self.rt, ref, actor=self.actor, **options)
@@ -96,6 +88,12 @@ class RemoteLibrary:
         path, params = _version_path(ref, "compressions")
         body = {**params, **_given(options)}
         return LibraryVersion.model_validate(self._call("POST", path, json=body).json())
+
+
+def _require_torch() -> None:
+    from registry.merge.inputs import require_torch
+
+    require_torch()
 
 
 def _given(options: dict[str, Any]) -> dict[str, Any]:
