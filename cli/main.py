@@ -7,6 +7,7 @@ from cli.commands import (  # noqa: F401  (importing registers the commands)
     catalog,
     compat,
     imports,
+    library,
     lifecycle,
     merge,
     namespaces,

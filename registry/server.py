@@ -20,6 +20,7 @@ from registry.api.origins import BrowserGuard
 from registry.api.request_metrics import RequestMetrics
 from registry.api.routers import adapters, admin, compat, health, hf, jobs, lifecycle, resolve
 from registry.api.routers import metrics as metrics_router
+from registry.api.routers.library import router as library_router
 from registry.api.routers.namespaces import router as namespaces_router
 from registry.api.waits import WaitLimiter
 from registry.observability.exposition import forget_this_process
@@ -120,6 +121,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(compat.router)
     app.include_router(jobs.router)
+    app.include_router(library_router)  # compose, interference, analysis, compression
     app.include_router(namespaces_router)  # offboarding and quotas
     install_dashboard(app)  # /ui/ pages and their static files; / redirects there
     app.include_router(hf.router)  # last: /{ns}/{name}/resolve/... would shadow other routes

@@ -13,6 +13,7 @@ from registry.catalog.resolve import resolve, resolve_document
 from registry.catalog.transfer import BlobCache, prepare_push, write_version
 from registry.catalog.uploads import readable_blobs, record_upload
 from registry.client.compat_ops import LocalCompat
+from registry.client.library_ops import LocalLibrary
 from registry.client.lifecycle_ops import LocalLifecycle
 from registry.client.merge_ops import LocalMerge
 from registry.client.namespace_ops import LocalNamespaces
@@ -32,7 +33,7 @@ from registry.storage.base import Progress, blob_key
 PAGE = 1000  # adapters per read, as the API's largest page
 
 
-class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces):
+class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces, LocalLibrary):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.cache = BlobCache(runtime.settings.effective_cache_dir)

@@ -445,3 +445,22 @@ class JobNamespace(Base):
 
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     namespace: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class InterferencePair(Base):
+    """Cached overlap of two adapter versions, keyed by content (``content_x <= content_y``),
+    so a new version costs only its own pairs. ``modules`` maps a module to
+    ``[inner, norm_sq_x, norm_sq_y]``; ``algorithm`` invalidates rows when the math changes."""
+
+    __tablename__ = "interference_pairs"
+    __table_args__ = (
+        UniqueConstraint("content_x", "content_y", "algorithm", name="uq_interference_pair"),
+        CheckConstraint("content_x <= content_y", name="ordered"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    content_x: Mapped[str] = mapped_column(String(40))
+    content_y: Mapped[str] = mapped_column(String(40))
+    algorithm: Mapped[int] = mapped_column(Integer)
+    modules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

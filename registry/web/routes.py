@@ -48,7 +48,7 @@ from registry.compat.version_checks import latest_checks
 from registry.domain import VersionInfo
 from registry.errors import AdapterNotFound, InvalidInput
 from registry.lifecycle.access import Principal
-from registry.web import account, actions, bases, erase, jobs, pickers
+from registry.web import account, actions, bases, erase, jobs, library, pickers
 from registry.web import queries as wq
 from registry.web.actions import version_actions
 from registry.web.chart import eval_charts
@@ -83,6 +83,7 @@ for _pages in (
     actions.router,
     jobs.router,
     bases.router,
+    library.router,
     erase.router,
     pickers.router,
 ):

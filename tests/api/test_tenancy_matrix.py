@@ -84,6 +84,11 @@ def _bodies(t: Tenants, tiny: Path) -> dict[tuple[str, str], list[dict[str, Any]
             {"adapters": [f"acme/{ACME_ADAPTER}:1"], "base": TINY},
             {"adapters": ["beta/b:1"], "base": TINY, "output": f"acme/{ACME_ADAPTER}"},
         ],
+        ("POST", "/api/v1/compositions"): [
+            {"adapters": [f"acme/{ACME_ADAPTER}:1"], "output": "beta/stolen"},
+            {"adapters": ["beta/b:1"], "output": f"acme/{ACME_ADAPTER}"},
+        ],
+        ("POST", f"{adapter}/compressions"): [{"rank": 1}, {"rank": 1, "output": "beta/stolen"}],
     }
 
 
