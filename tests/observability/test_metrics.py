@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from registry.api.app import create_app
+from registry.server import create_app
 from registry.client.local import LocalClient
 from registry.lifecycle.access import create_token
 from registry.merge import jobs

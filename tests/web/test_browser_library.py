@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from registry.api.app import create_app
+from registry.server import create_app
 from registry.client.local import LocalClient
 from registry.runtime import Runtime
 from tests.fixtures.catalog import LiveServer
