@@ -30,7 +30,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
     import uvicorn
 
     from registry.api.app import create_app
-    from registry.db.migrate import is_current
+    from registry.db.schema_version import is_current
     from registry.errors import InvalidInput
     from registry.runtime import open_runtime
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from registry.catalog.refs import Ref, parse_ref
-from registry.compat import bases
-from registry.compat.version_checks import check_version, latest_checks
 from registry.errors import BaseSourceNotFound
 from registry.runtime import Runtime
+
+if TYPE_CHECKING:  # only remote clients make requests; a local one never loads httpx
+    import httpx
 
 
 class LocalCompat:
@@ -21,16 +20,25 @@ class LocalCompat:
         raise NotImplementedError
 
     def add_base(self, name: str, source: str) -> dict[str, Any]:
+        from registry.compat import bases
+
         doc, created = bases.add_base(self.rt.db, self.rt.settings, name, source, actor=self.actor)
         return {**doc, "created": created}
 
     def list_bases(self) -> list[dict[str, Any]]:
+        from registry.compat import bases
+
         return bases.list_bases(self.rt.db)
 
     def get_base(self, name: str) -> dict[str, Any]:
+        from registry.compat import bases
+
         return bases.get_base(self.rt.db, name)
 
     def check(self, ref: str, *, base: str, engines: list[str] | None = None) -> dict[str, Any]:
+        # The check machinery (every rule, base sources) loads only for a check.
+        from registry.compat.version_checks import check_version
+
         version, report = check_version(
             self.rt.db,
             self.rt.store,
@@ -48,6 +56,8 @@ class LocalCompat:
         }
 
     def checks(self, ref: str) -> list[dict[str, Any]]:
+        from registry.compat.check_records import latest_checks
+
         return latest_checks(self.rt.db, self._pinned(ref))
 
     def _pinned(self, ref: str) -> Ref:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from registry.catalog import metadata, queries
-from registry.catalog.diff import diff_versions
+from registry.catalog import queries
 from registry.catalog.refs import Ref, parse_ref, parse_repo
 from registry.domain import EvalRecord, EventInfo, VersionInfo
 from registry.errors import InvalidReference
-from registry.lifecycle import access, events, policies, stages, webhooks
-from registry.lifecycle.gates import compat_problems
 from registry.runtime import Runtime
+
+if TYPE_CHECKING:
+    from registry.lifecycle import access
+
+# Each operation imports the lifecycle module it needs: start-up pays only for what runs.
 
 
 class LocalLifecycle:
@@ -22,9 +24,14 @@ class LocalLifecycle:
 
     @property
     def principal(self) -> access.Principal:
+        from registry.lifecycle import access
+
         return access.Principal(name=self.rt.settings.effective_author, role="admin")
 
     def promote(self, ref: str, *, to: str, reason: str | None = None) -> dict[str, Any]:
+        from registry.lifecycle import stages
+        from registry.lifecycle.gates import compat_problems
+
         r = _numbered(self, ref)
         result = stages.promote(
             self.rt.db,
@@ -44,19 +51,27 @@ class LocalLifecycle:
     def set_alias(
         self, repo: str, label: str, version: int, *, reason: str | None = None
     ) -> VersionInfo:
+        from registry.lifecycle import stages
+
         return stages.set_alias(
             self.rt.db, parse_repo(repo), label, version, principal=self.principal, reason=reason
         )
 
     def delete_alias(self, repo: str, label: str) -> None:
+        from registry.lifecycle import stages
+
         stages.delete_alias(self.rt.db, parse_repo(repo), label, principal=self.principal)
 
     def add_evals(self, ref: str, evals: list[EvalRecord]) -> VersionInfo:
+        from registry.catalog import metadata
+
         return metadata.add_evals(
             self.rt.db, _numbered(self, ref), evals, actor=self.principal.name
         )
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
+        from registry.catalog.diff import diff_versions
+
         ra, rb = parse_ref(a), parse_ref(b)
         with self.rt.db.read() as s:
             va = queries.get_version(s, ra)
@@ -64,6 +79,8 @@ class LocalLifecycle:
         return diff_versions(va, vb)
 
     def get_policy(self, target: str) -> dict[str, Any]:
+        from registry.lifecycle import policies
+
         if "/" in target:
             repo = parse_repo(target)
             with self.rt.db.read() as s:
@@ -73,16 +90,22 @@ class LocalLifecycle:
         return {"target": target, "rules": rules_or_none.model_dump() if rules_or_none else None}
 
     def set_policy(self, target: str, rules: dict[str, Any]) -> dict[str, Any]:
+        from registry.lifecycle import policies
+
         parsed = policies.parse_rules(rules)
         policies.set_policy(self.rt.db, target, parsed, actor=self.principal.name)
         return {"target": target, "rules": parsed.model_dump()}
 
     def namespace_history(self, namespace: str) -> list[EventInfo]:
+        from registry.lifecycle import events
+
         return events.namespace_history(self.rt.db, namespace)
 
     def events(
         self, since: int = 0, *, wait: float = 0, namespace: str | None = None
     ) -> list[EventInfo]:
+        from registry.lifecycle import events
+
         return events.events_after(self.rt.db, since, namespace=namespace)
 
     def create_token(
@@ -93,6 +116,8 @@ class LocalLifecycle:
         namespaces: list[str] | None = None,
         expires_in_days: float | None = None,
     ) -> dict[str, Any]:
+        from registry.lifecycle import access
+
         secret, info = access.create_token(
             self.rt.db,
             name=name,
@@ -104,14 +129,20 @@ class LocalLifecycle:
         return {"token": secret, **asdict(info)}
 
     def list_tokens(self) -> list[dict[str, Any]]:
+        from registry.lifecycle import access
+
         return [asdict(t) for t in access.list_tokens(self.rt.db)]
 
     def revoke_token(self, token_id: int) -> dict[str, Any]:
+        from registry.lifecycle import access
+
         return asdict(access.revoke_token(self.rt.db, token_id, actor=self.principal.name))
 
     def create_webhook(
         self, url: str, *, namespace: str | None = None, kinds: list[str] | None = None
     ) -> dict[str, Any]:
+        from registry.lifecycle import webhooks
+
         info, secret = webhooks.create_webhook(
             self.rt.db,
             url=url,
@@ -123,9 +154,13 @@ class LocalLifecycle:
         return {"secret": secret, **asdict(info)}
 
     def list_webhooks(self) -> list[dict[str, Any]]:
+        from registry.lifecycle import webhooks
+
         return [asdict(w) for w in webhooks.list_webhooks(self.rt.db)]
 
     def delete_webhook(self, webhook_id: int) -> None:
+        from registry.lifecycle import webhooks
+
         webhooks.delete_webhook(self.rt.db, webhook_id, actor=self.principal.name)
 
 

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from registry.catalog import metadata, queries
-from registry.catalog.push import PushRequest, commit_version, validate_metadata
+from registry.catalog import queries
 from registry.catalog.refs import parse_ref, parse_repo
-from registry.catalog.resolve import resolve, resolve_document
-from registry.catalog.uploads import readable_blobs, record_upload
 from registry.client.compat_ops import LocalCompat
 from registry.client.lifecycle_ops import LocalLifecycle
 from registry.client.merge_ops import LocalMerge
 from registry.client.namespace_ops import LocalNamespaces
-from registry.client.transfer import BlobCache, prepare_push, write_version
-from registry.compat.version_checks import check_after_push, refuse_failing_push
 from registry.domain import (
     AdapterSummary,
     EvalRecord,
@@ -29,11 +24,26 @@ from registry.domain import (
 from registry.runtime import Runtime
 from registry.storage.base import Progress, blob_key
 
+if TYPE_CHECKING:
+    from registry.client.transfer import BlobCache
+
+# The push and pull machinery (manifests, safetensors, checks) is imported by the methods
+# that use it: a `lorareg list` must not pay for it at start-up.
+
 
 class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
-        self.cache = BlobCache(runtime.settings.effective_cache_dir)
+        self._cache: BlobCache | None = None
+
+    @property
+    def cache(self) -> BlobCache:
+        """Verified blobs of earlier pulls."""
+        if self._cache is None:
+            from registry.client.transfer import BlobCache
+
+            self._cache = BlobCache(self.rt.settings.effective_cache_dir)
+        return self._cache
 
     @property
     def actor(self) -> str:
@@ -51,6 +61,11 @@ class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces):
         progress: Progress | None = None,
         strict: bool = False,
     ) -> PushResult:
+        from registry.catalog.push import PushRequest, commit_version, validate_metadata
+        from registry.catalog.uploads import readable_blobs, record_upload
+        from registry.client.transfer import prepare_push
+        from registry.compat.version_checks import check_after_push, refuse_failing_push
+
         target = parse_repo(repo)
         limit = self.rt.settings.max_header_bytes
         local = prepare_push(folder, max_header_bytes=limit)
@@ -110,6 +125,8 @@ class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces):
         force: bool = False,
         progress: Progress | None = None,
     ) -> PullResult:
+        from registry.client.transfer import write_version
+
         version = self.show(ref)
         out = dest if dest is not None else Path(version.name)
 
@@ -144,9 +161,13 @@ class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces):
             return queries.history(s, parse_repo(repo))
 
     def tag(self, ref: str, tags: dict[str, str]) -> VersionInfo:
+        from registry.catalog import metadata
+
         return metadata.set_tags(self.rt.db, parse_ref(ref), tags, actor=self.actor)
 
     def resolve(self, repo: str, *, ref: str = "latest", base: str | None = None) -> dict[str, Any]:
+        from registry.catalog.resolve import resolve, resolve_document
+
         version = resolve(self.rt.db, parse_repo(repo), ref=ref, base=base)
         store = self.rt.store
         ttl = self.rt.settings.presign_ttl_s

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from registry.errors import Unavailable
 from registry.merge import jobs
 from registry.runtime import Runtime
 from registry.timestamps import iso_z
+
+if TYPE_CHECKING:  # only remote clients make requests; a local one never loads httpx
+    import httpx
 
 JobProgress = Callable[[dict[str, Any]], None]
 

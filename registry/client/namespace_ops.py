@@ -3,9 +3,7 @@ and set a namespace's quota."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from registry.catalog import erase, quotas
 from registry.catalog.erase import ErasureReport
@@ -13,6 +11,9 @@ from registry.catalog.quotas import KEEP, NamespaceInfo
 from registry.catalog.refs import check_name
 from registry.lifecycle.access import Principal
 from registry.runtime import Runtime
+
+if TYPE_CHECKING:  # only remote clients make requests; a local one never loads httpx
+    import httpx
 
 
 class LocalNamespaces:

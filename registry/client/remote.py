@@ -9,13 +9,12 @@ from urllib.parse import quote
 
 import httpx
 
-from registry.catalog.push import PushRequest, validate_metadata
 from registry.catalog.refs import Ref, parse_ref, parse_repo
 from registry.client.compat_ops import RemoteCompat
 from registry.client.merge_ops import RemoteMerge
 from registry.client.namespace_ops import RemoteNamespaces
 from registry.client.remote_lifecycle import RemoteLifecycle
-from registry.client.transfer import BlobCache, prepare_push, write_version
+from registry.client.transfer import BlobCache
 from registry.domain import (
     AdapterSummary,
     EvalRecord,
@@ -83,6 +82,10 @@ class RemoteClient(RemoteLifecycle, RemoteCompat, RemoteMerge, RemoteNamespaces)
         progress: Progress | None = None,
         strict: bool = False,
     ) -> PushResult:
+        # The push machinery (manifests, safetensors) loads only for a push.
+        from registry.catalog.push import PushRequest, validate_metadata
+        from registry.client.transfer import prepare_push
+
         target = parse_repo(repo)
         local = prepare_push(folder, max_header_bytes=self.max_header_bytes)
         validate_metadata(
@@ -182,6 +185,8 @@ class RemoteClient(RemoteLifecycle, RemoteCompat, RemoteMerge, RemoteNamespaces)
                     yield from resp.iter_bytes(CHUNK)
             except httpx.TransportError as exc:
                 raise Unavailable(f"download of {entry.path} broke off: {exc}") from None
+
+        from registry.client.transfer import write_version
 
         down, cached = write_version(
             version, out, fetch=fetch, cache=self.cache, force=force, progress=progress

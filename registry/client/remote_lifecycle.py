@@ -6,7 +6,6 @@ from typing import Any
 
 import httpx
 
-from registry.catalog.push import check_eval
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.domain import EvalRecord, EventInfo, VersionInfo
 
@@ -43,6 +42,8 @@ class RemoteLifecycle:
         self._call("DELETE", f"/api/v1/adapters/{parse_repo(repo)}/aliases/{label}")
 
     def add_evals(self, ref: str, evals: list[EvalRecord]) -> VersionInfo:
+        from registry.catalog.push import check_eval
+
         for e in evals:
             check_eval(e)  # NaN cannot even be sent as JSON: refuse it here, clearly
         repo, n = self._number(ref)

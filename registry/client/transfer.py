@@ -17,10 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.catalog.manifest import sha256_file
 from registry.domain import FileEntry, VersionInfo
 from registry.errors import AlreadyExists, IntegrityError
-from registry.formats.adapter import check_relative_path, inspect_adapter, local_files
 from registry.storage.base import blob_key
 
 Progress = Callable[[int], None]
@@ -44,6 +42,9 @@ def prepare_push(
     folder: Path, *, max_header_bytes: int, progress: Progress | None = None
 ) -> LocalAdapter:
     """Validate an adapter folder and hash its files (no byte leaves the machine)."""
+    from registry.catalog.manifest import sha256_file
+    from registry.formats.adapter import inspect_adapter, local_files
+
     files = local_files(folder)
     contents = inspect_adapter(files, max_header_bytes=max_header_bytes)
     paths = {rel: (folder / rel).resolve() for rel in files}
@@ -120,6 +121,8 @@ def write_version(
     if dest.is_dir() and any(dest.iterdir()) and not force:
         raise AlreadyExists(f"{dest} already exists and is not empty; pass --force to replace it")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    from registry.formats.adapter import check_relative_path
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     downloaded = cached = 0
     try:
