@@ -63,12 +63,14 @@ class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces):
     ) -> PushResult:
         from registry.catalog.push import PushRequest, commit_version, validate_metadata
         from registry.catalog.uploads import readable_blobs, record_upload
+        from registry.client.hash_index import HashIndex
         from registry.client.transfer import prepare_push
         from registry.compat.version_checks import check_after_push, refuse_failing_push
 
         target = parse_repo(repo)
         limit = self.rt.settings.max_header_bytes
-        local = prepare_push(folder, max_header_bytes=limit)
+        index = HashIndex.in_cache(self.rt.settings.effective_cache_dir)
+        local = prepare_push(folder, max_header_bytes=limit, index=index)
         req = PushRequest(
             repo=target,
             files=local.files,

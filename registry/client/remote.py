@@ -84,10 +84,12 @@ class RemoteClient(RemoteLifecycle, RemoteCompat, RemoteMerge, RemoteNamespaces)
     ) -> PushResult:
         # The push machinery (manifests, safetensors) loads only for a push.
         from registry.catalog.push import PushRequest, validate_metadata
+        from registry.client.hash_index import HashIndex
         from registry.client.transfer import prepare_push
 
         target = parse_repo(repo)
-        local = prepare_push(folder, max_header_bytes=self.max_header_bytes)
+        index = HashIndex.in_cache(self.cache.root.parent) if self.cache else None
+        local = prepare_push(folder, max_header_bytes=self.max_header_bytes, index=index)
         validate_metadata(
             PushRequest(
                 repo=target,
