@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from registry.catalog.refs import Ref, parse_ref
 from registry.errors import BaseSourceNotFound
-from registry.runtime import Runtime
 
 if TYPE_CHECKING:  # only remote clients make requests; a local one never loads httpx
     import httpx
+
+    from registry.runtime import Runtime
 
 
 class LocalCompat:

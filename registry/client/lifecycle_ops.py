@@ -9,10 +9,10 @@ from registry.catalog import queries
 from registry.catalog.refs import Ref, parse_ref, parse_repo
 from registry.domain import EvalRecord, EventInfo, VersionInfo
 from registry.errors import InvalidReference
-from registry.runtime import Runtime
 
 if TYPE_CHECKING:
     from registry.lifecycle import access
+    from registry.runtime import Runtime
 
 # Each operation imports the lifecycle module it needs: start-up pays only for what runs.
 

@@ -49,7 +49,8 @@ def _read_heads(versions: Path) -> frozenset[str]:
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in sorted(versions.glob("*.py")):
-        found = dict(m.groups() for m in _ASSIGNMENT.finditer(path.read_text(encoding="utf-8")))
+        text_ = path.read_text(encoding="utf-8")
+        found: dict[str, str] = {m[1]: m[2] for m in _ASSIGNMENT.finditer(text_)}
         revision = _literal(found.get("revision", "..."))
         down = _literal(found.get("down_revision", "None"))
         if not isinstance(revision, str):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from threading import Lock
 from typing import Annotated, Any, cast
@@ -103,7 +103,7 @@ def lookup_key(namespace: str, name: str, ref: str, base: str | None) -> Hashabl
     return ("v1", namespace, name, ref, base)
 
 
-def _origin(scope: dict[str, Any]) -> Hashable:
+def _origin(scope: Mapping[str, Any]) -> Hashable:
     """What the download URLs in a body depend on (``request.base_url``'s inputs)."""
     host = next((v for k, v in scope["headers"] if k == b"host"), None)
     return (scope.get("scheme"), host, scope.get("server"), scope.get("root_path", ""))
