@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from registry.config import Settings, load_settings
 from registry.errors import LoraregError
 
 if TYPE_CHECKING:
     from registry.client.base import RegistryClient
+    from registry.config import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,6 +83,9 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            # Imported here: pydantic-settings costs a tenth of a second of start-up.
+            from registry.config import load_settings
+
             self._settings = load_settings()
         return self._settings
 

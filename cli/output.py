@@ -11,7 +11,6 @@ from enum import Enum
 from typing import Any
 
 import click
-from pydantic import BaseModel
 
 from registry.timestamps import iso_z
 
@@ -26,7 +25,7 @@ def _plain(value: Any) -> Any:
         return iso_z(value)
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, BaseModel):
+    if hasattr(value, "model_dump"):  # a pydantic model (pydantic is not imported up front)
         return _plain(value.model_dump())
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]

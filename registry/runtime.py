@@ -68,8 +68,11 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
     store = open_store(settings)
     db = open_database(settings)
     if migrate or db.is_sqlite:
-        from registry.db.migrate import is_current, upgrade
+        # One query answers "current?"; Alembic is imported only when there is work to do.
+        from registry.db.schema_version import is_current
 
         if not is_current(db):
+            from registry.db.migrate import upgrade
+
             upgrade(db)
     return Runtime(settings=settings, db=db, store=store)

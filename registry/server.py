@@ -111,6 +111,7 @@ def create_app(
     app.state.merge_worker = False
     app.state.merge_refusal = None
     install_error_handlers(app)
+    app.add_middleware(resolve.ResolveFastPath)  # repeated resolves, before routing
     app.add_middleware(RequestLimits)
     install_docs(app)
     app.include_router(health.router)

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.app import Context, cli, handle_errors, json_option, parse_pairs, pass_ctx
 from cli.output import age, emit_json, human_size, progress, table
-from registry.domain import EvalRecord, VersionInfo
 from registry.errors import InvalidInput
+
+if TYPE_CHECKING:  # pydantic's models load only for the commands that build them
+    from registry.domain import EvalRecord, VersionInfo
 
 _WRITE_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def _evals(values: tuple[str, ...]) -> list[EvalRecord]:
+    from registry.domain import EvalRecord
+
     out = []
     for metric, raw in parse_pairs(values, "--eval").items():
         try:

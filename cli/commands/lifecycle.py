@@ -9,7 +9,6 @@ import click
 
 from cli.app import Context, cli, handle_errors, json_option, parse_pairs, pass_ctx
 from cli.output import emit_json, table
-from registry.domain import EvalRecord
 
 
 @cli.command()
@@ -101,6 +100,8 @@ def eval_add(
     as_json: bool,
 ) -> None:
     """Record eval scores on REF."""
+    from registry.domain import EvalRecord
+
     evals = []
     for metric, raw in parse_pairs(scores, "scores").items():
         try:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.app import Context, cli, handle_errors, json_option, pass_ctx
 from cli.output import emit_json, human_size
-from registry.catalog.erase import ErasureReport
-from registry.catalog.quotas import NamespaceInfo, check_limit, parse_size
+
+if TYPE_CHECKING:  # the catalog's modules load only for the commands that use them
+    from registry.catalog.erase import ErasureReport
+    from registry.catalog.quotas import NamespaceInfo
 
 _REASON = click.option(
     "--reason", required=True, help="Why (kept in the audit log with who and when)."
@@ -68,6 +71,8 @@ def _limit(value: str, parse: Callable[[str], int]) -> int | None:
 
 
 def _count(value: str) -> int:
+    from registry.catalog.quotas import check_limit
+
     try:
         return check_limit(int(value), "--max-versions")
     except ValueError:
@@ -87,6 +92,8 @@ def quota_set(
     """Set the quota of namespace NAME (admin); limits not given stay as they are."""
     if max_bytes is None and max_versions is None:
         raise click.UsageError("give --max-bytes and/or --max-versions")
+    from registry.catalog.quotas import parse_size
+
     limits: dict[str, int | None] = {}
     if max_bytes is not None:
         limits["max_bytes"] = _limit(max_bytes, parse_size)

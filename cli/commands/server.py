@@ -30,7 +30,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
     merge worker in this process (production runs `lorareg worker`s instead)."""
     import uvicorn
 
-    from registry.db.migrate import is_current
+    from registry.db.schema_version import is_current
     from registry.errors import InvalidInput
     from registry.runtime import open_runtime
     from registry.server import create_app

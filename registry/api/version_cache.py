@@ -1,12 +1,13 @@
-"""Per-process caches of the lookups serving systems repeat: resolved versions and rendered
-resolve documents.
+"""Per-process caches of the lookups serving systems repeat: resolved versions and the
+responses rendered from them.
 
 Every change to the catalog appends a row to ``events``, so the newest event id is a
 catalog-wide version number. ``VersionCache`` compares it at most every 200 ms while
 traffic flows (in the background, without holding requests), and right after this
 process commits, so a promotion made through any replica is seen by every replica well
-within a second. Versions are immutable, so ``BodyCache`` needs no invalidation at all:
-only the presigned URLs inside a body age.
+within a second. Rendered responses (pre-encoded bytes) live in the same cache and are
+dropped with the versions they were rendered from; the presigned URLs inside one also
+age it out (``max_age_s``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class VersionCache:
         self._max_stale = max_stale_s
         self._max = max_entries
         self._entries: dict[Hashable, VersionInfo] = {}
+        self._rendered: dict[Hashable, tuple[Any, float]] = {}
         self._stamp: int | None = None
         self._checked_at = float("-inf")
         self._checking = False
@@ -106,6 +108,37 @@ class VersionCache:
             start, self._checking = not self._checking, True
         return self._entries.get(key), start
 
+    @property
+    def generation(self) -> int:
+        """Bumped whenever the cache is dropped; read it before resolving what you render."""
+        return self._generation
+
+    def peek_rendered(self, key: Hashable) -> tuple[Any | None, bool]:
+        """``peek`` for rendered responses: (the response if it may be served, whether the
+        caller should ``refresh``). No I/O, no lock on a fresh hit."""
+        age = time.monotonic() - self._checked_at
+        if age > self._max_stale:
+            return None, False
+        hit = self._rendered.get(key)
+        value = hit[0] if hit is not None and hit[1] > time.monotonic() else None
+        if age <= self._interval:
+            return value, False
+        with self._lock:
+            start, self._checking = not self._checking, True
+        return value, start
+
+    def keep_rendered(
+        self, key: Hashable, value: Any, *, generation: int, max_age_s: float = float("inf")
+    ) -> None:
+        """Keep a response rendered from versions resolved at ``generation``; dropped (not
+        kept) when the cache was invalidated since."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            if len(self._rendered) >= self._max:  # oldest first out
+                del self._rendered[next(iter(self._rendered))]
+            self._rendered[key] = (value, time.monotonic() + max_age_s)
+
     def refresh(self) -> None:
         """Check the newest event id now (the background half of ``peek``)."""
         try:
@@ -141,6 +174,7 @@ class VersionCache:
             with self._lock:
                 if stamp != self._stamp:
                     self._entries.clear()
+                    self._rendered.clear()
                     self._generation += 1
                     self._stamp = stamp
                 # Fresh as of when the query started, unless a local commit landed since.
@@ -165,11 +199,6 @@ def app_singleton(app: FastAPI, name: str, factory: Callable[[], T]) -> T:
     return value
 
 
-def body_cache(app: FastAPI) -> BodyCache:
-    """The app's BodyCache."""
-    return app_singleton(app, "resolve_bodies", BodyCache)
-
-
 def version_cache(app: FastAPI) -> VersionCache:
     """The app's VersionCache."""
     rt: Runtime = app.state.runtime
@@ -183,12 +212,16 @@ async def cached_version(
     cache = version_cache(request.app)
     hit, refresh = cache.peek(key)
     if refresh:
-        # Re-check in the background; this and concurrent requests are answered meanwhile.
-        asyncio.get_running_loop().run_in_executor(None, _quietly, cache.refresh)
+        start_refresh(cache)
     RESOLVE_CACHE.labels("hit" if hit is not None else "miss").inc()
     if hit is not None:
         return hit
     return await run_in_threadpool(cache.load, key, resolver)
+
+
+def start_refresh(cache: VersionCache) -> None:
+    """Re-check in the background; this and concurrent requests are answered meanwhile."""
+    asyncio.get_running_loop().run_in_executor(None, _quietly, cache.refresh)
 
 
 def _quietly(fn: Callable[[], None]) -> None:
@@ -196,22 +229,3 @@ def _quietly(fn: Callable[[], None]) -> None:
         fn()
     except Exception:  # a failed check leaves the cache stale-but-bounded; log, not raise
         log.warning("version cache check failed", exc_info=True)
-
-
-class BodyCache:
-    """Rendered resolve documents by (version, base URL). A version never changes, so only
-    the presigned URLs inside a body age: such bodies are re-rendered after ``max_age_s``,
-    long before the URLs (reused for at most half their lifetime) expire."""
-
-    def __init__(self, *, max_entries: int = 10_000) -> None:
-        self._bodies: dict[Hashable, tuple[bytes, float]] = {}
-        self._max = max_entries
-
-    def get(self, key: Hashable) -> bytes | None:
-        hit = self._bodies.get(key)
-        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
-
-    def put(self, key: Hashable, body: bytes, *, max_age_s: float) -> None:
-        if len(self._bodies) >= self._max:
-            self._bodies.pop(next(iter(self._bodies)), None)
-        self._bodies[key] = (body, time.monotonic() + max_age_s)

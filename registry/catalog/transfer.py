@@ -16,12 +16,14 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from registry.catalog.manifest import sha256_file
 from registry.domain import FileEntry, VersionInfo
 from registry.errors import AlreadyExists, ChecksumMismatch
-from registry.formats.adapter import check_relative_path, inspect_adapter, local_files
 from registry.storage.base import blob_key
+
+if TYPE_CHECKING:
+    from registry.catalog.hash_index import HashIndex
 
 Progress = Callable[[int], None]
 CHUNK = 4 * 1024 * 1024
@@ -41,16 +43,35 @@ class LocalAdapter:
 
 
 def prepare_push(
-    folder: Path, *, max_header_bytes: int, progress: Progress | None = None
+    folder: Path,
+    *,
+    max_header_bytes: int,
+    progress: Progress | None = None,
+    index: HashIndex | None = None,
 ) -> LocalAdapter:
-    """Validate an adapter folder and hash its files (no byte leaves the machine)."""
+    """Validate an adapter folder and hash its files (no byte leaves the machine).
+
+    With ``index``, a file whose stat signature is unchanged since it was last hashed is
+    not read again (see ``HashIndex``); the upload still verifies every byte it sends.
+    """
+    from registry.catalog.manifest import sha256_file
+    from registry.formats.adapter import inspect_adapter, local_files
+
     files = local_files(folder)
     contents = inspect_adapter(files, max_header_bytes=max_header_bytes)
     paths = {rel: (folder / rel).resolve() for rel in files}
-    entries = [
-        FileEntry(path=rel, sha256=sha256_file(p, progress=progress), size=p.stat().st_size)
-        for rel, p in sorted(paths.items())
-    ]
+
+    def hashed(p: Path) -> tuple[str, int]:
+        if index is None:
+            return sha256_file(p, progress=progress), p.stat().st_size
+        return index.sha256(p, lambda q: sha256_file(q, progress=progress))
+
+    entries = []
+    for rel, p in sorted(paths.items()):
+        sha256, size = hashed(p)
+        entries.append(FileEntry(path=rel, sha256=sha256, size=size))
+    if index is not None:
+        index.save()
     return LocalAdapter(
         files=entries, paths=paths, base_model=contents.config.base_model_name_or_path
     )
@@ -120,6 +141,8 @@ def write_version(
     if dest.is_dir() and any(dest.iterdir()) and not force:
         raise AlreadyExists(f"{dest} already exists and is not empty; pass --force to replace it")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    from registry.formats.adapter import check_relative_path
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     downloaded = cached = 0
     try:

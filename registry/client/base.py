@@ -23,6 +23,7 @@ from registry.storage.base import Progress
 if TYPE_CHECKING:  # kept out of the CLI's start-up: these pull in the database layer
     from registry.catalog.erase import ErasureReport
     from registry.catalog.quotas import NamespaceInfo
+    from registry.library.results import AnalysisResult, LibraryMap, LibraryVersion
 
 # Called with each job document while ``wait_job`` polls.
 JobProgress = Callable[[dict[str, Any]], None]
@@ -154,5 +155,21 @@ class RegistryClient(Protocol):
     def delete_namespace(
         self, namespace: str, *, reason: str | None, force: bool = False
     ) -> ErasureReport: ...
+
+    # The adapter library: composition, interference, analysis, compression.
+    def compose(self, refs: list[str], *, output: str, **options: Any) -> LibraryVersion: ...
+
+    def interference(
+        self,
+        refs: list[str] | None = None,
+        *,
+        base: str | None = None,
+        namespace: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> LibraryMap: ...
+
+    def analyze(self, ref: str) -> AnalysisResult: ...
+
+    def compress(self, ref: str, **options: Any) -> LibraryVersion: ...
 
     def close(self) -> None: ...

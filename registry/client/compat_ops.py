@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from registry.catalog.refs import Ref, parse_ref
 from registry.compat import bases
-from registry.compat.version_checks import latest_checks
 from registry.errors import BaseSourceNotFound
-from registry.runtime import Runtime
-from registry.services.compat import pinned, run_check
+
+if TYPE_CHECKING:  # only remote clients make requests; a local one never loads httpx
+    import httpx
+
+    from registry.runtime import Runtime
 
 
 class LocalCompat:
@@ -32,10 +32,16 @@ class LocalCompat:
         return bases.get_base(self.rt.db, name)
 
     def check(self, ref: str, *, base: str, engines: list[str] | None = None) -> dict[str, Any]:
+        # The check machinery (every rule, base sources) loads only for a check.
+        from registry.services.compat import run_check
+
         done = run_check(self.rt, parse_ref(ref), base=base, engines=engines, actor=self.actor)
         return done.model_dump(mode="json")
 
     def checks(self, ref: str) -> list[dict[str, Any]]:
+        from registry.compat.check_records import latest_checks
+        from registry.services.compat import pinned
+
         return latest_checks(self.rt.db, pinned(self.rt, parse_ref(ref)))
 
 

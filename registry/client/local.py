@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry.catalog import metadata, queries
 from registry.catalog.push import PushRequest, validate_metadata
@@ -31,12 +31,26 @@ from registry.services.catalog import commit_push
 from registry.storage.base import Progress, blob_key
 
 PAGE = 1000  # adapters per read, as the API's largest page
+if TYPE_CHECKING:
+    from registry.catalog.transfer import BlobCache
+
+# The push and pull machinery (manifests, safetensors, checks) is imported by the methods
+# that use it: a `lorareg list` must not pay for it at start-up.
 
 
 class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces, LocalLibrary):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
-        self.cache = BlobCache(runtime.settings.effective_cache_dir)
+        self._cache: BlobCache | None = None
+
+    @property
+    def cache(self) -> BlobCache:
+        """Verified blobs of earlier pulls."""
+        if self._cache is None:
+            from registry.catalog.transfer import BlobCache
+
+            self._cache = BlobCache(self.rt.settings.effective_cache_dir)
+        return self._cache
 
     @property
     def actor(self) -> str:
@@ -54,9 +68,12 @@ class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces, Loca
         progress: Progress | None = None,
         strict: bool = False,
     ) -> PushResult:
+        from registry.catalog.hash_index import HashIndex
+
         target = parse_repo(repo)
         limit = self.rt.settings.max_header_bytes
-        local = prepare_push(folder, max_header_bytes=limit)
+        index = HashIndex.in_cache(self.rt.settings.effective_cache_dir)
+        local = prepare_push(folder, max_header_bytes=limit, index=index)
         req = PushRequest(
             repo=target,
             files=local.files,
@@ -100,6 +117,7 @@ class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces, Loca
         force: bool = False,
         progress: Progress | None = None,
     ) -> PullResult:
+
         version = self.show(ref)
         out = dest if dest is not None else Path(version.name)
 
@@ -141,9 +159,11 @@ class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces, Loca
             return queries.history(s, parse_repo(repo))
 
     def tag(self, ref: str, tags: dict[str, str]) -> VersionInfo:
+
         return metadata.set_tags(self.rt.db, parse_ref(ref), tags, actor=self.actor)
 
     def resolve(self, repo: str, *, ref: str = "latest", base: str | None = None) -> dict[str, Any]:
+
         version = resolve(self.rt.db, parse_repo(repo), ref=ref, base=base)
         store = self.rt.store
         ttl = self.rt.settings.presign_ttl_s

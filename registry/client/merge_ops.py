@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from registry.errors import Unavailable
-from registry.merge import jobs
-from registry.runtime import Runtime
 from registry.timestamps import iso_z
+
+if TYPE_CHECKING:  # only remote clients make requests; a local one never loads httpx
+    import httpx
+
+    from registry.runtime import Runtime
 
 JobProgress = Callable[[dict[str, Any]], None]
 
@@ -30,6 +31,8 @@ class LocalMerge:
         return {"job": job.to_json(), "interference": report}
 
     def workers(self) -> dict[str, Any]:
+        from registry.merge import jobs
+
         seen = jobs.worker_last_seen(self.rt.db)
         return {
             "last_seen_at": iso_z(seen),
@@ -42,6 +45,7 @@ class LocalMerge:
         self, job_id: int, *, progress: JobProgress | None = None, claim_timeout_s: float = 60.0
     ) -> dict[str, Any]:
         """Without a server, run the job in this process (``lorareg merge --wait``)."""
+        from registry.merge import jobs
         from registry.merge.worker import Worker
 
         worker = Worker(self.rt, lease_s=30.0)
@@ -65,12 +69,18 @@ class LocalMerge:
         return worker.run_one(job_id).to_json()
 
     def jobs(self) -> list[dict[str, Any]]:
+        from registry.merge import jobs
+
         return [j.to_json() for j in jobs.list_jobs(self.rt.db)]
 
     def job(self, job_id: int) -> dict[str, Any]:
+        from registry.merge import jobs
+
         return jobs.get_job(self.rt.db, job_id).to_json()
 
     def cancel_job(self, job_id: int) -> dict[str, Any]:
+        from registry.merge import jobs
+
         return jobs.cancel(self.rt.db, job_id, actor=self.actor).to_json()
 
 
@@ -95,6 +105,8 @@ class RemoteMerge:
         """Poll the server until the job ends (a worker elsewhere runs it). A job nobody
         claims within ``claim_timeout_s`` while no worker shows signs of life is
         Unavailable, saying how to start one, instead of a wait without end."""
+        from registry.merge import jobs
+
         start = time.monotonic()
         while True:
             doc = self.job(job_id)

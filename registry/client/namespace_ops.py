@@ -3,16 +3,17 @@ and set a namespace's quota."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from registry.catalog import erase, quotas
-from registry.catalog.erase import ErasureReport
-from registry.catalog.quotas import KEEP, NamespaceInfo
 from registry.catalog.refs import check_name
-from registry.lifecycle.access import Principal
-from registry.runtime import Runtime
+
+if TYPE_CHECKING:  # only remote clients make requests; a local one never loads httpx
+    import httpx
+
+    from registry.catalog.erase import ErasureReport
+    from registry.catalog.quotas import NamespaceInfo
+    from registry.lifecycle.access import Principal
+    from registry.runtime import Runtime
 
 
 class LocalNamespaces:
@@ -25,6 +26,8 @@ class LocalNamespaces:
         raise NotImplementedError
 
     def delete(self, ref: str, *, reason: str | None, force: bool = False) -> ErasureReport:
+        from registry.catalog import erase
+
         return erase.erase(
             self.rt.db,
             self.rt.store,
@@ -37,6 +40,8 @@ class LocalNamespaces:
     def delete_namespace(
         self, namespace: str, *, reason: str | None, force: bool = False
     ) -> ErasureReport:
+        from registry.catalog import erase
+
         return erase.erase(
             self.rt.db,
             self.rt.store,
@@ -47,10 +52,15 @@ class LocalNamespaces:
         )
 
     def namespace_info(self, namespace: str) -> NamespaceInfo:
+        from registry.catalog import quotas
+
         return quotas.namespace_info(self.rt.db, namespace, principal=self.principal)
 
     def set_quota(self, namespace: str, **limits: Any) -> NamespaceInfo:
         """``max_bytes`` / ``max_versions``: an int sets, None clears, absent keeps."""
+        from registry.catalog import quotas
+        from registry.catalog.quotas import KEEP
+
         return quotas.set_quota(
             self.rt.db,
             namespace,
@@ -67,6 +77,9 @@ class RemoteNamespaces:
         raise NotImplementedError
 
     def delete(self, ref: str, *, reason: str | None, force: bool = False) -> ErasureReport:
+        from registry.catalog import erase
+        from registry.catalog.erase import ErasureReport
+
         target = erase.target_of(ref)
         path = f"/api/v1/adapters/{target.repo}"
         if target.number is not None:
@@ -77,18 +90,25 @@ class RemoteNamespaces:
     def delete_namespace(
         self, namespace: str, *, reason: str | None, force: bool = False
     ) -> ErasureReport:
+        from registry.catalog import erase
+        from registry.catalog.erase import ErasureReport
+
         check_name(namespace, what="namespace")
         body = {"reason": erase.check_reason(reason), "force": force}
         resp = self._call("DELETE", f"/api/v1/namespaces/{namespace}", json=body)
         return ErasureReport.model_validate(resp.json())
 
     def namespace_info(self, namespace: str) -> NamespaceInfo:
+        from registry.catalog.quotas import NamespaceInfo
+
         check_name(namespace, what="namespace")
         return NamespaceInfo.model_validate(
             self._call("GET", f"/api/v1/namespaces/{namespace}").json()
         )
 
     def set_quota(self, namespace: str, **limits: Any) -> NamespaceInfo:
+        from registry.catalog.quotas import NamespaceInfo
+
         check_name(namespace, what="namespace")
         body = {k: v for k, v in limits.items() if k in ("max_bytes", "max_versions")}
         resp = self._call("PUT", f"/api/v1/namespaces/{namespace}/quota", json=body)

@@ -9,7 +9,6 @@ from urllib.parse import quote
 
 import httpx
 
-from registry.catalog.push import PushRequest, validate_metadata
 from registry.catalog.refs import Ref, parse_ref, parse_repo
 from registry.catalog.transfer import BlobCache, prepare_push, write_version
 from registry.client.compat_ops import RemoteCompat
@@ -84,8 +83,13 @@ class RemoteClient(RemoteLifecycle, RemoteCompat, RemoteMerge, RemoteNamespaces,
         progress: Progress | None = None,
         strict: bool = False,
     ) -> PushResult:
+        # The push machinery (manifests, safetensors) loads only for a push.
+        from registry.catalog.hash_index import HashIndex
+        from registry.catalog.push import PushRequest, validate_metadata
+
         target = parse_repo(repo)
-        local = prepare_push(folder, max_header_bytes=self.max_header_bytes)
+        index = HashIndex.in_cache(self.cache.root.parent) if self.cache else None
+        local = prepare_push(folder, max_header_bytes=self.max_header_bytes, index=index)
         validate_metadata(
             PushRequest(
                 repo=target,

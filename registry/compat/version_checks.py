@@ -10,6 +10,7 @@ from registry.catalog.push import PushRequest
 from registry.catalog.queries import ref_row
 from registry.catalog.refs import Ref, check_base_name
 from registry.compat.bases import base_info
+from registry.compat.check_records import latest_checks  # noqa: F401  (re-exported)
 from registry.compat.checks import run_checks
 from registry.compat.engines import get_engine
 from registry.compat.findings import CheckReport
@@ -22,7 +23,6 @@ from registry.errors import InvalidAdapter
 from registry.formats.adapter import AdapterFile, inspect_adapter
 from registry.formats.peft import WEIGHTS_NAME
 from registry.storage.base import BlobStore
-from registry.timestamps import iso_z
 
 
 def check_version(
@@ -89,28 +89,6 @@ def check_version(
             )
         )
     return version, report
-
-
-def latest_checks(db: Database, ref: Ref) -> list[dict[str, Any]]:
-    """The newest check of a version against each base it was checked against."""
-    with db.read() as s:
-        row = ref_row(s, ref)
-        rows = s.scalars(
-            select(m.CheckResult)
-            .where(m.CheckResult.version_id == row.id)
-            .order_by(m.CheckResult.id.desc())
-        ).all()
-    seen: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        if r.base_model not in seen:
-            seen[r.base_model] = {
-                "base_model": r.base_model,
-                "verdict": r.verdict,
-                "created_at": iso_z(r.created_at),
-                "created_by": r.created_by,
-                "report": r.report,
-            }
-    return list(seen.values())
 
 
 def _fingerprint_of(session: Any, base: str | None) -> BaseFingerprint | None:

@@ -18,11 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from registry.server import create_app
 from registry.client.local import LocalClient
 from registry.lifecycle.access import create_token
 from registry.merge import jobs
 from registry.runtime import Runtime
+from registry.server import create_app
 
 LOCAL_STORE = pytest.mark.parametrize("storage_backend", ["local"], indirect=True)
 RESOLVE = "/api/v1/resolve/{namespace}/{name}"

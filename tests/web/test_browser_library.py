@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from registry.server import create_app
 from registry.client.local import LocalClient
 from registry.runtime import Runtime
+from registry.server import create_app
 from tests.fixtures.catalog import LiveServer
 from tests.web.browsing import Tab
 

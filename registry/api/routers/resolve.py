@@ -1,27 +1,31 @@
 """``GET /api/v1/resolve/{namespace}/{name}``: the lookup serving systems call, with ETags.
 
-The fast path: a repeated lookup is answered on the event loop from the per-process
-caches of ``registry.api.version_cache`` (no threadpool hop, no database round trip), and
-a change made through any replica reaches every replica within a second.
+Two paths, one answer. The route resolves and renders a reference, then keeps the encoded
+response in the per-process ``registry.api.version_cache`` (dropped whenever the catalog
+changes, so a change made through any replica reaches every replica within a second).
+``ResolveFastPath``, an ASGI middleware in front of the router, answers a repeated lookup
+from those bytes without routing, validation or a threadpool hop; anything it is not
+sure of (a token, an unknown parameter, a miss) goes on to the route.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass
 from threading import Lock
-from typing import Annotated, cast
-from urllib.parse import quote
+from typing import Annotated, Any, cast
+from urllib.parse import parse_qsl, quote
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from registry.api.deps import allow, get_principal
-from registry.api.version_cache import body_cache, cached_version
+from registry.api.version_cache import cached_version, start_refresh, version_cache
 from registry.catalog.refs import parse_repo
 from registry.catalog.resolve import resolve, resolve_document
 from registry.domain import FileEntry, VersionInfo
-from registry.lifecycle.access import Principal
+from registry.lifecycle.access import OPEN_ACCESS, Principal
 from registry.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["resolve"])
@@ -73,31 +77,51 @@ def file_url(request: Request, rt: Runtime, v: VersionInfo, f: FileEntry) -> str
     )
 
 
-def _render(request: Request, rt: Runtime, version: VersionInfo) -> bytes:
-    bodies = body_cache(request.app)
-    # The content id too: an erased adapter's name and numbers can be pushed again.
-    key = (
-        version.namespace,
-        version.name,
-        version.number,
-        version.content_id,
-        str(request.base_url),
-    )
-    body = bodies.get(key)
-    if body is None:
-        presigned = False
+PREFIX = "/api/v1/resolve/"
+# The query parameters the fast path understands; any other goes to the route.
+_PARAMS = frozenset({"ref", "base"})
 
-        def url_for(v: VersionInfo, f: FileEntry) -> str:
-            nonlocal presigned
-            url = file_url(request, rt, v, f)
-            presigned = presigned or not url.startswith(str(request.base_url))
-            return url
 
-        doc = resolve_document(version, url_for=url_for)
-        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-        max_age = min(60.0, rt.settings.presign_ttl_s / 4) if presigned else float("inf")
-        bodies.put(key, body, max_age_s=max_age)
-    return body
+@dataclass(frozen=True)
+class Rendered:
+    """A resolve answer, encoded once: its ETag and its 200 response's body."""
+
+    etag: str
+    body: bytes
+
+    def headers(self, *, with_body: bool) -> list[tuple[bytes, bytes]]:
+        """The response headers, exactly as the route's ``Response`` writes them."""
+        common = [(b"etag", self.etag.encode()), (b"cache-control", b"no-cache")]
+        if not with_body:
+            return common
+        length = (b"content-length", str(len(self.body)).encode())
+        return [length, (b"content-type", b"application/json"), *common]
+
+
+def lookup_key(namespace: str, name: str, ref: str, base: str | None) -> Hashable:
+    """The version cache's key for a reference."""
+    return ("v1", namespace, name, ref, base)
+
+
+def _origin(scope: Mapping[str, Any]) -> Hashable:
+    """What the download URLs in a body depend on (``request.base_url``'s inputs)."""
+    host = next((v for k, v in scope["headers"] if k == b"host"), None)
+    return (scope.get("scheme"), host, scope.get("server"), scope.get("root_path", ""))
+
+
+def _render(request: Request, rt: Runtime, version: VersionInfo) -> tuple[bytes, float]:
+    """The document's bytes, and for how long they may be served (presigned URLs age)."""
+    presigned = False
+
+    def url_for(v: VersionInfo, f: FileEntry) -> str:
+        nonlocal presigned
+        url = file_url(request, rt, v, f)
+        presigned = presigned or not url.startswith(str(request.base_url))
+        return url
+
+    doc = resolve_document(version, url_for=url_for)
+    body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    return body, min(60.0, rt.settings.presign_ttl_s / 4) if presigned else float("inf")
 
 
 _RESOLVE_PARAMS = [
@@ -125,19 +149,79 @@ async def resolve_route(request: Request) -> Response:
     ref = request.query_params.get("ref", "latest")
     base = request.query_params.get("base")
     rt: Runtime = request.app.state.runtime
+    cache = version_cache(request.app)
+    generation = cache.generation  # before resolving: a change meanwhile drops what we keep
 
     def resolver() -> VersionInfo:
         return resolve(rt.db, parse_repo(f"{namespace}/{name}"), ref=ref, base=base)
 
-    version = await cached_version(request, ("v1", namespace, name, ref, base), resolver)
-    etag = f'"{version.content_id}"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if etag in _etags(request.headers.get("if-none-match")):
+    key = lookup_key(namespace, name, ref, base)
+    version = await cached_version(request, key, resolver)
+    body, max_age = _render(request, rt, version)
+    rendered = Rendered(etag=f'"{version.content_id}"', body=body)
+    if set(request.query_params) <= _PARAMS:  # what the fast path will look up
+        cache.keep_rendered(
+            (key, _origin(request.scope)), rendered, generation=generation, max_age_s=max_age
+        )
+    headers = {"ETag": rendered.etag, "Cache-Control": "no-cache"}
+    if rendered.etag in _etags(request.headers.get("if-none-match")):
         return Response(status_code=304, headers=headers)
-    return Response(_render(request, rt, version), media_type="application/json", headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 def _etags(header: str | None) -> set[str]:
     if not header:
         return set()
     return {t.strip().removeprefix("W/") for t in header.split(",")}
+
+
+class ResolveFastPath:
+    """ASGI middleware: a repeated ``GET /api/v1/resolve/...`` on an open server answered
+    from the bytes the route rendered, before routing. Goes on to the app (the route)
+    whenever it cannot answer exactly as the route would."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not scope["path"].startswith(PREFIX)
+            or not await self._answer(scope, send)
+        ):
+            await self.app(scope, receive, send)
+
+    async def _answer(self, scope: dict[str, Any], send: Any) -> bool:
+        app = scope["app"]
+        if app.state.auth_required or "principal" in scope.get("state", {}):
+            return False  # tokens and dashboard sessions: the route checks them
+        namespace, _, name = scope["path"][len(PREFIX) :].partition("/")
+        if not OPEN_ACCESS.sees(namespace) or not OPEN_ACCESS.can("reader"):
+            return False
+        params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        if not params.keys() <= _PARAMS or "/" in name:
+            return False
+        if_none_match = None
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                return False
+            if k == b"if-none-match":
+                if_none_match = v.decode("latin-1")
+        key = lookup_key(namespace, name, params.get("ref", "latest"), params.get("base"))
+        cache = version_cache(app)
+        rendered, refresh = cache.peek_rendered((key, _origin(scope)))
+        if refresh:
+            start_refresh(cache)
+        if rendered is None:
+            return False
+        fresh = rendered.etag in _etags(if_none_match)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 304 if fresh else 200,
+                "headers": rendered.headers(with_body=not fresh),
+            }
+        )
+        await send({"type": "http.response.body", "body": b"" if fresh else rendered.body})
+        return True
