@@ -12,12 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from registry.api.app import create_app
 
 from registry.api.routers import resolve as resolve_router
 from registry.api.version_cache import VersionCache
 from registry.client.local import LocalClient
 from registry.runtime import Runtime
+from registry.server import create_app
 from tests.fixtures.catalog import LiveServer
 
 REPO = "acme/fast"
