@@ -11,7 +11,14 @@
     │   │   └── DuplicatePath         duplicate_path   422   1   (same name once case-folded)
     │   ├── WebhookTargetRefused      webhook_target_refused 422 1 (internal address)
     │   ├── InvalidBaseModel          invalid_base_model 422 1   (no safetensors, header over cap)
-    │   └── UnknownEngine             unknown_engine   422   1
+    │   ├── UnknownEngine             unknown_engine   422   1
+    │   ├── DifferentBases            different_bases  422   1   (library: adapters on other bases)
+    │   ├── WeightCountMismatch       weight_count_mismatch 422 1 (library: --weights vs refs)
+    │   ├── InvalidRank               invalid_rank     422   1   (library: rank <= 0 or too high)
+    │   ├── InvalidEnergy             invalid_energy   422   1   (library: outside (0, 1])
+    │   ├── UnsupportedAdapter        unsupported_adapter 422 1  (library: not a plain LoRA)
+    │   ├── ShapeMismatch             shape_mismatch   422   1   (library: one module, two shapes)
+    │   └── LinearUndefined           linear_undefined 422   1   (library: linear needs equal ranks)
     ├── NotFound                      not_found        404   1
     │   ├── AdapterNotFound           adapter_not_found 404  1
     │   ├── VersionNotFound           version_not_found 404  1
@@ -250,6 +257,35 @@ class UnknownEngine(InvalidInput):
     """A serving engine name lorareg has no profile for."""
 
     code = "unknown_engine"
+
+
+# The adapter library's refusals (registry/library/): each raised before any tensor is read.
+class DifferentBases(InvalidInput):
+    code = "different_bases"
+
+
+class WeightCountMismatch(InvalidInput):
+    code = "weight_count_mismatch"
+
+
+class InvalidRank(InvalidInput):
+    code = "invalid_rank"
+
+
+class InvalidEnergy(InvalidInput):
+    code = "invalid_energy"
+
+
+class UnsupportedAdapter(InvalidInput):
+    code = "unsupported_adapter"
+
+
+class ShapeMismatch(InvalidInput):
+    code = "shape_mismatch"
+
+
+class LinearUndefined(InvalidInput):
+    code = "linear_undefined"
 
 
 class BaseSourceNotFound(NotFound):

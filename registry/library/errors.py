@@ -15,32 +15,12 @@ Each is raised before any tensor is read or anything is written.
 
 from __future__ import annotations
 
-from registry.errors import InvalidInput
-
-
-class DifferentBases(InvalidInput):
-    code = "different_bases"
-
-
-class WeightCountMismatch(InvalidInput):
-    code = "weight_count_mismatch"
-
-
-class InvalidRank(InvalidInput):
-    code = "invalid_rank"
-
-
-class InvalidEnergy(InvalidInput):
-    code = "invalid_energy"
-
-
-class UnsupportedAdapter(InvalidInput):
-    code = "unsupported_adapter"
-
-
-class ShapeMismatch(InvalidInput):
-    code = "shape_mismatch"
-
-
-class LinearUndefined(InvalidInput):
-    code = "linear_undefined"
+from registry.errors import (  # noqa: F401  (defined with every other code, re-exported here)
+    DifferentBases,
+    InvalidEnergy,
+    InvalidRank,
+    LinearUndefined,
+    ShapeMismatch,
+    UnsupportedAdapter,
+    WeightCountMismatch,
+)
