@@ -106,15 +106,18 @@ def bench_interference(args: argparse.Namespace) -> dict[str, Any]:
         for module in shapes:
             src.factors(module)
     gen_s = time.perf_counter() - t0
+    print(f"generation alone: {gen_s:.1f} s", flush=True)
     t0 = time.perf_counter()
     result = pairwise(lib)
     total_s = time.perf_counter() - t0
+    print(f"factor path, {n_pairs} pairs: {total_s:.1f} s", flush=True)
     dense_times, worst = [], 0.0
     for i in range(args.dense_pairs):
         x, y = i, len(lib) - 1 - i
         t0 = time.perf_counter()
         ref = dense_pair(lib[x], lib[y])
         dense_times.append(time.perf_counter() - t0)
+        print(f"dense pair {i}: {dense_times[-1]:.1f} s", flush=True)
         # Exactness on the same pairs: the factor path's cosines against the dense ones.
         worst = max(worst, max(abs(result[(x, y)][k].cosine - ref[k]) for k in ref))
     dense_per_pair = sum(dense_times) / len(dense_times)
