@@ -123,6 +123,12 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         subprocess.run([LORAREG, "db", "upgrade"], env=env, check=True, capture_output=True)
         settings = load_settings(home=work / "home")
+        # Started first: its start-up (seconds on a busy machine) overlaps the catalog build.
+        with open(work / "serve.log", "wb") as serve_log:
+            procs.append(subprocess.Popen(
+                [LORAREG, "serve", "--port", str(port)], env=env,
+                stdout=subprocess.DEVNULL, stderr=serve_log,
+            ))  # fmt: skip
         rt = open_runtime(settings)
         local = LocalClient(rt)
         t0 = time.perf_counter()
@@ -135,11 +141,7 @@ def main() -> None:
             if i and i % 1000 == 0:
                 print(f"  pushed {i} adapters ({time.perf_counter() - t0:.0f} s)", flush=True)
         print(f"catalog of {n} adapters built in {time.perf_counter() - t0:.0f} s", flush=True)
-        procs.append(subprocess.Popen(
-            [LORAREG, "serve", "--port", str(port)], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))  # fmt: skip
-        wait_http(f"{url}/healthz")
+        wait_http(f"{url}/healthz", deadline_s=600)
         remote = {**env, "LORAREG_URL": url}
         node = work / "node"
         sync = [LORAREG, "sync", "--to", str(node), "--base", BASE, "--namespace", NS, "--all"]

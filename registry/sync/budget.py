@@ -56,6 +56,7 @@ class DiskBudget:
         self.pins = pins
         self.used = 0
         self.reserved: set[str] = set()  # sha256s admitted, counted in ``used``, maybe unfetched
+        self._may_hold_unlinked = True
         self.rescan()
 
     def rescan(self) -> None:
@@ -67,6 +68,8 @@ class DiskBudget:
                     total += os.lstat(os.path.join(dirpath, name)).st_size
         self.used = total
         self.reserved.clear()
+        # Folders may have been removed since: files they linked may be unlinked now.
+        self._may_hold_unlinked = True
 
     def pinned(self, key: str) -> bool:
         return any(fnmatch.fnmatchcase(key, pin) for pin in self.pins)
@@ -86,12 +89,19 @@ class DiskBudget:
         return freed
 
     def free_unlinked(self) -> int:
-        """Remove every blob no version folder links to; the bytes freed."""
+        """Remove every blob no version folder links to; the bytes freed.
+
+        Walks the cache only when a folder may have been removed since the last walk
+        (``rescan``): a pass leaving out thousands of adapters asks thousands of times.
+        """
+        if not self._may_hold_unlinked:
+            return 0
         freed = 0
         for dirpath, _dirs, files in os.walk(self.blobs.root):
             for name in files:
                 freed += self._drop_if_unlinked(Path(dirpath) / name)
         self.used -= freed
+        self._may_hold_unlinked = False
         return freed
 
     @staticmethod

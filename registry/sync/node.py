@@ -419,6 +419,8 @@ class NodeSync:
 
     def free_retired(self, *, until: Callable[[], bool]) -> None:
         """Remove retired version folders now, oldest first, until ``until()`` holds."""
+        if not self.state.retired:
+            return
         linked = {target for _, target in self.layout.linked()}
         for r in sorted(self.state.retired, key=lambda r: r.since):
             if until():
