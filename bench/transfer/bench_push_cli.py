@@ -95,7 +95,9 @@ def main() -> None:
                   f" re-push {again[-1]:.2f} s", flush=True)  # fmt: skip
         b, f, a = (statistics.median(x) for x in (base, first, again))
         print(f"\nmedians: boto3 upload_file process {b:.2f} s ({size / 1e6 / b:.0f} MB/s)")
-        print(f"lorareg push {f:.2f} s ({size / 1e6 / f:.0f} MB/s)  ratio {b / f:.2f} (goal >= 1.0)")
+        print(
+            f"lorareg push {f:.2f} s ({size / 1e6 / f:.0f} MB/s)  ratio {b / f:.2f} (goal >= 1.0)"
+        )
         print(f"re-push unchanged {a:.2f} s (goal <= 0.5 s)")
     finally:
         moto.terminate()
