@@ -100,7 +100,9 @@ class EventWatcher:
             quiet = 0.0
             while not self._stopped():
                 # A short timeout so that stopping never waits long for the next notice.
-                ids = [int(n.payload) for n in conn.notifies(timeout=0.5, stop_after=PAGE)]
+                ids = [int(n.payload) for n in conn.notifies(timeout=0.5, stop_after=1)]
+                if ids:  # the rest of a burst, already received: one read for all of it
+                    ids += [int(n.payload) for n in conn.notifies(timeout=0)]
                 if ids:
                     quiet = 0.0
                     self._notified(ids)

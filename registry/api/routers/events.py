@@ -10,6 +10,7 @@ token changes, only to unscoped tokens). Waiting readers are woken by the proces
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -132,7 +133,8 @@ async def _stream(
             if len(page) < PAGE:
                 caught_up, waited_from = True, max(cursor, head)
             continue
-        left = min(hub.heartbeat_s, ends - clock())
+        # Jittered, so that thousands of streams opened together do not beat together.
+        left = min(hub.heartbeat_s * random.uniform(0.5, 1.0), ends - clock())
         answer = await hub.wait(waited_from, audience, timeout=max(left, 0.0), limit=PAGE)
         if answer is None:  # a burst larger than the hub holds: read it from the catalog
             caught_up = False
