@@ -4,7 +4,7 @@
     python bench/feed/followers.py URL N --mode sse|longpoll --since ID
 
 Prints ``READY <connected> <failed>`` once every follower is connected and waiting, then
-follows until its stdin closes, then prints one JSON line: for each event id, the
+follows (answering ``WAIT`` lines, see ``main``) until its stdin closes, then prints one JSON line: for each event id, the
 ``time.time()`` at which each follower received it, and the count of broken connections.
 """
 
@@ -114,7 +114,14 @@ async def main() -> None:
     await asyncio.sleep(0.5)  # the last requests reach their wait
     print(f"READY {f.ready} {f.failed}", flush=True)
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.read)  # until the driver closes our stdin
+    # Commands until the driver closes our stdin: "WAIT <event id> <seconds>" answers how
+    # many followers hold that event, once all do or the seconds are up.
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        _, event_id, seconds = line.split()
+        end = time.monotonic() + float(seconds)
+        while len(f.received.get(int(event_id), ())) < f.ready and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        print(len(f.received.get(int(event_id), ())), flush=True)
     print(json.dumps({"received": f.received, "broken": f.broken, "failed": f.failed}), flush=True)
     for t in tasks:
         t.cancel()

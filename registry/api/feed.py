@@ -65,6 +65,8 @@ class EventHub:
         self.closed = False
         self._ids: list[int] = []
         self._events: list[EventInfo] = []
+        # Each event's stream frame, encoded once for every stream that sends it.
+        self._frames: dict[int, bytes] = {}
         self._wake: asyncio.Event | None = None
         self._starting: asyncio.Task[None] | None = None
         self._watcher: EventWatcher | None = None
@@ -124,8 +126,19 @@ class EventHub:
         extra = len(self._ids) - self.keep
         if extra > 0:
             self.floor = self._ids[extra - 1]
+            for gone in self._ids[:extra]:
+                self._frames.pop(gone, None)
             del self._ids[:extra], self._events[:extra]
         self._notify()
+
+    def frame(self, e: EventInfo) -> bytes:
+        """``e`` as a Server-Sent Event; made once per event the hub holds."""
+        held = self._frames.get(e.id)
+        if held is None:
+            held = sse_frame(e)
+            if self._ids and self.floor < e.id <= self.head:
+                self._frames[e.id] = held
+        return held
 
     def _notify(self) -> None:
         if self._wake is not None:
@@ -169,3 +182,9 @@ class EventHub:
                     await self._wake.wait()
             except TimeoutError:
                 pass
+
+
+def sse_frame(e: EventInfo) -> bytes:
+    """One event of the stream. The data is one JSON line (a data field may hold no newline,
+    and ``model_dump_json`` writes none), the same document as one item of the list."""
+    return f"id: {e.id}\nevent: {e.kind}\ndata: {e.model_dump_json()}\n\n".encode()

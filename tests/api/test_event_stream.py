@@ -226,7 +226,10 @@ def test_streams_and_long_polls_share_the_per_token_cap(runtime: Runtime) -> Non
                 headers={**_as(one), "Accept": "text/event-stream"},
                 timeout=10,
             )
-            poll = httpx.get(f"{srv.url}/api/v1/events?wait=1", headers=_as(one), timeout=10)
+            tail = events.last_event_id(runtime.db)  # nothing newer: the poll would wait
+            poll = httpx.get(
+                f"{srv.url}/api/v1/events?since={tail}&wait=1", headers=_as(one), timeout=10
+            )
             for refused in (third, poll):
                 assert refused.status_code == 429, refused.text
                 assert refused.json()["error"]["code"] == "too_many_waits"
@@ -240,8 +243,10 @@ def test_streams_and_long_polls_share_the_per_token_cap(runtime: Runtime) -> Non
                 assert time.monotonic() < deadline, app.state.waits.active
                 time.sleep(0.05)
             assert httpx.get(
-                f"{srv.url}/api/v1/events?wait=0.2", headers=_as(one), timeout=10
+                f"{srv.url}/api/v1/events?since={tail}&wait=0.2", headers=_as(one), timeout=10
             ).is_success
+            found = httpx.get(f"{srv.url}/api/v1/events?wait=1", headers=_as(one), timeout=10)
+            assert found.is_success and found.json()  # found at once: never counts
         finally:
             for s in streams:
                 s.close()

@@ -75,15 +75,17 @@ async def follow_events(
         return []
     if wait == 0:
         return await run_in_threadpool(_read, rt.db, cursor, audience, limit)
+    await hub.start()
+    answer = hub.after(cursor, audience, limit=limit)
+    if answer is None:  # older than what the hub holds: the catalog first
+        head = hub.head
+        found = await run_in_threadpool(_read, rt.db, cursor, audience, limit)
+        if found:
+            return found
+        cursor = max(cursor, head)
+    elif answer[0]:
+        return answer[0]  # found at once: never counts as a wait
     with limiter.hold(wait_key(user)):
-        await hub.start()
-        answer = hub.after(cursor, audience, limit=limit)
-        if answer is None:  # older than what the hub holds: the catalog first
-            head = hub.head
-            found = await run_in_threadpool(_read, rt.db, cursor, audience, limit)
-            if found:
-                return found
-            cursor = max(cursor, head)
         answer = await hub.wait(cursor, audience, timeout=wait, limit=limit)
         if answer is None:  # a burst larger than the hub holds passed while we waited
             return await run_in_threadpool(_read, rt.db, cursor, audience, limit)
@@ -93,7 +95,7 @@ async def follow_events(
 class FeedStream(StreamingResponse):
     """A stream that gives its wait slot back however it ends (even if it never started)."""
 
-    def __init__(self, body: AsyncIterator[str], *, on_close: Any) -> None:
+    def __init__(self, body: AsyncIterator[bytes], *, on_close: Any) -> None:
         super().__init__(
             body,
             media_type=STREAM_TYPE,
@@ -110,11 +112,11 @@ class FeedStream(StreamingResponse):
 
 async def _stream(
     db: Database, hub: EventHub, cursor: int, audience: Audience, *, blind: bool
-) -> AsyncIterator[str]:
+) -> AsyncIterator[bytes]:
     """The events after ``cursor``: first from the catalog, then live from the hub, with a
     heartbeat comment when nothing happened for ``hub.heartbeat_s``; ends after
     ``hub.stream_max_s`` or when the server stops."""
-    yield f"retry: 1000\n: lorareg event feed after {cursor}\n\n"
+    yield f"retry: 1000\n: lorareg event feed after {cursor}\n\n".encode()
     await hub.start()
     clock = asyncio.get_running_loop().time
     ends = clock() + hub.stream_max_s
@@ -127,9 +129,9 @@ async def _stream(
         if not caught_up:
             head = hub.head  # before the read: whatever commits after it, the hub brings
             page = await run_in_threadpool(_read, db, cursor, audience, PAGE)
-            for e in page:
-                yield _sse(e)
-                cursor = e.id
+            if page:
+                yield b"".join(hub.frame(e) for e in page)
+                cursor = page[-1].id
             if len(page) < PAGE:
                 caught_up, waited_from = True, max(cursor, head)
             continue
@@ -140,16 +142,11 @@ async def _stream(
             caught_up = False
             continue
         page, waited_from = answer
-        for e in page:
-            yield _sse(e)
-            cursor = e.id
-        if not page and not hub.closed:
-            yield ": keep-alive\n\n"
-
-
-def _sse(e: EventInfo) -> str:
-    # One JSON line: a data field may not hold a newline, and model_dump_json writes none.
-    return f"id: {e.id}\nevent: {e.kind}\ndata: {e.model_dump_json()}\n\n"
+        if page:
+            yield b"".join(hub.frame(e) for e in page)  # one write for a burst
+            cursor = page[-1].id
+        elif not hub.closed:
+            yield b": keep-alive\n\n"
 
 
 def _read(db: Database, cursor: int, audience: Audience, limit: int) -> list[EventInfo]:
