@@ -362,9 +362,11 @@ def test_follow_reads_the_stream_and_resumes_each_time_it_ends(
         source = run.follower.source
         for number in (2, 3, 1):
             admin.promote(f"{REPO}:{number}", to="production")
-            wait_for(
-                lambda n=number: synced_number(dest, REPO) == n, timeout=1.0, what=f"v{number}"
-            )
+
+            def landed(n: int = number) -> bool:
+                return synced_number(dest, REPO) == n
+
+            wait_for(landed, timeout=1.0, what=f"v{number}")
             assert source.streaming is True  # type: ignore[attr-defined]
             time.sleep(1.3)  # the stream in use ends meanwhile
         assert not any("sync paused" in x for x in run.lines), run.lines  # a normal end
