@@ -15,11 +15,13 @@ from fastapi.concurrency import run_in_threadpool
 from registry import __version__
 from registry.api.docs import install_docs
 from registry.api.errors import install_error_handlers
+from registry.api.feed import EventHub
 from registry.api.limits import RequestLimits
 from registry.api.origins import BrowserGuard
 from registry.api.request_metrics import RequestMetrics
 from registry.api.routers import adapters, admin, compat, health, hf, jobs, lifecycle, resolve
 from registry.api.routers import metrics as metrics_router
+from registry.api.routers.events import router as events_router
 from registry.api.routers.library import router as library_router
 from registry.api.routers.namespaces import router as namespaces_router
 from registry.api.waits import WaitLimiter
@@ -85,6 +87,7 @@ def create_app(
             yield
         finally:
             forget_this_process()  # its live gauges leave shared metrics (multi-process)
+            feed.close()  # after the connections closed; ``registry.api.server`` ends them
             if dispatcher is not None:
                 dispatcher.stop()
             if merge_worker is not None and thread is not None:
@@ -106,6 +109,7 @@ def create_app(
     )
     app.state.presign_cache = resolve.PresignCache()
     app.state.waits = WaitLimiter(runtime.settings.max_waits_per_token)
+    app.state.feed = feed = EventHub(runtime.db)  # watches the catalog from the first wait
     app.state.behind_https = runtime.settings.behind_https  # dashboard cookies: Secure
     app.state.spool = spool
     app.state.merge_worker = False
@@ -120,6 +124,7 @@ def create_app(
     app.include_router(adapters.router)
     app.include_router(lifecycle.router)
     app.include_router(admin.router)
+    app.include_router(events_router)  # the change feed: list, long poll, Server-Sent Events
     app.include_router(compat.router)
     app.include_router(jobs.router)
     app.include_router(library_router)  # compose, interference, analysis, compression

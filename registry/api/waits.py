@@ -1,10 +1,12 @@
-"""A cap on concurrent long polls per caller: each waiting ``/api/v1/events?wait=`` request
-re-queries the catalog while it waits, so one client holding hundreds of them slows every
-other request. Counted per server process (each replica holds its own waiters)."""
+"""A cap on concurrent waits on the event feed per caller: long polls (``/api/v1/events?wait=``)
+and streams (``Accept: text/event-stream``) count together. Waiting costs no catalog query
+(the process's one event watcher wakes every reader), but each holds a connection and a
+task, so one client cannot hold thousands. Counted per server process (each replica holds
+its own waiters)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from registry.errors import TooManyWaits
@@ -16,31 +18,47 @@ RETRY_AFTER_S = 5
 
 class WaitLimiter:
     """Counts waits per key in the event loop's thread: no lock needed, as ``acquire`` and
-    ``release`` never await."""
+    its release never await."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.active: dict[str, int] = {}
 
-    @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        """One wait for ``key``; TooManyWaits when ``limit`` are already held."""
+    def acquire(self, key: str, *, what: str = "long poll") -> Callable[[], None]:
+        """Take one wait for ``key`` and return the function that gives it back (calling
+        it again does nothing); TooManyWaits when ``limit`` are already held."""
         held = self.active.get(key, 0)
         if held >= self.limit:
             raise TooManyWaits(
-                f"{held} long polls of the event feed are already open for this token"
-                f" (the limit is {self.limit}); wait for one to answer, or poll without wait",
+                f"{held} long polls and streams of the event feed are already open for this"
+                f" token (the limit is {self.limit}); close one before opening a {what},"
+                " or poll without wait",
                 retry_after_s=RETRY_AFTER_S,
             )
         self.active[key] = held + 1
-        try:
-            yield
-        finally:
+        done = False
+
+        def release() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
             left = self.active[key] - 1
             if left:
                 self.active[key] = left
             else:
                 del self.active[key]
+
+        return release
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        """One long poll for ``key`` while the block runs."""
+        release = self.acquire(key)
+        try:
+            yield
+        finally:
+            release()
 
 
 def wait_key(principal: Principal) -> str:

@@ -5,7 +5,9 @@ adapter, then save the head as the cursor. Anything changed before the head is i
 pass; anything after it comes through the feed, so nothing is missed however long the node
 was away, and nothing before the cursor is replayed.
 
-Following: long-poll the feed from the cursor; the events name the adapters to re-resolve.
+Following: read the feed from the cursor (over HTTP a stream of Server-Sent Events, resumed
+from the cursor whenever it breaks; a long poll with an older server); the events name the
+adapters to re-resolve.
 The cursor on disk moves only after those adapters are in place, so a crash replays a
 batch rather than losing it. When the registry is unreachable the loop retries with
 exponential backoff and jitter, logging once when it goes and once when it comes back.
@@ -97,10 +99,13 @@ class Follower:
             if not follow:
                 self._start(node)
                 return
-            while not self.stop.is_set() and not self._attempt(lambda: self._start(node)):
-                pass
-            while not self.stop.is_set():
-                self._attempt(lambda: self._step(node))
+            try:
+                while not self.stop.is_set() and not self._attempt(lambda: self._start(node)):
+                    pass
+                while not self.stop.is_set():
+                    self._attempt(lambda: self._step(node))
+            finally:
+                self.source.close()  # the open event stream, if any
 
     def _start(self, node: NodeSync) -> None:
         head = self._head(node.state.last_event_id)

@@ -22,8 +22,11 @@ import httpx
 from registry.catalog.refs import Repo, parse_repo
 from registry.domain import EventInfo
 from registry.errors import LoraregError, NotFound, Unauthorized, Unavailable, error_for_code
+from registry.sync.stream import EventStream, NotStreaming, StreamEnded
 
 CHUNK = 1024 * 1024
+# A stream the server ends sooner than this is a failure (backoff), not a normal end.
+MIN_STREAM_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class SyncSource(Protocol):
     def version_exists(self, repo: Repo, number: int) -> bool: ...
 
     def open_blob(self, f: RemoteFile) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
 
 
 class ClientSource:
@@ -124,16 +129,55 @@ class LocalSource(ClientSource):
     def open_blob(self, f: RemoteFile) -> Iterator[bytes]:
         return iter(self.client.rt.store.iter_bytes(f.sha256))
 
+    def close(self) -> None:
+        pass
+
 
 class RemoteSource(ClientSource):
-    """A ``lorareg serve``: long-poll feed, downloads from the URLs ``resolve`` returns."""
+    """A ``lorareg serve``: the feed as a stream of Server-Sent Events (a long poll with a
+    server that does not stream), downloads from the URLs ``resolve`` returns."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, stream: bool = True) -> None:
         super().__init__(client)
         self.identity = str(client.base)
+        self.streaming = stream
+        self._stream: EventStream | None = None
 
     def events(self, since: int, *, wait: float, namespace: str | None) -> list[EventInfo]:
-        return list(self.client.events(since, wait=wait, namespace=namespace))
+        """Events after ``since``; with ``wait``, from the open stream (opened again from
+        ``since`` when it broke, or when the caller went back to an earlier cursor). Without
+        ``wait``: what the open stream holds already, or a plain read when none is open."""
+        s = self._stream
+        if s is not None and (s.since != since or s.namespace != namespace):
+            self.close()
+            s = None
+        if not self.streaming or (wait <= 0 and s is None):
+            # No stream to read from: a plain read (exact at once, as start-up needs).
+            return list(self.client.events(since, wait=wait, namespace=namespace))
+        if s is None:
+            s = self._stream = EventStream(
+                self.client.http, since=since, namespace=namespace, check=_raise_for_error
+            )
+        try:
+            return s.take(wait)
+        except NotStreaming:
+            self.close()
+            self.streaming = False  # an older server: long polls from now on
+            return list(self.client.events(since, wait=wait, namespace=namespace))
+        except StreamEnded:
+            self.close()
+            if time.monotonic() - s.opened_at < MIN_STREAM_S:
+                msg = "the registry ended the event stream as soon as it opened"
+                raise Unavailable(msg) from None
+            return []  # the next call resumes from the cursor
+        except LoraregError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
     def open_blob(self, f: RemoteFile) -> Iterator[bytes]:
         same_origin = _origin(f.url) == _origin(self.client.base)
@@ -153,6 +197,12 @@ class RemoteSource(ClientSource):
         with self.client.storage_http.stream("GET", url) as resp:
             _check(resp, None)
             yield from resp.iter_bytes(CHUNK)
+
+
+def _raise_for_error(resp: httpx.Response) -> None:
+    from registry.client.remote import _raise_for_error as raise_for_error
+
+    raise_for_error(resp)
 
 
 def source_for(client: Any) -> SyncSource:

@@ -42,11 +42,12 @@ class RestartableServer:
     def start(self) -> RestartableServer:
         import uvicorn
 
+        from registry.api.server import Server
         from registry.server import create_app
 
         app = create_app(self.runtime, require_auth=self.require_auth, background=False)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
+        self.server = Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         wait_for(lambda: _healthy(self.url), timeout=20, what="server start")

@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -343,3 +344,61 @@ def test_a_stale_resolve_is_corrected(
     finally:
         follower.stop.set()
         thread.join(timeout=10)
+
+
+def test_follow_reads_the_stream_and_resumes_each_time_it_ends(
+    server: RestartableServer,
+    remote: Callable[[], RemoteClient],
+    runtime: Runtime,
+    versions: dict[str, Known],
+    tmp_path: Path,
+) -> None:
+    """Over HTTP the feed is a stream of Server-Sent Events; the server ends streams after
+    their lifetime (here 1.2 s) and sync resumes from its cursor, missing nothing."""
+    server.server.config.app.state.feed.stream_max_s = 1.2
+    dest = tmp_path / "node"
+    admin = LocalClient(runtime)
+    with following(remote(), dest, poll_wait_s=10.0) as run:
+        source = run.follower.source
+        for number in (2, 3, 1):
+            admin.promote(f"{REPO}:{number}", to="production")
+
+            def landed(n: int = number) -> bool:
+                return synced_number(dest, REPO) == n
+
+            wait_for(landed, timeout=1.0, what=f"v{number}")
+            assert source.streaming is True  # type: ignore[attr-defined]
+            time.sleep(1.3)  # the stream in use ends meanwhile
+        assert not any("sync paused" in x for x in run.lines), run.lines  # a normal end
+    assert load_state(NodeLayout(dest)).last_event_id == max(e.id for e in admin.events(0))  # type: ignore[union-attr]
+
+
+def test_follow_long_polls_a_server_without_streams(
+    runtime: Runtime, versions: dict[str, Known], tmp_path: Path
+) -> None:
+    """A server from before streams answers the stream request with the plain list: sync
+    notes it and long-polls from then on."""
+    from registry.server import create_app
+    from tests.fixtures.catalog import LiveServer
+
+    app = create_app(runtime, background=False)
+
+    async def without_streams(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = [(k, v) for k, v in scope["headers"] if k != b"accept"]
+            scope = {**scope, "headers": headers}
+        await app(scope, receive, send)
+
+    dest = tmp_path / "node"
+    admin = LocalClient(runtime)
+    with (
+        LiveServer(without_streams) as srv,
+        closing(RemoteClient(srv.url)) as client,
+        following(client, dest) as run,
+    ):
+        admin.promote(f"{REPO}:2", to="production")
+        wait_for(lambda: synced_number(dest, REPO) == 2, timeout=2.0, what="v2")
+        source: Any = run.follower.source
+        wait_for(lambda: source.streaming is False, timeout=15, what="the switch to polls")
+        admin.promote(f"{REPO}:3", to="production")
+        wait_for(lambda: synced_number(dest, REPO) == 3, timeout=2.0, what="v3")

@@ -1,25 +1,18 @@
-"""Tokens, webhooks and the change feed: ``/api/v1/tokens``, ``/webhooks``, ``/events``.
+"""Tokens and webhooks: ``/api/v1/tokens`` and ``/webhooks`` (the change feed is in ``events``).
 
 None of these has a namespace in its path, so each checks the caller's scope itself: a
 scoped admin manages only tokens and webhooks within its namespaces (403 ``forbidden``
-otherwise), and the feed holds only events of the caller's namespaces.
+otherwise).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter
 
-from registry.api.deps import MAX_ID, Admin, CurrentUser, IdPath, Reader, RuntimeDep
+from registry.api.deps import Admin, CurrentUser, IdPath, RuntimeDep
 from registry.api.schemas import TokenRequest, WebhookRequest
-from registry.api.waits import WaitLimiter, wait_key
-from registry.catalog.refs import check_name
-from registry.domain import EventInfo
-from registry.lifecycle import events
 from registry.services import access as access_service
 from registry.services.models import TokenCreated, TokenView, WebhookCreated, WebhookView
 
@@ -78,39 +71,3 @@ def webhook_deliveries(
     rt: RuntimeDep, user: CurrentUser, webhook_id: IdPath
 ) -> list[dict[str, Any]]:
     return access_service.webhook_deliveries(rt.db, webhook_id, principal=user)
-
-
-@router.get("/events", response_model=list[EventInfo], dependencies=[Reader])
-async def follow_events(
-    request: Request,
-    rt: RuntimeDep,
-    user: CurrentUser,
-    since: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-    namespace: str | None = None,
-    wait: Annotated[float, Query(ge=0, le=60)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[EventInfo]:
-    """Events after ``since`` in the caller's namespaces (events of no namespace, such as
-    token changes, only for unscoped tokens); with ``wait``, a long poll that answers as
-    soon as one arrives (or with ``[]`` after ``wait`` seconds). A token holds at most
-    ``LORAREG_MAX_WAITS_PER_TOKEN`` long polls at once: more is 429 ``too_many_waits``."""
-    if namespace is not None:
-        check_name(namespace, what="namespace")
-        if not user.sees(namespace):
-            return []
-
-    def fetch() -> list[EventInfo]:
-        return events.events_after(
-            rt.db, since, namespaces=user.namespaces, namespace=namespace, limit=limit
-        )
-
-    found = await run_in_threadpool(fetch)
-    if found or wait == 0:
-        return found
-    limiter: WaitLimiter = request.app.state.waits
-    with limiter.hold(wait_key(user)):
-        deadline = time.monotonic() + wait
-        while not found and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-            found = await run_in_threadpool(fetch)
-    return found
