@@ -14,6 +14,7 @@ from registry.api.errors import install_error_handlers
 from registry.api.limits import RequestLimits
 from registry.api.origins import BrowserGuard
 from registry.api.routers import adapters, admin, compat, health, hf, jobs, lifecycle, resolve
+from registry.api.routers.experiments import include as include_experiments
 from registry.api.routers.namespaces import router as namespaces_router
 from registry.api.waits import WaitLimiter
 from registry.runtime import Runtime
@@ -112,6 +113,7 @@ def create_app(
     app.include_router(compat.router)
     app.include_router(jobs.router)
     app.include_router(namespaces_router)  # offboarding and quotas
+    include_experiments(app)  # A/B experiments between versions
     install_dashboard(app)  # /ui/ pages and their static files; / redirects there
     app.include_router(hf.router)  # last: /{ns}/{name}/resolve/... would shadow other routes
     # Outermost: a rebinding name or a cross-site write is refused before any other work.

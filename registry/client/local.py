@@ -12,6 +12,7 @@ from registry.catalog.refs import parse_ref, parse_repo
 from registry.catalog.resolve import resolve, resolve_document
 from registry.catalog.uploads import readable_blobs, record_upload
 from registry.client.compat_ops import LocalCompat
+from registry.client.experiment_ops import LocalExperiments
 from registry.client.lifecycle_ops import LocalLifecycle
 from registry.client.merge_ops import LocalMerge
 from registry.client.namespace_ops import LocalNamespaces
@@ -30,7 +31,7 @@ from registry.runtime import Runtime
 from registry.storage.base import Progress, blob_key
 
 
-class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces):
+class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces, LocalExperiments):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.cache = BlobCache(runtime.settings.effective_cache_dir)

@@ -12,6 +12,7 @@ import httpx
 from registry.catalog.push import PushRequest, validate_metadata
 from registry.catalog.refs import Ref, parse_ref, parse_repo
 from registry.client.compat_ops import RemoteCompat
+from registry.client.experiment_ops import RemoteExperiments
 from registry.client.merge_ops import RemoteMerge
 from registry.client.namespace_ops import RemoteNamespaces
 from registry.client.remote_lifecycle import RemoteLifecycle
@@ -32,7 +33,7 @@ from registry.storage.base import Progress
 CHUNK = 1024 * 1024
 
 
-class RemoteClient(RemoteLifecycle, RemoteCompat, RemoteMerge, RemoteNamespaces):
+class RemoteClient(RemoteLifecycle, RemoteCompat, RemoteMerge, RemoteNamespaces, RemoteExperiments):
     def __init__(
         self,
         url: str,

@@ -445,3 +445,7 @@ class JobNamespace(Base):
 
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     namespace: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+# Experiment tables live in their own module; importing it here puts them in Base.metadata.
+from registry.db import experiment_models as _experiment_models  # noqa: E402, F401
