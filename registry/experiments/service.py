@@ -275,7 +275,7 @@ def conclude(
         number = s.scalar(
             select(m.AdapterVersion.number).where(m.AdapterVersion.id == v.version_id)
         )
-        experiment_id = row.id
+        experiment_id, adapter_id = row.id, row.adapter_id
     if number is None:
         raise InvalidReference(f"variant {winner!r}'s version was erased; pick another winner")
     stats = report(db, repo, name, history=False)
@@ -288,7 +288,9 @@ def conclude(
         compat_problems=compat_problems,
     )
     with db.write() as s:
-        row = s.get_one(Experiment, experiment_id, with_for_update=True)
+        lock_adapter(s, adapter_id)
+        row = s.get_one(Experiment, experiment_id)
+        s.refresh(row)
         if row.state != "running":  # a racing conclude got there first
             raise ExperimentConcluded(_ended_message(row))
         row.state, row.winner = "concluded", winner
