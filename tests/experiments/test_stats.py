@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from scipy import integrate, stats as sps
+from scipy import integrate
+from scipy import stats as sps
 
 from registry.experiments import stats
 
