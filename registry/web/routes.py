@@ -48,7 +48,7 @@ from registry.compat.version_checks import latest_checks
 from registry.domain import VersionInfo
 from registry.errors import AdapterNotFound, InvalidInput
 from registry.lifecycle.access import Principal
-from registry.web import account, actions, bases, erase, jobs, pickers
+from registry.web import account, actions, bases, erase, experiments, jobs, pickers
 from registry.web import queries as wq
 from registry.web.actions import version_actions
 from registry.web.chart import eval_charts
@@ -85,6 +85,7 @@ for _pages in (
     bases.router,
     erase.router,
     pickers.router,
+    experiments.router,
 ):
     router.include_router(_pages)
 
@@ -218,6 +219,7 @@ def adapter(
             "metrics": key_metrics(versions),
             "scores": {v.number: latest_scores(v) for v in versions},
             "charts": eval_charts(versions, key_metrics(versions, limit=6)),
+            "experiments": experiments.running_experiments(rt.db, repo),
             "newer_url": with_query(path, {**keep, "newer": versions[0].number})
             if page.has_prev and versions
             else None,
@@ -255,6 +257,7 @@ def version(
             "v": info,
             "checks": check_views(checks, trained_on=info.base_model),
             "lineage": links,
+            "experiments": experiments.version_experiments(rt.db, repo, info.number),
             "actions": version_actions(info, user),
             # Shown only while it is true: the redirect after a promotion lands here.
             "promoted": promoted if promoted and promoted == info.stage else None,
