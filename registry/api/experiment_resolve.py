@@ -9,7 +9,9 @@ Once the experiment has ended every subject gets the experiment base model's pro
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Callable
 
 from fastapi import Request, Response
@@ -24,6 +26,14 @@ from registry.experiments.serving import DefinitionCache, ExperimentDef, load_de
 from registry.runtime import Runtime
 
 Render = Callable[[Request, Runtime, VersionInfo], bytes]
+log = logging.getLogger("lorareg.api")
+
+
+def _quietly(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:  # a failed check leaves the cache stale-but-bounded; log, not raise
+        log.warning("experiment definition check failed", exc_info=True)
 
 
 def _definitions(request: Request) -> DefinitionCache:
@@ -36,7 +46,9 @@ async def _definition(
 ) -> ExperimentDef:
     cache = _definitions(request)
     key = (namespace, name, experiment)
-    hit = cache.peek(key)
+    hit, refresh = cache.peek(key)
+    if refresh:  # re-check in the background; this and other requests are answered meanwhile
+        asyncio.get_running_loop().run_in_executor(None, _quietly, cache.refresh)
     if hit is not None:
         return hit
     rt: Runtime = request.app.state.runtime

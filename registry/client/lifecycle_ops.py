@@ -10,6 +10,7 @@ from registry.catalog.diff import diff_versions
 from registry.catalog.refs import Ref, parse_ref, parse_repo
 from registry.domain import EvalRecord, EventInfo, VersionInfo
 from registry.errors import InvalidReference
+from registry.experiments.service import promote_guarded
 from registry.lifecycle import access, events, policies, stages, webhooks
 from registry.lifecycle.gates import compat_problems
 from registry.runtime import Runtime
@@ -24,17 +25,21 @@ class LocalLifecycle:
     def principal(self) -> access.Principal:
         return access.Principal(name=self.rt.settings.effective_author, role="admin")
 
-    def promote(self, ref: str, *, to: str, reason: str | None = None) -> dict[str, Any]:
+    def promote(
+        self, ref: str, *, to: str, reason: str | None = None, end_experiment: bool = False
+    ) -> dict[str, Any]:
         r = _numbered(self, ref)
-        result = stages.promote(
+        result, ended = promote_guarded(
             self.rt.db,
             r,
             to=to,
             reason=reason,
             principal=self.principal,
             compat_problems=compat_problems,
+            end_experiment=end_experiment,
         )
         return {
+            "experiments_ended": ended,
             "version": result.version.model_dump(mode="json"),
             "previous_stage": result.previous_stage,
             "archived": result.archived,

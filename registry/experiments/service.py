@@ -41,7 +41,13 @@ from registry.experiments.domain import Conclusion, ExperimentInfo, GatePreview
 from registry.experiments.records import experiment_info, experiment_row, variant_row
 from registry.lifecycle.access import Principal
 from registry.lifecycle.policies import effective_policy, unmet_conditions
-from registry.lifecycle.stages import CompatProbe, current_production, lock_adapter, promote
+from registry.lifecycle.stages import (
+    CompatProbe,
+    Promotion,
+    current_production,
+    lock_adapter,
+    promote,
+)
 
 MAX_VARIANTS = 20
 MAX_REASON = 2000
@@ -509,3 +515,26 @@ def _event(
             payload={"experiment": row.name, "experiment_id": row.id, **payload},
         )
     )
+
+
+def promote_guarded(
+    db: Database,
+    ref: Ref,
+    *,
+    to: str,
+    principal: Principal,
+    reason: str | None = None,
+    compat_problems: CompatProbe | None = None,
+    end_experiment: bool = False,
+) -> tuple[Promotion, list[str]]:
+    """``stages.promote``, refused (ExperimentRunning) when the version is a variant of a
+    running experiment unless ``end_experiment``; then those experiments end, recorded
+    with the promotion as the reason. Returns the promotion and the experiments ended."""
+    names = guard_promotion(db, ref, to=to, end_experiment=end_experiment)
+    result = promote(
+        db, ref, to=to, principal=principal, reason=reason, compat_problems=compat_problems
+    )
+    if names and not result.unchanged:
+        why = f"{ref} promoted to {to} with --end-experiment" + (f": {reason}" if reason else "")
+        end_experiments(db, ref.repo, names, principal=principal, why=why)
+    return result, names if not result.unchanged else []

@@ -68,9 +68,14 @@ def load_definition(db: Database, repo: Repo, name: str) -> ExperimentDef:
 class DefinitionCache:
     """Definitions by key, valid while the newest event id stays the same."""
 
-    def __init__(self, db: Database, *, check_interval_s: float = 0.2) -> None:
+    def __init__(
+        self, db: Database, *, check_interval_s: float = 0.2, max_stale_s: float = 0.5
+    ) -> None:
         self._db = db
         self._interval = check_interval_s
+        self._max_stale = max_stale_s
+        self._checking = False
+        self._check_lock = Lock()
         self._entries: dict[Hashable, ExperimentDef] = {}
         self._stamp: int | None = None
         self._checked_at = float("-inf")
@@ -95,30 +100,52 @@ class DefinitionCache:
             event.listen(engine, "commit", on_commit)
             event.listen(engine, "checkin", on_checkin)
 
-    def peek(self, key: Hashable) -> ExperimentDef | None:
-        """A hit that may be served without I/O, else None (then call ``load``)."""
-        if time.monotonic() - self._checked_at <= self._interval:
-            return self._entries.get(key)
-        return None
-
-    def load(self, key: Hashable, loader: Callable[[], ExperimentDef]) -> ExperimentDef:
-        """Blocking: re-check the catalog when due, then the cached definition or ``loader()``."""
+    def peek(self, key: Hashable) -> tuple[ExperimentDef | None, bool]:
+        """(a hit that may be served without I/O, whether the caller should start
+        ``refresh`` in the background). Within the check interval hits are fresh; up to
+        ``max_stale_s`` they are still served while one caller re-checks."""
+        age = time.monotonic() - self._checked_at
+        if age <= self._interval:
+            return self._entries.get(key), False
+        if age > self._max_stale:
+            return None, False
         with self._lock:
+            start, self._checking = not self._checking, True
+        return self._entries.get(key), start
+
+    def refresh(self) -> None:
+        try:
+            self._check(force=True)
+        finally:
+            self._checking = False
+
+    def _check(self, *, force: bool) -> None:
+        with self._check_lock:
             started = time.monotonic()
-            if started - self._checked_at > self._interval:
-                stamp = last_event_id(self._db)
+            if started - self._checked_at <= (0.0 if force else self._interval):
+                return
+            stamp = last_event_id(self._db)
+            with self._lock:
                 if stamp != self._stamp:
                     self._entries.clear()
                     self._stamp = stamp
                 self._checked_at = started
+
+    def load(self, key: Hashable, loader: Callable[[], ExperimentDef]) -> ExperimentDef:
+        """Blocking: re-check the catalog when due, then the cached definition or ``loader()``."""
+        self._check(force=False)
+        with self._lock:
             hit = self._entries.get(key)
             if hit is not None:
                 return hit
+            stamp = self._stamp
         definition = loader()
         with self._lock:
-            if len(self._entries) >= 10_000:
-                del self._entries[next(iter(self._entries))]
-            self._entries[key] = definition
+            # One read across an invalidation may predate the change: not kept.
+            if stamp == self._stamp:
+                if len(self._entries) >= 10_000:
+                    del self._entries[next(iter(self._entries))]
+                self._entries[key] = definition
         return definition
 
 

@@ -210,3 +210,19 @@ def test_concluding_needs_the_policy_role(voices: Any, runtime: Runtime) -> None
             principal=Principal(name="w", role="writer"),
         )
     assert catalog_state(runtime) == before
+
+
+def test_promoting_a_variant_asks_for_end_experiment(voices: Any, runtime: Runtime) -> None:
+    c = voices
+    _create(c)
+    before = catalog_state(runtime)
+    with pytest.raises(errors.ExperimentRunning) as info:
+        c.promote(f"{REPO}:2", to="production", reason="impatient")
+    assert "--end-experiment" in info.value.message
+    assert catalog_state(runtime) == before
+    c.promote(f"{REPO}:2", to="staging")  # harmless moves stay allowed
+    result = c.promote(f"{REPO}:2", to="production", reason="ship it", end_experiment=True)
+    assert result["experiments_ended"] == ["tone-test"] and result["archived"] == 1
+    assert c.experiment_show(REPO, "tone-test").experiment.state == "ended"
+    ended = [e for e in c.history(REPO) if e.kind == "experiment.ended"]
+    assert len(ended) == 1 and "ship it" in ended[0].payload["reason"]

@@ -12,6 +12,7 @@ from registry.catalog import metadata, queries
 from registry.catalog.diff import diff_versions
 from registry.catalog.refs import Ref, Repo, check_name, parse_repo
 from registry.domain import EventInfo, VersionInfo
+from registry.experiments.service import promote_guarded
 from registry.lifecycle import events, policies, stages
 from registry.lifecycle.gates import compat_problems
 
@@ -36,15 +37,17 @@ def promote(
     body: PromoteRequest,
 ) -> dict[str, Any]:
     """Move a version to a stage if its policy allows; 409 ``gate_failed`` lists what is unmet."""
-    result = stages.promote(
+    result, ended = promote_guarded(
         rt.db,
         Ref(_repo(namespace, name), number=number),
         to=body.to,
         reason=body.reason,
         principal=user,
         compat_problems=compat_problems,
+        end_experiment=body.end_experiment,
     )
     return {
+        "experiments_ended": ended,
         "version": result.version.model_dump(mode="json"),
         "previous_stage": result.previous_stage,
         "archived": result.archived,
