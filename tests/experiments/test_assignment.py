@@ -110,3 +110,15 @@ def test_ramp_back_and_forth_moves_the_minimum_of_buckets() -> None:
 
 def _owners(ranges: list[BucketRange]) -> list[str]:
     return [variant_for_bucket(b, ranges) for b in range(BUCKETS)]
+
+
+def test_the_readme_table_holds_the_same_golden_vectors() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## A/B experiments") :]
+    rows = re.findall(r"^\| `([^`]*)` \| `([^`]*)` \| (\d+) \|$", section, re.M)
+    assert len(rows) == len(GOLDEN)
+    for salt, subject, bucket in rows:
+        assert bucket_of(salt, subject) == int(bucket)
