@@ -6,6 +6,7 @@ from cli.app import cli
 from cli.commands import (  # noqa: F401  (importing registers the commands)
     catalog,
     compat,
+    experiments,
     imports,
     library,
     lifecycle,

@@ -18,17 +18,27 @@
     │   ├── InvalidEnergy             invalid_energy   422   1   (library: outside (0, 1])
     │   ├── UnsupportedAdapter        unsupported_adapter 422 1  (library: not a plain LoRA)
     │   ├── ShapeMismatch             shape_mismatch   422   1   (library: one module, two shapes)
-    │   └── LinearUndefined           linear_undefined 422   1   (library: linear needs equal ranks)
+    │   ├── LinearUndefined           linear_undefined 422   1   (library: linear needs equal ranks)
+    │   ├── InvalidSplit              invalid_split    422   1   (experiment shares must add to 100)
+    │   ├── InvalidSubject            invalid_subject  422   1   (empty, > 256 bytes, control chars)
+    │   ├── UnknownVariant            unknown_variant  422   1
+    │   ├── VariantBaseMismatch       variant_base_mismatch 422 1 (variants on different bases)
+    │   ├── NegativeCount             negative_count   422   1
+    │   └── SuccessesOverTrials       successes_over_trials 422 1
     ├── NotFound                      not_found        404   1
     │   ├── AdapterNotFound           adapter_not_found 404  1
     │   ├── VersionNotFound           version_not_found 404  1
     │   ├── BlobNotFound              blob_not_found   404   1
     │   ├── BaseModelNotFound         base_model_not_found 404 1
-    │   └── BaseSourceNotFound        base_source_not_found 404 1 (folder, s3:// or hf:// missing)
+    │   ├── BaseSourceNotFound        base_source_not_found 404 1 (folder, s3:// or hf:// missing)
+    │   └── ExperimentNotFound        experiment_not_found 404 1
     ├── Conflict                      conflict         409   1
     │   ├── AlreadyExists             already_exists   409   1
     │   ├── GateFailed                gate_failed      409   1   (promotion policy unmet)
-    │   └── InProduction              in_production    409   1   (erasing production: --force)
+    │   ├── InProduction              in_production    409   1   (erasing production: --force)
+    │   ├── ExperimentExists          experiment_exists 409  1   (a running one has that name)
+    │   ├── ExperimentConcluded       experiment_concluded 409 1 (outcomes/ramps after the end)
+    │   └── ExperimentRunning         experiment_running 409 1  (promoting a variant)
     ├── ChecksumMismatch              integrity_error  409   1   (stored bytes != sha256)
     ├── RangeNotSatisfiable           range_not_satisfiable 416 1
     ├── PayloadTooLarge               payload_too_large 413  1   (JSON body over the edge's limit)
@@ -330,3 +340,62 @@ class InProduction(Conflict):
     """An erasure that would remove a version serving in production, without ``force``."""
 
     code = "in_production"
+
+
+class InvalidSplit(InvalidInput):
+    """An experiment split that is not one share per variant adding up to exactly 100 %."""
+
+    code = "invalid_split"
+
+
+class InvalidSubject(InvalidInput):
+    """A subject id that is empty, over 256 bytes or holds control characters."""
+
+    code = "invalid_subject"
+
+
+class UnknownVariant(InvalidInput):
+    """A variant name the experiment does not have."""
+
+    code = "unknown_variant"
+
+
+class VariantBaseMismatch(InvalidInput):
+    """Experiment variants trained on different base models (or on none)."""
+
+    code = "variant_base_mismatch"
+
+
+class NegativeCount(InvalidInput):
+    """An experiment outcome with a negative count."""
+
+    code = "negative_count"
+
+
+class SuccessesOverTrials(InvalidInput):
+    """An experiment outcome with more successes than trials."""
+
+    code = "successes_over_trials"
+
+
+class ExperimentNotFound(NotFound):
+    code = "experiment_not_found"
+
+
+class ExperimentExists(Conflict):
+    """A running experiment of that adapter already has the name."""
+
+    code = "experiment_exists"
+
+
+class ExperimentConcluded(Conflict):
+    """A change (outcomes, ramp, conclusion) to an experiment that has ended."""
+
+    code = "experiment_concluded"
+
+
+class ExperimentRunning(Conflict):
+    """A promotion of a version that is a variant of a running experiment, without
+    ``end_experiment``; ``details["experiments"]`` names them."""
+
+    code = "experiment_running"

@@ -22,6 +22,7 @@ from registry.api.request_metrics import RequestMetrics
 from registry.api.routers import adapters, admin, compat, health, hf, jobs, lifecycle, resolve
 from registry.api.routers import metrics as metrics_router
 from registry.api.routers.events import router as events_router
+from registry.api.routers.experiments import include as include_experiments
 from registry.api.routers.library import router as library_router
 from registry.api.routers.namespaces import router as namespaces_router
 from registry.api.waits import WaitLimiter
@@ -129,6 +130,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(library_router)  # compose, interference, analysis, compression
     app.include_router(namespaces_router)  # offboarding and quotas
+    include_experiments(app)  # A/B experiments between versions
     install_dashboard(app)  # /ui/ pages and their static files; / redirects there
     app.include_router(hf.router)  # last: /{ns}/{name}/resolve/... would shadow other routes
     # Outermost: a rebinding name or a cross-site write is refused before any other work.

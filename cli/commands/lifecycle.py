@@ -17,12 +17,17 @@ from cli.output import emit_json, table
     "--to", "stage", required=True, type=click.Choice(["staging", "production", "archived"])
 )
 @click.option("--reason", help="Why (kept in the history; some policies require it).")
+@click.option(
+    "--end-experiment", is_flag=True, help="REF is a variant of a running experiment: end it."
+)
 @json_option
 @pass_ctx
 @handle_errors
-def promote(ctx: Context, ref: str, stage: str, reason: str | None, as_json: bool) -> None:
+def promote(
+    ctx: Context, ref: str, stage: str, reason: str | None, end_experiment: bool, as_json: bool
+) -> None:
     """Move REF to a stage, if the promotion policy allows it (rollback: promote an older one)."""
-    result = ctx.client.promote(ref, to=stage, reason=reason)
+    result = ctx.client.promote(ref, to=stage, reason=reason, end_experiment=end_experiment)
     if as_json:
         emit_json(result)
         return
@@ -38,6 +43,8 @@ def promote(ctx: Context, ref: str, stage: str, reason: str | None, as_json: boo
     if result["archived"]:
         line += f"; v{result['archived']} archived"
     click.echo(line)
+    for name in result.get("experiments_ended") or []:
+        click.echo(f"warning: experiment {name} ended without a winner", err=True)
 
 
 @cli.group()

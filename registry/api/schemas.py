@@ -54,6 +54,8 @@ class TagRequest(Body):
 class PromoteRequest(Body):
     to: str = Field(max_length=32)
     reason: str | None = Field(default=None, max_length=2000)
+    # Promote a variant of a running experiment and end that experiment.
+    end_experiment: bool = False
 
 
 class AliasRequest(Body):

@@ -6,7 +6,7 @@ and against a server (``LORAREG_URL``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,6 +23,13 @@ from registry.storage.base import Progress
 if TYPE_CHECKING:  # kept out of the CLI's start-up: these pull in the database layer
     from registry.catalog.erase import ErasureReport
     from registry.catalog.quotas import NamespaceInfo
+    from registry.experiments.domain import (
+        Assignment,
+        Conclusion,
+        ExperimentInfo,
+        ExperimentReport,
+        GatePreview,
+    )
     from registry.library.results import AnalysisResult, LibraryMap, LibraryVersion
 
 # Called with each job document while ``wait_job`` polls.
@@ -71,7 +78,9 @@ class RegistryClient(Protocol):
     ) -> dict[str, Any]: ...
 
     # Stages, aliases, evals and policies.
-    def promote(self, ref: str, *, to: str, reason: str | None = None) -> dict[str, Any]: ...
+    def promote(
+        self, ref: str, *, to: str, reason: str | None = None, end_experiment: bool = False
+    ) -> dict[str, Any]: ...
 
     def set_alias(
         self, repo: str, label: str, version: int, *, reason: str | None = None
@@ -171,5 +180,39 @@ class RegistryClient(Protocol):
     def analyze(self, ref: str) -> AnalysisResult: ...
 
     def compress(self, ref: str, **options: Any) -> LibraryVersion: ...
+
+    # A/B experiments between versions.
+    def experiment_create(
+        self,
+        repo: str,
+        name: str,
+        *,
+        variants: Sequence[tuple[str, str]],
+        split: str | Sequence[float],
+        metric: str,
+        reason: str | None = None,
+    ) -> ExperimentInfo: ...
+
+    def experiment_list(self, repo: str, *, running: bool = False) -> list[ExperimentInfo]: ...
+
+    def experiment_show(self, repo: str, name: str) -> ExperimentReport: ...
+
+    def experiment_ramp(
+        self, repo: str, name: str, *, split: str | Sequence[float], reason: str | None = None
+    ) -> ExperimentInfo: ...
+
+    def experiment_record(self, repo: str, name: str, **outcome: Any) -> ExperimentInfo: ...
+
+    def experiment_preview(
+        self, repo: str, name: str, *, winner: str, reason: str | None = None
+    ) -> GatePreview: ...
+
+    def experiment_conclude(
+        self, repo: str, name: str, *, winner: str, reason: str | None = None
+    ) -> Conclusion: ...
+
+    def experiments_of(self, ref: str) -> list[ExperimentInfo]: ...
+
+    def assign(self, repo: str, name: str, subject: str) -> Assignment: ...
 
     def close(self) -> None: ...

@@ -26,9 +26,16 @@ class LocalLifecycle:
     def principal(self) -> Principal:
         return Principal(name=self.rt.settings.effective_author, role="admin")
 
-    def promote(self, ref: str, *, to: str, reason: str | None = None) -> dict[str, Any]:
+    def promote(
+        self, ref: str, *, to: str, reason: str | None = None, end_experiment: bool = False
+    ) -> dict[str, Any]:
         done = lifecycle_service.promote(
-            self.rt.db, _numbered(self, ref), to=to, reason=reason, principal=self.principal
+            self.rt.db,
+            _numbered(self, ref),
+            to=to,
+            reason=reason,
+            principal=self.principal,
+            end_experiment=end_experiment,
         )
         return done.model_dump(mode="json")  # the wire's shape, as the remote client returns
 

@@ -13,6 +13,7 @@ from registry.catalog.resolve import resolve, resolve_document
 from registry.catalog.transfer import BlobCache, prepare_push, write_version
 from registry.catalog.uploads import readable_blobs, record_upload
 from registry.client.compat_ops import LocalCompat
+from registry.client.experiment_ops import LocalExperiments
 from registry.client.library_ops import LocalLibrary
 from registry.client.lifecycle_ops import LocalLifecycle
 from registry.client.merge_ops import LocalMerge
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
 # that use it: a `lorareg list` must not pay for it at start-up.
 
 
-class LocalClient(LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces, LocalLibrary):
+class LocalClient(
+    LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces, LocalLibrary, LocalExperiments
+):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self._cache: BlobCache | None = None

@@ -12,6 +12,7 @@ import httpx
 from registry.catalog.refs import Ref, parse_ref, parse_repo
 from registry.catalog.transfer import BlobCache, prepare_push, write_version
 from registry.client.compat_ops import RemoteCompat
+from registry.client.experiment_ops import RemoteExperiments
 from registry.client.library_ops import RemoteLibrary
 from registry.client.merge_ops import RemoteMerge
 from registry.client.namespace_ops import RemoteNamespaces
@@ -32,7 +33,9 @@ from registry.storage.base import Progress
 CHUNK = 1024 * 1024
 
 
-class RemoteClient(RemoteLifecycle, RemoteCompat, RemoteMerge, RemoteNamespaces, RemoteLibrary):
+class RemoteClient(
+    RemoteLifecycle, RemoteCompat, RemoteMerge, RemoteNamespaces, RemoteLibrary, RemoteExperiments
+):
     def __init__(
         self,
         url: str,

@@ -26,9 +26,11 @@ class RemoteLifecycle:
         number = r.number if r.number is not None else self.show(ref).number
         return str(r.repo), number
 
-    def promote(self, ref: str, *, to: str, reason: str | None = None) -> dict[str, Any]:
+    def promote(
+        self, ref: str, *, to: str, reason: str | None = None, end_experiment: bool = False
+    ) -> dict[str, Any]:
         repo, n = self._number(ref)
-        body = {"to": to, "reason": reason}
+        body = {"to": to, "reason": reason, "end_experiment": end_experiment}
         return dict(
             self._call("POST", f"/api/v1/adapters/{repo}/versions/{n}/promote", json=body).json()
         )

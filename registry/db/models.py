@@ -464,3 +464,7 @@ class InterferencePair(Base):
     algorithm: Mapped[int] = mapped_column(Integer)
     modules: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# Experiment tables live in their own module; importing it here puts them in Base.metadata.
+from registry.db import experiment_models as _experiment_models  # noqa: E402, F401

@@ -6,21 +6,35 @@ from typing import Any
 
 from registry.catalog.refs import Ref, Repo, check_name, parse_repo
 from registry.db.database import Database
-from registry.lifecycle import policies, stages
+from registry.lifecycle import policies
 from registry.principal import Principal
 from registry.services.models import EffectivePolicy, PolicyView, PromotionResult
 
 
 def promote(
-    db: Database, ref: Ref, *, to: str, principal: Principal, reason: str | None = None
+    db: Database,
+    ref: Ref,
+    *,
+    to: str,
+    principal: Principal,
+    reason: str | None = None,
+    end_experiment: bool = False,
 ) -> PromotionResult:
-    """Move a pinned version to ``to`` if its policy (compatibility gate included) allows."""
-    done = stages.promote(db, ref, to=to, principal=principal, reason=reason)
+    """Move a pinned version to ``to`` if its policy (compatibility gate included) allows.
+
+    A variant of a running experiment is refused (``experiment_running``) unless
+    ``end_experiment``: then those experiments end with the promotion as their reason."""
+    from registry.experiments.service import promote_guarded
+
+    done, ended = promote_guarded(
+        db, ref, to=to, principal=principal, reason=reason, end_experiment=end_experiment
+    )
     return PromotionResult(
         version=done.version,
         previous_stage=done.previous_stage,
         archived=done.archived,
         unchanged=done.unchanged,
+        experiments_ended=ended,
     )
 
 

@@ -25,6 +25,7 @@ class PromotionResult(_Result):
     previous_stage: str | None
     archived: int | None  # the production version this promotion replaced
     unchanged: bool = False
+    experiments_ended: list[str] = []  # running experiments this promotion ended
 
 
 class PolicyView(_Result):

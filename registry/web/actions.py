@@ -22,8 +22,8 @@ from registry.api.deps import CurrentUser, RuntimeDep
 from registry.catalog.refs import Ref, parse_ref
 from registry.domain import VersionInfo
 from registry.errors import GateFailed, InvalidReference
-from registry.lifecycle import stages
 from registry.lifecycle.access import Principal
+from registry.services import lifecycle as lifecycle_service
 from registry.web.csrf import require_csrf
 from registry.web.pages import PageRoute
 from registry.web.promotion import PromotionPreview, preview_promotion
@@ -73,7 +73,8 @@ def promote(
     user.require("maintainer")
     target = _pinned(ref)
     try:
-        done = stages.promote(
+        # The service, not stages: a variant of a running experiment is refused here too.
+        done = lifecycle_service.promote(
             rt.db,
             target,
             to=to,

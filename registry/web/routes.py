@@ -48,7 +48,7 @@ from registry.compat.version_checks import latest_checks
 from registry.domain import VersionInfo
 from registry.errors import AdapterNotFound, InvalidInput
 from registry.lifecycle.access import Principal
-from registry.web import account, actions, bases, erase, jobs, library, pickers
+from registry.web import account, actions, bases, erase, experiments, jobs, library, pickers
 from registry.web import queries as wq
 from registry.web.actions import version_actions
 from registry.web.chart import eval_charts
@@ -86,6 +86,7 @@ for _pages in (
     library.router,
     erase.router,
     pickers.router,
+    experiments.router,
 ):
     router.include_router(_pages)
 
@@ -219,6 +220,7 @@ def adapter(
             "metrics": key_metrics(versions),
             "scores": {v.number: latest_scores(v) for v in versions},
             "charts": eval_charts(versions, key_metrics(versions, limit=6)),
+            "experiments": experiments.running_experiments(rt.db, repo),
             "newer_url": with_query(path, {**keep, "newer": versions[0].number})
             if page.has_prev and versions
             else None,
@@ -256,6 +258,7 @@ def version(
             "v": info,
             "checks": check_views(checks, trained_on=info.base_model),
             "lineage": links,
+            "experiments": experiments.version_experiments(rt.db, repo, info.number),
             "actions": version_actions(info, user),
             # Shown only while it is true: the redirect after a promotion lands here.
             "promoted": promoted if promoted and promoted == info.stage else None,

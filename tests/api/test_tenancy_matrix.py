@@ -80,6 +80,19 @@ def _bodies(t: Tenants, tiny: Path) -> dict[tuple[str, str], list[dict[str, Any]
         ("DELETE", f"{adapter}/versions/{{number}}"): [{"reason": "escape", "force": True}],
         ("DELETE", "/api/v1/namespaces/{namespace}"): [{"reason": "escape", "force": True}],
         ("PUT", "/api/v1/namespaces/{namespace}/quota"): [{"max_bytes": 1, "max_versions": 1}],
+        ("POST", f"{adapter}/experiments"): [
+            {
+                "name": "ab",
+                "variants": [{"name": "control", "ref": "1"}, {"name": "b", "ref": "1"}],
+                "split": "50,50",
+                "metric": "ctr",
+            }
+        ],
+        ("POST", f"{adapter}/experiments/{{experiment}}/ramp"): [{"split": "50,50"}],
+        ("POST", f"{adapter}/experiments/{{experiment}}/outcomes"): [
+            {"variant": "b", "successes": 1, "trials": 2}
+        ],
+        ("POST", f"{adapter}/experiments/{{experiment}}/conclude"): [{"winner": "b"}],
         ("POST", "/api/v1/merges"): [
             {"adapters": [f"acme/{ACME_ADAPTER}:1"], "base": TINY},
             {"adapters": ["beta/b:1"], "base": TINY, "output": f"acme/{ACME_ADAPTER}"},
@@ -105,6 +118,7 @@ def _params(t: Tenants) -> dict[str, str]:
         "token_id": str(t.acme_token_id),
         "webhook_id": str(t.acme_webhook_id),
         "job_id": str(t.acme_job_id),
+        "experiment": "ab",
     }
 
 

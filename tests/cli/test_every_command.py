@@ -117,9 +117,20 @@ def test_every_command_prints_json(
         ("delete", ["acme/gone", "--reason", "offboarded"]),
         ("push", [v1, "beta/gone"]),
         ("namespace delete", ["beta", "--reason", "contract ended"]),
+        ("push", [v1, "acme/ab", "--base", "tiny-llama"]),
+        ("push", [v2, "acme/ab", "--base", "tiny-llama", "--eval", "helpfulness=0.9"]),
+        ("experiment create", ["acme/ab", "t", "--variant", "control=1", "--variant", "b=2"]
+         + ["--split", "50,50", "--metric", "ctr"]),
+        ("experiment assign", ["acme/ab", "t", "client-1"]),
+        ("experiment ramp", ["acme/ab", "t", "--split", "40,60"]),
+        ("experiment record", ["acme/ab", "t", "--variant", "b", "--successes", "3"]
+         + ["--trials", "10"]),
+        ("experiment show", ["acme/ab", "t"]),
+        ("experiment list", ["acme/ab"]),
+        ("experiment conclude", ["acme/ab", "t", "--winner", "b"]),
         ("fsck", []),
         ("gc", ["--dry-run"]),
-    ]
+    ]  # fmt: skip
     done: set[str] = set()
     outputs: dict[str, Any] = {}
     for words, args in script:

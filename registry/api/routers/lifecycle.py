@@ -43,6 +43,7 @@ def promote(
         to=body.to,
         reason=body.reason,
         principal=user,
+        end_experiment=body.end_experiment,
     )
 
 

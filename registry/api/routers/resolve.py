@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, quote
 from fastapi import APIRouter, Depends, Request, Response
 
 from registry.api.deps import allow, get_principal
+from registry.api.experiment_resolve import resolve_with_experiment
 from registry.api.version_cache import cached_version, start_refresh, version_cache
 from registry.catalog.refs import parse_repo
 from registry.catalog.resolve import resolve, resolve_document
@@ -145,6 +146,8 @@ async def resolve_route(request: Request) -> Response:
     FastAPI's per-request dependency solving costs more than the cached lookup itself.
     """
     await _READER(request, await get_principal(request))
+    if "experiment" in request.query_params:  # A/B experiments: the subject's variant
+        return await resolve_with_experiment(request, render=_render)
     namespace, name = request.path_params["namespace"], request.path_params["name"]
     ref = request.query_params.get("ref", "latest")
     base = request.query_params.get("base")

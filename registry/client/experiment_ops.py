@@ -1,0 +1,230 @@
+"""A/B experiment operations of both clients (mixins of LocalClient and RemoteClient).
+
+``assign`` answers offline: the client keeps each experiment's definition (salt, bucket
+ranges, pinned versions) and buckets subjects itself, exactly as the server does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from registry.catalog.refs import Ref, parse_ref, parse_repo
+from registry.experiments import service
+from registry.experiments.assignment import BucketRange
+from registry.experiments.domain import (
+    Assignment,
+    Conclusion,
+    ExperimentInfo,
+    ExperimentReport,
+    GatePreview,
+)
+from registry.experiments.serving import ExperimentDef, assignment_for
+from registry.lifecycle.access import Principal
+from registry.runtime import Runtime
+
+Variants = Sequence[tuple[str, str]]
+
+
+class LocalExperiments:
+    """Mixin for LocalClient: acts as the local admin, like the lifecycle operations."""
+
+    rt: Runtime
+
+    @property
+    def principal(self) -> Principal:  # pragma: no cover - LocalLifecycle provides it
+        raise NotImplementedError
+
+    def experiment_create(
+        self,
+        repo: str,
+        name: str,
+        *,
+        variants: Variants,
+        split: str | Sequence[float],
+        metric: str,
+        reason: str | None = None,
+    ) -> ExperimentInfo:
+        return service.create(
+            self.rt.db,
+            parse_repo(repo),
+            name,
+            variants=list(variants),
+            split=split,
+            metric=metric,
+            reason=reason,
+            principal=self.principal,
+        )
+
+    def experiment_list(self, repo: str, *, running: bool = False) -> list[ExperimentInfo]:
+        return service.list_experiments(self.rt.db, parse_repo(repo), running_only=running)
+
+    def experiment_show(self, repo: str, name: str) -> ExperimentReport:
+        from registry.experiments.report import report  # scipy: only for the statistics
+
+        return report(self.rt.db, parse_repo(repo), name)
+
+    def experiment_ramp(
+        self, repo: str, name: str, *, split: str | Sequence[float], reason: str | None = None
+    ) -> ExperimentInfo:
+        return service.ramp(
+            self.rt.db, parse_repo(repo), name, split=split, reason=reason, principal=self.principal
+        )
+
+    def experiment_record(self, repo: str, name: str, **outcome: Any) -> ExperimentInfo:
+        return service.record(
+            self.rt.db, parse_repo(repo), name, principal=self.principal, **outcome
+        )
+
+    def experiment_preview(
+        self, repo: str, name: str, *, winner: str, reason: str | None = None
+    ) -> GatePreview:
+        return service.preview_conclusion(
+            self.rt.db,
+            parse_repo(repo),
+            name,
+            winner=winner,
+            reason=reason,
+        )
+
+    def experiment_conclude(
+        self, repo: str, name: str, *, winner: str, reason: str | None = None
+    ) -> Conclusion:
+        return service.conclude(
+            self.rt.db,
+            parse_repo(repo),
+            name,
+            winner=winner,
+            reason=reason,
+            principal=self.principal,
+        )
+
+    def experiments_of(self, ref: str) -> list[ExperimentInfo]:
+        """Experiments with a variant on the version ``ref`` names, running first."""
+        return service.experiments_using(self.rt.db, parse_ref(ref))
+
+    def assign(self, repo: str, name: str, subject: str) -> Assignment:
+        return assignment_for(self.rt.db, parse_repo(repo), name, subject)
+
+
+class RemoteExperiments:
+    """Mixin for RemoteClient, over ``/api/v1/adapters/{ns}/{name}/experiments``."""
+
+    def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:  # pragma: no cover
+        raise NotImplementedError
+
+    def resolve(
+        self, repo: str, *, ref: str = "latest", base: str | None = None
+    ) -> dict[str, Any]:  # pragma: no cover - RemoteClient provides it
+        raise NotImplementedError
+
+    def _experiments(self, repo: str) -> str:
+        return f"/api/v1/adapters/{parse_repo(repo)}/experiments"
+
+    def _experiment(self, repo: str, name: str) -> str:
+        return f"{self._experiments(repo)}/{quote(name, safe='')}"
+
+    def experiment_create(
+        self,
+        repo: str,
+        name: str,
+        *,
+        variants: Variants,
+        split: str | Sequence[float],
+        metric: str,
+        reason: str | None = None,
+    ) -> ExperimentInfo:
+        body = {
+            "name": name,
+            "variants": [{"name": v, "ref": r} for v, r in variants],
+            "split": split if isinstance(split, str) else list(split),
+            "metric": metric,
+            "reason": reason,
+        }
+        return ExperimentInfo.model_validate(
+            self._call("POST", self._experiments(repo), json=body).json()
+        )
+
+    def experiment_list(self, repo: str, *, running: bool = False) -> list[ExperimentInfo]:
+        resp = self._call("GET", self._experiments(repo), params={"running": running})
+        return [ExperimentInfo.model_validate(e) for e in resp.json()]
+
+    def experiment_show(self, repo: str, name: str) -> ExperimentReport:
+        return ExperimentReport.model_validate(
+            self._call("GET", self._experiment(repo, name)).json()
+        )
+
+    def experiment_ramp(
+        self, repo: str, name: str, *, split: str | Sequence[float], reason: str | None = None
+    ) -> ExperimentInfo:
+        body = {"split": split if isinstance(split, str) else list(split), "reason": reason}
+        resp = self._call("POST", f"{self._experiment(repo, name)}/ramp", json=body)
+        return ExperimentInfo.model_validate(resp.json())
+
+    def experiment_record(self, repo: str, name: str, **outcome: Any) -> ExperimentInfo:
+        resp = self._call("POST", f"{self._experiment(repo, name)}/outcomes", json=outcome)
+        return ExperimentInfo.model_validate(resp.json())
+
+    def experiment_preview(
+        self, repo: str, name: str, *, winner: str, reason: str | None = None
+    ) -> GatePreview:
+        params = {"winner": winner, **({"reason": reason} if reason else {})}
+        resp = self._call("GET", f"{self._experiment(repo, name)}/preview", params=params)
+        return GatePreview.model_validate(resp.json())
+
+    def experiment_conclude(
+        self, repo: str, name: str, *, winner: str, reason: str | None = None
+    ) -> Conclusion:
+        body = {"winner": winner, "reason": reason}
+        resp = self._call("POST", f"{self._experiment(repo, name)}/conclude", json=body)
+        return Conclusion.model_validate(resp.json())
+
+    def experiments_of(self, ref: str) -> list[ExperimentInfo]:
+        r: Ref = parse_ref(ref)
+        number = r.number
+        if number is None:
+            number = int(self.resolve(str(r.repo), ref=r.label or "latest")["version"])
+        path = f"/api/v1/adapters/{r.repo}/versions/{number}/experiments"
+        return [ExperimentInfo.model_validate(e) for e in self._call("GET", path).json()]
+
+    def assign(self, repo: str, name: str, subject: str) -> Assignment:
+        """Offline after the first call per experiment: the definition is fetched once and
+        kept (call ``forget_experiments`` after a ramp or conclusion)."""
+        cache: dict[tuple[str, str], ExperimentDef] = self.__dict__.setdefault(
+            "_experiment_defs", {}
+        )
+        key = (str(parse_repo(repo)), name)
+        definition = cache.get(key)
+        if definition is None:
+            definition = definition_of(self.experiment_show(repo, name).experiment)
+            cache[key] = definition
+        bucket, variant, _, base = definition.target(subject)
+        if variant is None:
+            version = int(self.resolve(repo, ref="production", base=base)["version"])
+        else:
+            version = definition.versions.get(variant)  # type: ignore[assignment]
+        return Assignment(
+            experiment=name,
+            subject=subject,
+            bucket=bucket,
+            variant=variant,
+            version=version,
+            state=definition.state,
+        )
+
+    def forget_experiments(self) -> None:
+        self.__dict__.pop("_experiment_defs", None)
+
+
+def definition_of(info: ExperimentInfo) -> ExperimentDef:
+    return ExperimentDef(
+        name=info.name,
+        state=info.state,
+        salt=info.salt,
+        base_model=info.base_model,
+        ranges=tuple(BucketRange(a, b, v) for a, b, v in info.ranges),
+        versions={v.name: v.version for v in info.variants},
+    )

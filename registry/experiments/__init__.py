@@ -1,0 +1,1 @@
+"""A/B experiments between adapter versions: assignment, statistics and their service."""
