@@ -21,16 +21,6 @@ BOTH_DATABASES = pytest.mark.parametrize(
 )
 
 
-@pytest.fixture(scope="session")
-def wide_adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.factories import make_adapter, make_llama
-
-    wide = make_llama(hidden_size=64, intermediate_size=128)
-    return make_adapter(
-        tmp_path_factory.mktemp("wide") / "a", base=wide, seed=5, base_name="wide-llama"
-    )
-
-
 @pytest.fixture
 def registry(
     client: Any,
