@@ -282,7 +282,7 @@ def main() -> None:
         print(f"\nadapter {size_mb:.1f} MB; {n_cold} cold loads, {args.promotions} promotions")
         print(f"{'':44} {'n':>4} {'p50':>9} {'p99':>9} {'p50 / baseline':>15}")
         for label, xs in rows:
-            ref = baseline if "promotion ->" not in label else heard
+            ref = heard if "promotion" in label else baseline
             ratio = statistics.median(xs) / statistics.median(ref) if statistics.median(ref) else 0
             results.append({
                 "what": label, "n": len(xs), "p50_ms": round(pct(xs, 50), 1),

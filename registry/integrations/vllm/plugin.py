@@ -106,6 +106,7 @@ class LoraregResolver(LoRAResolver):
         from registry.config import load_settings, load_vllm_plugin_settings
         from registry.integrations.vllm.cache import NodeCache
         from registry.integrations.vllm.follower import NameFollower
+        from registry.integrations.vllm.resolver import AdapterResolver
         from registry.sync.engines import VllmEngine
         from registry.sync.source import source_for
 
