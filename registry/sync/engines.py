@@ -106,6 +106,12 @@ class VllmEngine:
     def close(self) -> None:
         self.http.close()
 
+    def __enter__(self) -> VllmEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
             resp = self.http.request(method, path, **kw)
