@@ -138,3 +138,45 @@ def _describe(exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{name}{shown}: {msg}")
     return "; ".join(parts)
+
+
+class VllmPluginSettings(BaseSettings):
+    """The vLLM resolver plugin's settings (``LORAREG_VLLM_*``); the registry it asks is
+    ``LORAREG_URL`` with ``LORAREG_TOKEN`` (or the embedded catalog when unset).
+
+    Read in vLLM's API server process, where the plugin resolves names.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LORAREG_VLLM_", extra="ignore")
+
+    # What a bare ``acme/client`` serves: a stage or an alias.
+    stage: str = "production"
+    # The registry's name for the served base model (versions are resolved for it);
+    # default: vLLM's model name when it is a Hugging Face repo id, else any base.
+    base: str | None = None
+    # The node cache: one folder per content id; shared safely by several vLLM processes.
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "lorareg" / "vllm")
+    # Disk budget of the cache; folders no vLLM process uses are evicted, oldest use first.
+    cache_bytes: int = Field(default=20 * 1024**3, ge=0)
+    # Follow the registry's change feed and switch resolved names when their stage or
+    # alias moves; switching calls this vLLM server's own admin endpoints.
+    follow: bool = True
+    engine_url: str = "http://127.0.0.1:8000"
+    # How long a replaced version's folder stays in use after a switch (requests in
+    # flight still read it, and vLLM reloads evicted adapters from their path).
+    grace_s: float = Field(default=300.0, ge=0)
+
+    @field_validator("engine_url")
+    @classmethod
+    def _engine_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", value):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8000")
+        return value.rstrip("/")
+
+
+def load_vllm_plugin_settings() -> VllmPluginSettings:
+    """The plugin's settings from the environment; a bad value is InvalidInput."""
+    try:
+        return VllmPluginSettings()
+    except ValidationError as exc:
+        raise InvalidInput(_describe(exc).replace("LORAREG_", "LORAREG_VLLM_")) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from datetime import UTC, datetime
@@ -36,6 +37,14 @@ def _log(message: str) -> None:
     " (default: --base).",
 )
 @click.option("--follow", is_flag=True, help="Keep following the change feed.")
+@click.option(
+    "--engine-url",
+    "engine_urls",
+    multiple=True,
+    metavar="URL",
+    help="A vLLM server to switch when an adapter moves (repeatable): it loads the new"
+    " version folder under the same name (needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True).",
+)
 @click.option("--prune", is_flag=True, help="Remove adapters no longer in the stage or alias.")
 @click.option(
     "--grace",
@@ -81,6 +90,7 @@ def sync(
     namespace: str | None,
     model_name: str | None,
     follow: bool,
+    engine_urls: tuple[str, ...],
     prune: bool,
     grace: float,
     every: bool,
@@ -112,7 +122,7 @@ def sync(
     if metrics_port is not None:
         start_metrics(metrics_host, metrics_port, _sync_collectors(dest))
     _run(ctx, dest, base, alias or stage or "production", namespace, model_name, follow, prune,
-         grace, as_json, fleet)  # fmt: skip
+         grace, as_json, fleet, engine_urls)  # fmt: skip
 
 
 def _fleet_options(max_bytes: str | None, pins: tuple[str, ...]) -> dict[str, Any]:
@@ -143,10 +153,11 @@ def _run(
     grace: float,
     as_json: bool,
     fleet: dict[str, Any],
+    engine_urls: tuple[str, ...] = (),
 ) -> None:
     from registry.catalog.refs import check_base_name, check_name
     from registry.lifecycle.stages import check_alias
-    from registry.sync import Follower, NodeLayout, SyncOptions, folder_status, source_for
+    from registry.sync import Follower, SyncOptions, folder_status, source_for
 
     check_base_name(base)
     if namespace:
@@ -158,7 +169,8 @@ def _run(
         base=base, ref=ref, namespace=namespace, prune=prune, model_name=model_name, grace_s=grace,
         **fleet,
     )  # fmt: skip
-    follower = Follower(NodeLayout(dest), source_for(ctx.client), options, log=_log)
+    layout, notifier = _layout(dest, engine_urls, ref)
+    follower = Follower(layout, source_for(ctx.client), options, log=_log)
 
     def stop(_sig: int, _frame: FrameType | None) -> None:
         _log("stopping")
@@ -171,12 +183,44 @@ def _run(
     if follow:
         signal.signal(signal.SIGTERM, stop)
     try:
+        if notifier is not None:
+            notifier.start()
         follower.run(follow=follow)
     except OSError as exc:
         click.echo(f"error: {dest}: {exc.strerror or exc}", err=True)
         sys.exit(1)
+    finally:
+        if notifier is not None:
+            notifier.reconcile()  # a one-shot sync still leaves every engine switched
+            notifier.close()
     if as_json:
         emit_json(folder_status(dest))
+
+
+def _layout(dest: Path, engine_urls: tuple[str, ...], ref: str) -> tuple[Any, Any]:
+    """The folder's layout, and the notifier that switches ``engine_urls`` (if any)."""
+    from registry.sync import NodeLayout
+
+    if not engine_urls:
+        return NodeLayout(dest), None
+    from registry.sync.engines import EngineAwareLayout, EngineNotifier, VllmEngine
+
+    for url in engine_urls:
+        if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", url):
+            raise click.BadParameter(
+                f"{url!r} is not an http:// or https:// URL", param_hint="--engine-url"
+            )
+    layout = EngineAwareLayout(dest)
+
+    # vLLM's filesystem resolver names an adapter DIR/namespace/name "namespace/name";
+    # lorareg's plugin also knows "namespace/name@REF".
+    def names(repo: Any) -> list[str]:
+        return [str(repo), f"{repo}@{ref}"]
+
+    layout.notifier = EngineNotifier(
+        layout, [VllmEngine(u) for u in engine_urls], log=_log, names=names
+    )
+    return layout, layout.notifier
 
 
 def _require_known_base(ctx: Context, base: str, namespace: str | None) -> None:

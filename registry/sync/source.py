@@ -54,7 +54,7 @@ class SyncSource(Protocol):
 
     def adapters(self, namespace: str | None) -> list[Repo]: ...
 
-    def resolve(self, repo: Repo, *, ref: str, base: str) -> Target | None: ...
+    def resolve(self, repo: Repo, *, ref: str, base: str | None) -> Target | None: ...
 
     def events(self, since: int, *, wait: float, namespace: str | None) -> list[EventInfo]: ...
 
@@ -75,8 +75,8 @@ class ClientSource:
         """Every adapter the caller may see (in ``namespace`` when given)."""
         return [Repo(a.namespace, a.name) for a in self.client.list_adapters(namespace)]
 
-    def resolve(self, repo: Repo, *, ref: str, base: str) -> Target | None:
-        """The version ``ref`` names on ``base``; None when there is none (or no adapter)."""
+    def resolve(self, repo: Repo, *, ref: str, base: str | None) -> Target | None:
+        """The version ``ref`` names (on ``base`` when given); None when there is none."""
         try:
             doc = self.client.resolve(str(repo), ref=ref, base=base)
         except NotFound:
