@@ -1,7 +1,7 @@
 """interference_pairs: cached pairwise overlaps of adapter versions, keyed by content ids
 
 Revision ID: 0011_interference
-Revises: 0009_uploads
+Revises: 0010_experiments
 Create Date: 2026-12-03 13:10:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_interference"
-down_revision = "0009_uploads"
+down_revision = "0010_experiments"
 branch_labels = None
 depends_on = None
 

@@ -6,7 +6,7 @@ inserting transaction commits (never for one rolled back); its payload is the ev
 SQLite has no notifications: servers on it poll once per process instead.
 
 Revision ID: 0012_event_notify
-Revises: 0009_uploads
+Revises: 0011_interference
 Create Date: 2026-12-03 12:45:00
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0012_event_notify"
-down_revision = "0009_uploads"
+down_revision = "0011_interference"
 branch_labels = None
 depends_on = None
 
