@@ -15,6 +15,7 @@ import asyncio
 import bisect
 import contextlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from fastapi.concurrency import run_in_threadpool
 
@@ -22,6 +23,7 @@ from registry.db.database import Database
 from registry.domain import EventInfo
 from registry.lifecycle.events import last_event_id
 from registry.lifecycle.watch import EventWatcher
+from registry.observability.metrics import EVENT_DELIVERY_LAG
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,11 @@ class EventHub:
 
     def publish(self, batch: list[EventInfo]) -> None:
         """Add events read by the watcher and wake every reader."""
+        now = datetime.now(UTC)
         for e in batch:
+            # Commit -> every follower of this process woken (they are, just below).
+            created = e.created_at if e.created_at.tzinfo else e.created_at.replace(tzinfo=UTC)
+            EVENT_DELIVERY_LAG.observe(max(0.0, (now - created).total_seconds()))
             if e.id > self.head:
                 self._ids.append(e.id)
                 self._events.append(e)

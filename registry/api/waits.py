@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from registry.errors import TooManyWaits
 from registry.lifecycle.access import Principal
+from registry.observability.metrics import FOLLOWERS
 
 # A waiter that finds the cap reached is told to retry after this long.
 RETRY_AFTER_S = 5
@@ -36,6 +37,7 @@ class WaitLimiter:
                 retry_after_s=RETRY_AFTER_S,
             )
         self.active[key] = held + 1
+        FOLLOWERS.inc()
         done = False
 
         def release() -> None:
@@ -43,6 +45,7 @@ class WaitLimiter:
             if done:
                 return
             done = True
+            FOLLOWERS.dec()
             left = self.active[key] - 1
             if left:
                 self.active[key] = left

@@ -27,6 +27,7 @@ from registry.catalog.refs import parse_repo
 from registry.catalog.resolve import resolve, resolve_document
 from registry.domain import FileEntry, VersionInfo
 from registry.lifecycle.access import OPEN_ACCESS, Principal
+from registry.observability.metrics import RESOLVE_CACHE
 from registry.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["resolve"])
@@ -79,6 +80,17 @@ def file_url(request: Request, rt: Runtime, v: VersionInfo, f: FileEntry) -> str
 
 
 PREFIX = "/api/v1/resolve/"
+
+
+@dataclass(frozen=True)
+class _FastRoute:
+    """Stands in the scope for the route a fast answer skipped: /metrics labels requests by
+    ``scope["route"].path``, and a resolve is a resolve whichever path answered it."""
+
+    path: str = PREFIX + "{namespace}/{name}"
+
+
+FAST_ROUTE = _FastRoute()
 # The query parameters the fast path understands; any other goes to the route.
 _PARAMS = frozenset({"ref", "base"})
 
@@ -107,7 +119,13 @@ def lookup_key(namespace: str, name: str, ref: str, base: str | None) -> Hashabl
 def _origin(scope: Mapping[str, Any]) -> Hashable:
     """What the download URLs in a body depend on (``request.base_url``'s inputs)."""
     host = next((v for k, v in scope["headers"] if k == b"host"), None)
-    return (scope.get("scheme"), host, scope.get("server"), scope.get("root_path", ""))
+    server = scope.get("server")  # a tuple from uvicorn, a list from some ASGI clients
+    return (
+        scope.get("scheme"),
+        host,
+        tuple(server) if server else None,
+        scope.get("root_path", ""),
+    )
 
 
 def _render(request: Request, rt: Runtime, version: VersionInfo) -> tuple[bytes, float]:
@@ -218,6 +236,8 @@ class ResolveFastPath:
             start_refresh(cache)
         if rendered is None:
             return False
+        scope["route"] = FAST_ROUTE
+        RESOLVE_CACHE.labels("hit").inc()
         fresh = rendered.etag in _etags(if_none_match)
         await send(
             {
