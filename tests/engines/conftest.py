@@ -119,13 +119,12 @@ def registry(
 ) -> Iterator[Registry]:
     """A lorareg server for the session: SQLite catalog, blobs in an S3 bucket (moto), so
     vLLM downloads through presigned URLs as in production."""
-    from registry.server import create_app
-
     from registry.client.local import LocalClient
     from registry.config import load_settings
     from registry.db.database import Database
     from registry.db.migrate import upgrade
     from registry.runtime import open_runtime
+    from registry.server import create_app
     from tests.fixtures.catalog import LiveServer
 
     home = tmp_path_factory.mktemp("registry")
