@@ -7,14 +7,11 @@ ranges, pinned versions) and buckets subjects itself, exactly as the server does
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
-
 from registry.catalog.refs import Ref, parse_ref, parse_repo
-from registry.experiments import service
-from registry.experiments.assignment import BucketRange
 from registry.experiments.domain import (
     Assignment,
     Conclusion,
@@ -22,11 +19,22 @@ from registry.experiments.domain import (
     ExperimentReport,
     GatePreview,
 )
-from registry.experiments.serving import ExperimentDef, assignment_for
 from registry.lifecycle.access import Principal
-from registry.runtime import Runtime
+
+if TYPE_CHECKING:
+    import httpx
+
+    from registry.experiments.serving import ExperimentDef
+    from registry.runtime import Runtime
 
 Variants = Sequence[tuple[str, str]]
+
+
+def _service() -> ModuleType:
+    """The experiments service, loaded on first use: a `lorareg list` does not pay for it."""
+    from registry.experiments import service
+
+    return service
 
 
 class LocalExperiments:
@@ -48,7 +56,7 @@ class LocalExperiments:
         metric: str,
         reason: str | None = None,
     ) -> ExperimentInfo:
-        return service.create(
+        return _service().create(
             self.rt.db,
             parse_repo(repo),
             name,
@@ -60,7 +68,7 @@ class LocalExperiments:
         )
 
     def experiment_list(self, repo: str, *, running: bool = False) -> list[ExperimentInfo]:
-        return service.list_experiments(self.rt.db, parse_repo(repo), running_only=running)
+        return _service().list_experiments(self.rt.db, parse_repo(repo), running_only=running)
 
     def experiment_show(self, repo: str, name: str) -> ExperimentReport:
         from registry.experiments.report import report  # scipy: only for the statistics
@@ -70,19 +78,19 @@ class LocalExperiments:
     def experiment_ramp(
         self, repo: str, name: str, *, split: str | Sequence[float], reason: str | None = None
     ) -> ExperimentInfo:
-        return service.ramp(
+        return _service().ramp(
             self.rt.db, parse_repo(repo), name, split=split, reason=reason, principal=self.principal
         )
 
     def experiment_record(self, repo: str, name: str, **outcome: Any) -> ExperimentInfo:
-        return service.record(
+        return _service().record(
             self.rt.db, parse_repo(repo), name, principal=self.principal, **outcome
         )
 
     def experiment_preview(
         self, repo: str, name: str, *, winner: str, reason: str | None = None
     ) -> GatePreview:
-        return service.preview_conclusion(
+        return _service().preview_conclusion(
             self.rt.db,
             parse_repo(repo),
             name,
@@ -93,7 +101,7 @@ class LocalExperiments:
     def experiment_conclude(
         self, repo: str, name: str, *, winner: str, reason: str | None = None
     ) -> Conclusion:
-        return service.conclude(
+        return _service().conclude(
             self.rt.db,
             parse_repo(repo),
             name,
@@ -104,9 +112,11 @@ class LocalExperiments:
 
     def experiments_of(self, ref: str) -> list[ExperimentInfo]:
         """Experiments with a variant on the version ``ref`` names, running first."""
-        return service.experiments_using(self.rt.db, parse_ref(ref))
+        return _service().experiments_using(self.rt.db, parse_ref(ref))
 
     def assign(self, repo: str, name: str, subject: str) -> Assignment:
+        from registry.experiments.serving import assignment_for
+
         return assignment_for(self.rt.db, parse_repo(repo), name, subject)
 
 
@@ -220,6 +230,9 @@ class RemoteExperiments:
 
 
 def definition_of(info: ExperimentInfo) -> ExperimentDef:
+    from registry.experiments.assignment import BucketRange
+    from registry.experiments.serving import ExperimentDef
+
     return ExperimentDef(
         name=info.name,
         state=info.state,

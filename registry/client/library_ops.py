@@ -6,14 +6,15 @@ client parses the same models from the API.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-import registry.library.errors  # noqa: F401  (the remote client maps their wire codes)
 from registry.catalog.refs import parse_ref
-from registry.library.results import AnalysisResult, LibraryMap, LibraryVersion
-from registry.runtime import Runtime
+
+if TYPE_CHECKING:  # the result models load with the first library call, not at start-up
+    import httpx
+
+    from registry.library.results import AnalysisResult, LibraryMap, LibraryVersion
+    from registry.runtime import Runtime
 
 
 class LocalLibrary:
@@ -61,6 +62,8 @@ class RemoteLibrary:
 
     def compose(self, refs: list[str], *, output: str, **options: Any) -> LibraryVersion:
         body = {"adapters": refs, "output": output, **_given(options)}
+        from registry.library.results import LibraryVersion
+
         return LibraryVersion.model_validate(
             self._call("POST", "/api/v1/compositions", json=body).json()
         )
@@ -76,17 +79,23 @@ class RemoteLibrary:
         params: list[tuple[str, str]] = [("ref", r) for r in refs or []]
         params += [("tag", f"{k}={v}") for k, v in (tags or {}).items()]
         params += [(k, v) for k, v in (("base", base), ("namespace", namespace)) if v]
+        from registry.library.results import LibraryMap
+
         return LibraryMap.model_validate(
             self._call("GET", "/api/v1/interference", params=params).json()
         )
 
     def analyze(self, ref: str) -> AnalysisResult:
         path, params = _version_path(ref, "analysis")
+        from registry.library.results import AnalysisResult
+
         return AnalysisResult.model_validate(self._call("GET", path, params=params).json())
 
     def compress(self, ref: str, **options: Any) -> LibraryVersion:
         path, params = _version_path(ref, "compressions")
         body = {**params, **_given(options)}
+        from registry.library.results import LibraryVersion
+
         return LibraryVersion.model_validate(self._call("POST", path, json=body).json())
 
 

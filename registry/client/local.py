@@ -6,12 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.catalog import metadata, queries
-from registry.catalog.push import PushRequest, validate_metadata
+from registry.catalog import queries
 from registry.catalog.refs import parse_ref, parse_repo
-from registry.catalog.resolve import resolve, resolve_document
-from registry.catalog.transfer import BlobCache, prepare_push, write_version
-from registry.catalog.uploads import readable_blobs, record_upload
 from registry.client.compat_ops import LocalCompat
 from registry.client.experiment_ops import LocalExperiments
 from registry.client.library_ops import LocalLibrary
@@ -28,7 +24,6 @@ from registry.domain import (
     VersionInfo,
 )
 from registry.runtime import Runtime
-from registry.services.catalog import commit_push
 from registry.storage.base import Progress, blob_key
 
 PAGE = 1000  # adapters per read, as the API's largest page
@@ -72,6 +67,10 @@ class LocalClient(
         strict: bool = False,
     ) -> PushResult:
         from registry.catalog.hash_index import HashIndex
+        from registry.catalog.push import PushRequest, validate_metadata
+        from registry.catalog.transfer import prepare_push
+        from registry.catalog.uploads import readable_blobs, record_upload
+        from registry.services.catalog import commit_push
 
         target = parse_repo(repo)
         limit = self.rt.settings.max_header_bytes
@@ -120,6 +119,7 @@ class LocalClient(
         force: bool = False,
         progress: Progress | None = None,
     ) -> PullResult:
+        from registry.catalog.transfer import write_version
 
         version = self.show(ref)
         out = dest if dest is not None else Path(version.name)
@@ -162,10 +162,12 @@ class LocalClient(
             return queries.history(s, parse_repo(repo))
 
     def tag(self, ref: str, tags: dict[str, str]) -> VersionInfo:
+        from registry.catalog import metadata
 
         return metadata.set_tags(self.rt.db, parse_ref(ref), tags, actor=self.actor)
 
     def resolve(self, repo: str, *, ref: str = "latest", base: str | None = None) -> dict[str, Any]:
+        from registry.catalog.resolve import resolve, resolve_document
 
         version = resolve(self.rt.db, parse_repo(repo), ref=ref, base=base)
         store = self.rt.store
