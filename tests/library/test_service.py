@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-from registry.errors import LoraregError
 from registry.client.library_ops import composed
+from registry.errors import LoraregError
 from registry.library.factors import load_factors
 from registry.library.results import LibraryVersion
 from registry.merge.worker import Worker
