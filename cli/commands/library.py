@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 
 from cli.app import Context, cli, handle_errors, json_option, parse_pairs, pass_ctx
-from cli.commands.merge import _floats
+from cli.commands.merge import _floats, _warn_without_worker
 from cli.output import emit_json, human_size, table
 
 
@@ -43,7 +44,15 @@ def _modules_table(doc: dict[str, Any], limit: int = 12) -> None:
 )
 @click.option("--rank", type=int, help="svd: the rank to keep (default: the largest input rank).")
 @click.option(
-    "--wait", is_flag=True, help="Accepted for symmetry with merge: compose always waits."
+    "--wait", is_flag=True, help="Wait for the compose job (runs it here without a server)."
+)
+@click.option(
+    "--claim-timeout",
+    default=60.0,
+    type=click.FloatRange(min=0),
+    show_default=True,
+    help="With --wait on a server: give up when no worker claimed the job in this many"
+    " seconds and none has been seen since.",
 )
 @json_option
 @pass_ctx
@@ -56,29 +65,44 @@ def compose(
     method: str,
     rank: int | None,
     wait: bool,
+    claim_timeout: float,
     as_json: bool,
 ) -> None:
-    """Compose REF,REF,... into one new adapter version (not merged into a base)."""
+    """Compose REF,REF,... into one new adapter version (not merged into a base), as a job."""
     ref_list = [r.strip() for r in refs.split(",") if r.strip()]
-    result = ctx.client.compose(
+    doc = ctx.client.compose(
         ref_list, output=output, weights=_floats(weights), method=method, rank=rank
     )
-    doc = result.model_dump(mode="json")
-    if as_json:
-        emit_json(doc)
-        return
-    for p in doc["interference"]:
+    job = doc["job"]
+    if not as_json:
+        for p in doc["interference"]:
+            click.echo(
+                f"interference {p['x']} x {p['y']}: cosine {p['cosine']:+.3f},"
+                f" worst {p['worst_module']} {p['worst_cosine']:+.3f}"
+            )
         click.echo(
-            f"interference {p['x']} x {p['y']}: cosine {p['cosine']:+.3f},"
-            f" worst {p['worst_module']} {p['worst_cosine']:+.3f}"
+            f"job {job['id']} queued: compose ({method}) of {', '.join(ref_list)}"
+            f" -> {job['spec']['output']}"
         )
-    click.echo(
-        f"composed ({method}) {', '.join(doc['inputs'])} -> {doc['version']['namespace']}/"
-        f"{doc['version']['name']}:{doc['version']['number']}  max rank {doc['max_rank']},"
-        f" max relative error {doc['max_relative_error']:.2e}"
-    )
-    if method == "svd":
-        _modules_table(doc)
+    if not (wait and not ctx.settings.url):  # else this process runs the job itself
+        _warn_without_worker(ctx.client.workers())
+    if wait:
+        job = ctx.client.wait_job(job["id"], claim_timeout_s=claim_timeout)
+    if as_json:
+        emit_json({**doc, "job": job})
+    elif wait and job["state"] == "succeeded":
+        result = job["result"]
+        click.echo(
+            f"composed ({method}) {', '.join(result['inputs'])} -> {job['output']}"
+            f"  max rank {result['max_rank']},"
+            f" max relative error {result['max_relative_error']:.2e}"
+        )
+        if method == "svd":
+            _modules_table(result)
+    elif wait:
+        click.echo(f"job {job['id']} {job['state']}: {job['error']}", err=True)
+    if wait and job["state"] != "succeeded":
+        sys.exit(1)
 
 
 @cli.command()

@@ -198,6 +198,14 @@ def policy_show(ctx: Context, target: str, as_json: bool) -> None:
 @click.option("--require-reason/--no-require-reason", default=None)
 @click.option("--role", type=click.Choice(["maintainer", "admin"]))
 @click.option("--stage", "stages", multiple=True, type=click.Choice(["staging", "production"]))
+@click.option(
+    "--max-interference",
+    "max_interference",
+    multiple=True,
+    metavar="ADAPTER=BOUND",
+    help="Refuse a version whose |cosine| with ADAPTER's production version (NAME or NS/NAME)"
+    " passes BOUND on some shared module (figures from `lorareg interference`).",
+)
 @click.option("--from-json", "from_json", type=click.File(), help="Read the whole policy as JSON.")
 @json_option
 @pass_ctx
@@ -230,6 +238,14 @@ def policy_set(ctx: Context, target: str, from_json: Any, as_json: bool, **opts:
                 }
             except ValueError:
                 raise click.BadParameter("--min-eval thresholds must be numbers") from None
+        if opts["max_interference"]:
+            try:
+                rules["max_interference"] = {
+                    k: float(v)
+                    for k, v in parse_pairs(opts["max_interference"], "--max-interference").items()
+                }
+            except ValueError:
+                raise click.BadParameter("--max-interference bounds must be numbers") from None
     doc = ctx.client.set_policy(target, rules)
     if as_json:
         emit_json(doc)

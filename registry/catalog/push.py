@@ -10,6 +10,7 @@ and an audit event. A crash before the commit leaves only unreferenced blobs, wh
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -105,8 +106,12 @@ def commit_version(
     *,
     max_header_bytes: int,
     visible: Visible,
+    on_commit: Callable[[Session, m.AdapterVersion], None] | None = None,
 ) -> PushResult:
     """Validate the stored adapter and record it as the adapter's next version.
+
+    ``on_commit`` runs inside the recording transaction (lineage rows, a job's completion):
+    if it raises, nothing is recorded.
 
     Identical content (same manifest and base as an existing version) creates nothing and
     returns that version with ``created=False``. ``visible`` is the caller's namespace
@@ -135,6 +140,8 @@ def commit_version(
     )
     with db.write() as session:
         row, created = record_version(session, req, fields)
+        if on_commit is not None:
+            on_commit(session, row)
         return PushResult(version=to_info(session, row), created=created)
 
 

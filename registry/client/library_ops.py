@@ -24,11 +24,17 @@ class LocalLibrary:
     def actor(self) -> str:  # pragma: no cover - provided by LocalClient
         raise NotImplementedError
 
-    def compose(self, refs: list[str], *, output: str, **options: Any) -> LibraryVersion:
+    def compose(self, refs: list[str], *, output: str, **options: Any) -> dict[str, Any]:
+        """Check and queue a composition: ``{"job": ..., "interference": [...]}``; a worker
+        (or ``wait_job`` without a server) runs it, and the job's result is the
+        ``LibraryVersion`` (``composed``)."""
         _require_torch()
-        from registry.library.service import compose_versions
+        from registry.library.jobs import request_compose
 
-        return compose_versions(self.rt, refs, output=output, actor=self.actor, **options)
+        job, report = request_compose(
+            self.rt, refs, output=output, actor=self.actor, **_given(options)
+        )
+        return {"job": job.to_json(), "interference": report}
 
     def interference(
         self,
@@ -60,13 +66,9 @@ class RemoteLibrary:
     def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:  # pragma: no cover
         raise NotImplementedError
 
-    def compose(self, refs: list[str], *, output: str, **options: Any) -> LibraryVersion:
+    def compose(self, refs: list[str], *, output: str, **options: Any) -> dict[str, Any]:
         body = {"adapters": refs, "output": output, **_given(options)}
-        from registry.library.results import LibraryVersion
-
-        return LibraryVersion.model_validate(
-            self._call("POST", "/api/v1/compositions", json=body).json()
-        )
+        return dict(self._call("POST", "/api/v1/compositions", json=body).json())
 
     def interference(
         self,
@@ -97,6 +99,15 @@ class RemoteLibrary:
         from registry.library.results import LibraryVersion
 
         return LibraryVersion.model_validate(self._call("POST", path, json=body).json())
+
+
+def composed(job: dict[str, Any]) -> LibraryVersion:
+    """The version a succeeded compose job wrote, with what was lost per module."""
+    if job.get("state") != "succeeded" or not job.get("result"):
+        raise ValueError(f"job {job.get('id')} is {job.get('state')}, not succeeded")
+    from registry.library.results import LibraryVersion
+
+    return LibraryVersion.model_validate(job["result"])
 
 
 def _require_torch() -> None:

@@ -21,11 +21,11 @@ from registry.db import models as m
 from registry.domain import VersionInfo
 from registry.library.errors import DifferentBases
 from registry.library.interference import ModuleOverlap, PairModules, PairSummary, pairwise
+from registry.library.pair_cache import ALGORITHM
 from registry.library.results import LibraryMap, PairResult
 from registry.library.versions import MAX_INPUTS, opened, resolve_versions
 from registry.runtime import Runtime
 
-ALGORITHM = 1  # bump when the stored numbers change meaning
 TOP_MODULES = 3
 
 

@@ -8,11 +8,16 @@ API declares, the local client returns and the remote client parses.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from registry.catalog.queries import to_info
 from registry.catalog.refs import Repo, parse_repo
 from registry.catalog.uploads import Visible
+from registry.db import models as m
 from registry.domain import VersionInfo
 from registry.library import analyze as analysis
 from registry.library.compose import check_compose, compose
@@ -26,6 +31,46 @@ from registry.library.results import AnalysisResult, LibraryVersion, ModuleAnaly
 from registry.library.versions import opened, resolve_versions, store_version
 from registry.runtime import Runtime
 
+ComposeCommit = Callable[[Session, m.AdapterVersion, LibraryVersion], None]
+
+
+def check_compose_request(
+    rt: Runtime,
+    refs: list[str],
+    *,
+    output: str,
+    weights: list[float] | None = None,
+    method: str = "cat",
+    rank: int | None = None,
+) -> tuple[list[VersionInfo], list[float], list[dict[str, Any]]]:
+    """Every refusal of a composition, before any job is queued or anything written: the
+    checked versions, one weight each, and their pairwise interference (the report)."""
+    parse_repo(output)
+    if weights is not None and len(weights) != len(refs):
+        raise WeightCountMismatch(
+            f"{len(weights)} weight(s) for {len(refs)} adapter(s); give one weight per adapter"
+        )
+    if rank is not None and rank <= 0:
+        raise InvalidRank(f"rank must be a positive integer, got {rank}")
+    versions = resolve_versions(rt, refs)
+    with opened(rt, versions) as sources:
+        ranks = input_ranks(sources)
+        w = check_compose(sources, weights, method=method, rank=rank, input_ranks=ranks)
+        pairs = _interference(versions, sources)
+    return versions, w, pairs
+
+
+def _interference(
+    versions: list[VersionInfo], sources: list[AdapterFactors]
+) -> list[dict[str, Any]]:
+    from registry.library.interference import all_pairs
+
+    overlaps = pairwise(sources, all_pairs(len(sources))) if len(sources) > 1 else {}
+    return [
+        {"x": versions[i].ref, "y": versions[j].ref, **PairSummary.of(mods).__dict__}
+        for (i, j), mods in overlaps.items()
+    ]
+
 
 def compose_versions(
     rt: Runtime,
@@ -37,8 +82,12 @@ def compose_versions(
     method: str = "cat",
     rank: int | None = None,
     visible: Visible = None,
+    on_commit: ComposeCommit | None = None,
 ) -> LibraryVersion:
-    """Compose ``refs`` into a new version of ``output`` (see ``registry.library.compose``)."""
+    """Compose ``refs`` into a new version of ``output`` (see ``registry.library.compose``).
+
+    ``on_commit`` runs in the transaction that records the version, with the result (a
+    compose job finishes there: the version exists exactly when its job succeeded)."""
     repo = parse_repo(output)
     if weights is not None and len(weights) != len(refs):
         raise WeightCountMismatch(
@@ -58,13 +107,7 @@ def compose_versions(
             default_rank=max(ranks),
             dtype=output_dtype(sources),
         )
-        from registry.library.interference import all_pairs
-
-        overlaps = pairwise(sources, all_pairs(len(sources))) if len(sources) > 1 else {}
-        pairs = [
-            {"x": versions[i].ref, "y": versions[j].ref, **PairSummary.of(mods).__dict__}
-            for (i, j), mods in overlaps.items()
-        ]
+        pairs = _interference(versions, sources)
         modules = [
             ModuleResult(module=k, rank=f.rank, relative_error=result.errors.get(k, 0.0))
             for k, f in sorted(result.modules.items())
@@ -80,6 +123,21 @@ def compose_versions(
         desc = f"composed ({method}) from " + ", ".join(
             f"{v.ref}x{x:g}" for v, x in zip(versions, w, strict=True)
         )
+        fields: dict[str, Any] = dict(
+            operation="compose",
+            inputs=[v.ref for v in versions],
+            weights=w,
+            method=method,
+            max_rank=max(result.ranks.values()),
+            max_relative_error=result.max_error,
+            modules=modules,
+            interference=pairs,
+        )
+
+        def commit(s: Session, row: m.AdapterVersion) -> None:
+            if on_commit is not None:
+                on_commit(s, row, LibraryVersion(version=to_info(s, row), **fields))
+
         version = _write_and_store(
             rt,
             sources,
@@ -90,18 +148,9 @@ def compose_versions(
             description=desc,
             inputs=list(zip(versions, w, strict=True)),
             visible=visible,
+            on_commit=commit,
         )
-    return LibraryVersion(
-        version=version,
-        operation="compose",
-        inputs=[v.ref for v in versions],
-        weights=w,
-        method=method,
-        max_rank=max(result.ranks.values()),
-        max_relative_error=result.max_error,
-        modules=modules,
-        interference=pairs,
-    )
+    return LibraryVersion(version=version, **fields)
 
 
 def compress_version(
@@ -176,6 +225,7 @@ def _write_and_store(
     description: str,
     inputs: list[tuple[VersionInfo, float]],
     visible: Visible,
+    on_commit: Callable[[Session, m.AdapterVersion], None] | None = None,
 ) -> VersionInfo:
     with tempfile.TemporaryDirectory(prefix="lorareg-library-out-") as tmp:
         folder = write_adapter(
@@ -195,6 +245,7 @@ def _write_and_store(
             tags={"library": str(report["operation"])},
             inputs=inputs,
             visible=visible,
+            on_commit=on_commit,
         )
 
 
@@ -204,7 +255,6 @@ def _check(rt: Runtime, version: VersionInfo, actor: str) -> dict[str, Any] | No
 
     from registry.catalog.refs import Ref
     from registry.compat.version_checks import check_version
-    from registry.db import models as m
 
     if version.base_model is None:
         return None

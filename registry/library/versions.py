@@ -4,11 +4,12 @@ versions from a written folder (with lineage to their inputs)."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from registry.catalog.manifest import sha256_file
 from registry.catalog.push import PushRequest, commit_version
@@ -79,9 +80,10 @@ def store_version(
     tags: dict[str, str],
     inputs: Sequence[tuple[VersionInfo, float]],
     visible: Visible = None,
+    on_commit: Callable[[Session, m.AdapterVersion], None] | None = None,
 ) -> VersionInfo:
     """Upload the folder's files and record them as ``repo``'s next version, with a lineage
-    row per input (as merges record theirs)."""
+    row per input (as merges record theirs), in one transaction with ``on_commit``."""
     files = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         sha = sha256_file(path)
@@ -93,11 +95,9 @@ def store_version(
     req = PushRequest(
         repo=repo, files=files, author=actor, base_model=base, description=description, tags=tags
     )
-    result = commit_version(
-        rt.db, rt.store, req, max_header_bytes=rt.settings.max_header_bytes, visible=visible
-    )
-    with rt.db.write() as s:
-        row = ref_row(s, parse_ref(result.version.ref))
+
+    def record(s: Session, row: m.AdapterVersion) -> None:
+        """Lineage rows (and the caller's ``on_commit``) in the version's own transaction."""
         known = set(
             s.scalars(select(m.MergeInput.input_id).where(m.MergeInput.output_id == row.id))
         )
@@ -106,4 +106,15 @@ def store_version(
             if inp not in known and inp != row.id:
                 known.add(inp)
                 s.add(m.MergeInput(output_id=row.id, input_id=inp, weight=weight, position=pos))
+        if on_commit is not None:
+            on_commit(s, row)
+
+    result = commit_version(
+        rt.db,
+        rt.store,
+        req,
+        max_header_bytes=rt.settings.max_header_bytes,
+        visible=visible,
+        on_commit=record,
+    )
     return result.version

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.catalog.refs import check_name
+from registry.catalog.refs import NAME_RE, check_name
 from registry.db import models as m
 from registry.db.database import Database
 from registry.errors import InvalidInput
@@ -38,6 +38,9 @@ class PolicyRules(BaseModel):
     tolerance: float = Field(default=0.0, ge=0)
     require_reason: bool = False
     role: str = "maintainer"
+    # adapter ("name" in this namespace, or "ns/name") -> the largest |cosine| over shared
+    # modules allowed between the version and that adapter's production version.
+    max_interference: dict[str, float] = Field(default_factory=dict, max_length=32)
 
     @field_validator("stages")
     @classmethod
@@ -45,6 +48,17 @@ class PolicyRules(BaseModel):
         for s in v:
             if s not in STAGES:
                 raise ValueError(f"unknown stage {s!r}; stages are {', '.join(STAGES)}")
+        return v
+
+    @field_validator("max_interference")
+    @classmethod
+    def _interference_bounds(cls, v: dict[str, float]) -> dict[str, float]:
+        for target, bound in v.items():
+            parts = target.split("/")
+            if len(parts) > 2 or not all(NAME_RE.match(p) and ".." not in p for p in parts):
+                raise ValueError(f"{target!r} is not an adapter (NAME or NAMESPACE/NAME)")
+            if not 0 <= bound <= 1:
+                raise ValueError(f"bound {bound} for {target} is outside [0, 1] (a |cosine|)")
         return v
 
     @field_validator("role")

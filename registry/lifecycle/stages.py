@@ -22,6 +22,7 @@ from registry.db.database import Database
 from registry.domain import VersionInfo
 from registry.errors import GateFailed, InvalidInput, NotFound
 from registry.lifecycle.gates import compat_problems
+from registry.lifecycle.interference_gate import interference_problems
 from registry.lifecycle.policies import STAGES, PolicyRules, effective_policy, unmet_conditions
 from registry.principal import Principal
 
@@ -98,6 +99,8 @@ def plan_promotion(
             reason=reason,
             compatibility=compat_problems(session, row, rules.engines),
         )
+        if rules.max_interference:
+            unmet.extend(interference_problems(session, row, rules.max_interference))
     blocked = None
     if to == "production" and row.base_model is None:
         blocked = (

@@ -1,4 +1,4 @@
-"""The merge job queue in the catalog database: enqueue, claim, heartbeat, finish, cancel.
+"""The job queue (merges, compositions) in the catalog: enqueue, claim, heartbeat, finish, cancel.
 
 A worker claims the oldest queued job, or a running one whose lease expired (its worker
 died), with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite's write transactions are
@@ -82,12 +82,20 @@ def job_info(session: Session, row: m.Job) -> JobInfo:
     )
 
 
-def enqueue(db: Database, spec: dict[str, Any], *, actor: str, max_attempts: int = 3) -> JobInfo:
+def enqueue(
+    db: Database,
+    spec: dict[str, Any],
+    *,
+    actor: str,
+    max_attempts: int = 3,
+    kind: str = "merge",
+) -> JobInfo:
+    """Queue a job of ``kind`` (``merge``, ``compose``: see ``worker.Worker.run``)."""
     out_ns, _, out_name = str(spec.get("output", "")).partition("/")
     touched = {out_ns, *(str(i.get("repo", "")).partition("/")[0] for i in spec.get("inputs", []))}
     with db.write() as s:
         row = m.Job(
-            kind="merge",
+            kind=kind,
             namespace=out_ns,
             spec=spec,
             created_by=actor,

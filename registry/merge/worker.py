@@ -1,4 +1,5 @@
-"""The merge worker: claims jobs, runs the engine, stores the output, finishes exactly once.
+"""The job worker: claims jobs (merges, compositions), runs them, stores the output, finishes
+exactly once.
 
 ``lorareg worker`` runs ``Worker.run_forever``; embedded ``lorareg serve`` runs one in a
 thread; ``lorareg merge --wait`` without a server runs its own job with ``run_one``.
@@ -135,11 +136,7 @@ class Worker:
         started, outcome = time.monotonic(), "failed"
         try:
             beat.start()
-            result = self._merge(job, work, beat)
-            if beat.lost.is_set():
-                raise MergeCancelled()
-            files = self._store_output(result.out_dir, result.shard_sha256)
-            if not self._finish(job, files, result):
+            if not self._execute(job, work, beat):
                 # Cancelled (or taken over) at the last moment: the output blobs are
                 # unreferenced and gc collects them.
                 jobs.fail(self.rt.db, job.id, self.worker_id, "cancelled", cancelled=True)
@@ -167,6 +164,20 @@ class Worker:
             shutil.rmtree(work, ignore_errors=True)
             with _ACTIVE_LOCK:
                 _ACTIVE.discard(work)
+
+    def _execute(self, job: JobInfo, work: Path, beat: _Heartbeat) -> bool:
+        """Run the job by its kind; False when it stopped being ours before it finished."""
+        if job.kind == "compose":
+            from registry.library.jobs import run_compose
+
+            if beat.lost.is_set():
+                raise MergeCancelled()
+            return run_compose(self.rt, job, self.worker_id)
+        result = self._merge(job, work, beat)
+        if beat.lost.is_set():
+            raise MergeCancelled()
+        files = self._store_output(result.out_dir, result.shard_sha256)
+        return self._finish(job, files, result)
 
     def _merge(self, job: JobInfo, work: Path, beat: _Heartbeat) -> MergeResult:
         spec = job.spec

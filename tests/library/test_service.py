@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 import torch
 
+from registry.client.library_ops import composed
 from registry.errors import LoraregError
 from registry.library.factors import load_factors
+from registry.library.results import LibraryVersion
+from registry.merge.worker import Worker
 from registry.runtime import Runtime
 from tests.factories import make_adapter, make_llama
 from tests.fixtures.catalog import catalog_state
@@ -39,6 +42,15 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+def composed_by_job(client: Any, runtime: Runtime, refs: list[str], **kw: Any) -> LibraryVersion:
+    """Queue a composition and run it: in this process (local client's ``wait_job``), or by
+    a worker beside the server (remote: the test server runs no worker of its own)."""
+    job_id = client.compose(refs, **kw)["job"]["id"]
+    if client.__class__.__name__ != "LocalClient":
+        Worker(runtime).run_one(job_id)
+    return composed(client.wait_job(job_id))
+
+
 def _dense(folder: Path) -> dict[str, torch.Tensor]:
     src = load_factors(folder)
     try:
@@ -58,7 +70,9 @@ def test_compose_interference_analyze_compress(
         client.push(library[name], f"acme/{name}")
     dense = {n: _dense(library[n]) for n in ("voice", "product", "compliance")}
 
-    doc = client.compose(
+    doc = composed_by_job(
+        client,
+        runtime,
         ["acme/voice:1", "acme/product:1", "acme/compliance:1"],
         output="acme/storefront",
         weights=[1.0, 0.6, -1.0],

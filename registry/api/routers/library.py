@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from registry.api.deps import CurrentUser, Reader, RuntimeDep, Writer
 from registry.api.schemas import Body
 from registry.catalog.refs import parse_ref, parse_repo
+from registry.errors import Unavailable
 
 router = APIRouter(prefix="/api/v1", tags=["library"])
 
@@ -44,13 +45,22 @@ def _service() -> Any:
     return service
 
 
-@router.post("/compositions", status_code=201, dependencies=[Writer])
-def create_composition(rt: RuntimeDep, user: CurrentUser, body: ComposeRequest) -> dict[str, Any]:
-    """Compose adapters into a new adapter version (cat, linear or svd); synchronous."""
+@router.post("/compositions", status_code=202, dependencies=[Writer])
+def create_composition(
+    rt: RuntimeDep, user: CurrentUser, body: ComposeRequest, request: Request, response: Response
+) -> dict[str, Any]:
+    """Check a composition (cat, linear or svd) and queue it as a job; 202 with the job and
+    the inputs' interference. A worker runs it; the job's result names the new version."""
+    refusal = getattr(request.app.state, "merge_refusal", None)
+    if refusal:
+        raise Unavailable(refusal)
     for ref in body.adapters:
         user.require_namespace(parse_ref(ref).repo.namespace)
     user.require_namespace(parse_repo(body.output).namespace)
-    result = _service().compose_versions(
+    _service()
+    from registry.library.jobs import request_compose
+
+    job, report = request_compose(
         rt,
         body.adapters,
         output=body.output,
@@ -58,9 +68,9 @@ def create_composition(rt: RuntimeDep, user: CurrentUser, body: ComposeRequest) 
         weights=body.weights,
         method=body.method,
         rank=body.rank,
-        visible=user.namespaces,
     )
-    return dict(result.model_dump(mode="json"))
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return {"job": job.to_json(), "interference": report}
 
 
 @router.get("/interference", dependencies=[Reader])
