@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
+from registry.catalog.interference_pairs import ALGORITHM
 from registry.catalog.queries import to_info
 from registry.catalog.refs import check_base_name, check_name
 from registry.catalog.uploads import Visible
@@ -21,7 +22,6 @@ from registry.db import models as m
 from registry.domain import VersionInfo
 from registry.library.errors import DifferentBases
 from registry.library.interference import ModuleOverlap, PairModules, PairSummary, pairwise
-from registry.library.pair_cache import ALGORITHM
 from registry.library.results import LibraryMap, PairResult
 from registry.library.versions import MAX_INPUTS, opened, resolve_versions
 from registry.runtime import Runtime

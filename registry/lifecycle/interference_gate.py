@@ -13,8 +13,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from registry.catalog.interference_pairs import cached_modules, worst_module
 from registry.db import models as m
-from registry.library.pair_cache import cached_modules, worst_module
 
 
 def _production(session: Session, namespace: str, name: str, base: str) -> m.AdapterVersion | None:
