@@ -77,8 +77,9 @@ def create_app(
             import threading
 
             from registry.merge.worker import Worker
+            from registry.services.jobs import job_runners
 
-            merge_worker = Worker(runtime)
+            merge_worker = Worker(runtime, runners=job_runners())
             thread = threading.Thread(
                 target=merge_worker.run_forever, name="merge-worker", daemon=True
             )

@@ -184,13 +184,14 @@ def worker(
 
     require_torch()
     from registry.merge.worker import Worker
+    from registry.services.jobs import job_runners
 
     rt = open_runtime(ctx.settings)
     if metrics_port is not None:
         from registry.observability.exposition import JobQueueCollector
 
         start_metrics(metrics_host, metrics_port, [JobQueueCollector(rt.db)])
-    w = Worker(rt, lease_s=lease_seconds, poll_s=poll_seconds)
+    w = Worker(rt, lease_s=lease_seconds, poll_s=poll_seconds, runners=job_runners())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter("%(asctime)s.%(msecs)03dZ %(message)s", "%Y-%m-%dT%H:%M:%S")

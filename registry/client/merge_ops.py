@@ -47,8 +47,9 @@ class LocalMerge:
         """Without a server, run the job in this process (``lorareg merge --wait``)."""
         from registry.merge import jobs
         from registry.merge.worker import Worker
+        from registry.services.jobs import job_runners
 
-        worker = Worker(self.rt, lease_s=30.0)
+        worker = Worker(self.rt, lease_s=30.0, runners=job_runners())
         if progress is not None:
             done = {"stop": False}
 

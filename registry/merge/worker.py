@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,9 @@ from registry.merge.jobs import JobInfo
 from registry.merge.stream import MergeCancelled, MergeProgress
 from registry.observability import metrics
 from registry.runtime import Runtime
+
+# Runs one claimed job of a kind other than "merge"; False when the job stopped being ours.
+JobRunner = Callable[[Runtime, JobInfo, str], bool]
 
 log = logging.getLogger("lorareg.worker")
 _OWNER = "owner"  # "<hostname>:<pid>" of the process working in a job folder
@@ -58,8 +62,12 @@ class Worker:
         worker_id: str | None = None,
         lease_s: float = 30.0,
         poll_s: float = 1.0,
+        runners: Mapping[str, JobRunner] | None = None,
     ) -> None:
+        """``runners``: how to run each job kind other than ``merge`` (the callers above the
+        merge package pass ``registry.services.jobs.job_runners()``: compositions)."""
         self.rt = rt
+        self.runners = dict(runners or {})
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_s = lease_s
         self.poll_s = poll_s
@@ -167,12 +175,15 @@ class Worker:
 
     def _execute(self, job: JobInfo, work: Path, beat: _Heartbeat) -> bool:
         """Run the job by its kind; False when it stopped being ours before it finished."""
-        if job.kind == "compose":
-            from registry.library.jobs import run_compose
-
+        if job.kind != "merge":
+            runner = self.runners.get(job.kind)
+            if runner is None:
+                raise LoraregError(
+                    f"this worker cannot run {job.kind} jobs; upgrade or restart `lorareg worker`"
+                )
             if beat.lost.is_set():
                 raise MergeCancelled()
-            return run_compose(self.rt, job, self.worker_id)
+            return runner(self.rt, job, self.worker_id)
         result = self._merge(job, work, beat)
         if beat.lost.is_set():
             raise MergeCancelled()

@@ -21,6 +21,7 @@ from registry.library.jobs import request_compose, run_compose
 from registry.merge import jobs
 from registry.merge.worker import Worker
 from registry.runtime import Runtime
+from registry.services.jobs import job_runners
 from tests.factories import make_adapter
 from tests.fixtures.catalog import catalog_state
 
@@ -64,7 +65,9 @@ def test_two_workers_run_a_compose_job_once(runtime: Runtime, library: LocalClie
         runtime, ["acme/voice:1", "acme/product:1"], output="acme/storefront", actor="t"
     )
     assert job.kind == "compose" and job.state == "queued" and len(report) == 1
-    workers = [Worker(runtime, worker_id=f"w{i}", poll_s=0.05) for i in range(2)]
+    workers = [
+        Worker(runtime, worker_id=f"w{i}", poll_s=0.05, runners=job_runners()) for i in range(2)
+    ]
     threads = [threading.Thread(target=w.run_forever, daemon=True) for w in workers]
     for t in threads:
         t.start()
@@ -114,7 +117,7 @@ def test_a_worker_that_lost_its_lease_records_nothing(
 def test_cancelled_queued_compose_never_runs(runtime: Runtime, library: LocalClient) -> None:
     job, _ = request_compose(runtime, ["acme/voice:1"], output="acme/solo", actor="t")
     jobs.cancel(runtime.db, job.id, actor="t")
-    assert Worker(runtime).run_one(job.id).state == "cancelled"
+    assert Worker(runtime, runners=job_runners()).run_one(job.id).state == "cancelled"
     assert _versions(runtime, "solo") == 0
 
 
