@@ -122,7 +122,7 @@ def _place(node: NodeSync, key: str, exp: ServedExperiment) -> None:
         base_model=exp.base_model,
         salt=exp.salt,
         period=exp.period,
-        ranges=[tuple(r) for r in exp.ranges],  # type: ignore[misc]
+        ranges=list(exp.ranges),
         variants=variants,
         synced_at=current.synced_at if current is not None else now(),
     )
