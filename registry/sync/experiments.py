@@ -38,7 +38,13 @@ def sync_experiments(node: NodeSync) -> list[str]:
     """Bring the node's experiment folders in line; returns the experiments that failed
     (already logged). Transient errors propagate, like ``NodeSync.apply``."""
     opts = node.options
-    listed = node.source.experiments(opts.namespace, opts.base)
+    try:
+        listed = node.source.experiments(opts.namespace, opts.base)
+    except NotFound:
+        # A registry from before experiments has no such route: serve the stages alone.
+        if not node.state.experiments:
+            return []
+        listed = []
     wanted = {
         key_of(e): e
         for e in listed
