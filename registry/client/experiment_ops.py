@@ -18,7 +18,9 @@ from registry.experiments.domain import (
     ExperimentInfo,
     ExperimentReport,
     GatePreview,
+    ServedExperiment,
 )
+from registry.experiments.fleet import MAX_PAGE, running_experiments
 from registry.lifecycle.access import Principal
 
 if TYPE_CHECKING:
@@ -119,6 +121,19 @@ class LocalExperiments:
 
         return assignment_for(self.rt.db, parse_repo(repo), name, subject)
 
+    def running_experiments(
+        self, *, namespace: str | None = None, base: str | None = None
+    ) -> list[ServedExperiment]:
+        """Every running experiment (on ``base``, in ``namespace``): what sync serves."""
+        out: list[ServedExperiment] = []
+        while page := running_experiments(
+            self.rt.db, namespace=namespace, base=base, after=out[-1].id if out else 0
+        ):
+            out += page
+            if len(page) < MAX_PAGE:
+                break
+        return out
+
 
 class RemoteExperiments:
     """Mixin for RemoteClient, over ``/api/v1/adapters/{ns}/{name}/experiments``."""
@@ -199,6 +214,24 @@ class RemoteExperiments:
             number = int(self.resolve(str(r.repo), ref=r.label or "latest")["version"])
         path = f"/api/v1/adapters/{r.repo}/versions/{number}/experiments"
         return [ExperimentInfo.model_validate(e) for e in self._call("GET", path).json()]
+
+    def running_experiments(
+        self, *, namespace: str | None = None, base: str | None = None
+    ) -> list[ServedExperiment]:
+        """Every running experiment the token may see (on ``base``, in ``namespace``), in
+        pages of ``MAX_PAGE``: one call for most nodes."""
+        out: list[ServedExperiment] = []
+        while True:
+            params: dict[str, Any] = {"limit": MAX_PAGE, "after": out[-1].id if out else 0}
+            if namespace:
+                params["namespace"] = namespace
+            if base:
+                params["base"] = base
+            resp = self._call("GET", "/api/v1/experiments", params=params)
+            page = [ServedExperiment.model_validate(e) for e in resp.json()]
+            out += page
+            if len(page) < MAX_PAGE:
+                return out
 
     def assign(self, repo: str, name: str, subject: str) -> Assignment:
         """Offline after the first call per experiment: the definition is fetched once and

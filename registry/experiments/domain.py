@@ -110,3 +110,26 @@ class GatePreview(_Domain):
     version: int | None
     unmet: list[str]
     role: str
+
+
+class ServedVariant(_Domain):
+    name: str
+    version: int | None  # None only once an admin erased the version
+    content_id: str | None
+    control: bool = False
+
+
+class ServedExperiment(_Domain):
+    """A running experiment as a serving node needs it: enough to assign subjects and to
+    load each variant's version offline (``lorareg sync`` writes it into the manifest)."""
+
+    id: int  # the paging key (``after``)
+    namespace: str
+    adapter: str
+    name: str
+    base_model: str
+    salt: str
+    period: int
+    # [[start, end, variant], ...] over buckets 0..9999 (see experiments.assignment).
+    ranges: list[tuple[int, int, str]]
+    variants: list[ServedVariant]

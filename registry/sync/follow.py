@@ -7,7 +7,7 @@ was away, and nothing before the cursor is replayed.
 
 Following: read the feed from the cursor (over HTTP a stream of Server-Sent Events, resumed
 from the cursor whenever it breaks; a long poll with an older server); the events name the
-adapters to re-resolve.
+adapters to re-resolve, and an ``experiment.*`` change re-reads the running experiments.
 The cursor on disk moves only after those adapters are in place, so a crash replays a
 batch rather than losing it. When the registry is unreachable the loop retries with
 exponential backoff and jitter, logging once when it goes and once when it comes back.
@@ -27,6 +27,7 @@ from collections.abc import Callable
 from registry.catalog.refs import Repo
 from registry.domain import EventInfo
 from registry.errors import LoraregError
+from registry.sync.experiments import affects
 from registry.sync.layout import NodeLayout
 from registry.sync.node import Log, NodeSync, SyncOptions, transient
 from registry.sync.source import SyncSource
@@ -161,6 +162,9 @@ class Follower:
         retries = set(self._retry) if clock >= self._retry_at else set()
         repos = named | rechecks | retries
         failed = node.apply(sorted(repos, key=str))
+        events = [(e.kind, f"{e.namespace}/{e.adapter}" if e.adapter else None) for e in batch]
+        if affects(node, events):
+            node.sync_experiments()  # one call lists them all: no per-experiment requests
         for r in rechecks:
             del self._recheck[r]
         for r in named:

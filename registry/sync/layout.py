@@ -5,6 +5,9 @@
     DIR/
       acme/
         brand-voice -> ../.lorareg/versions/acme/brand-voice/v3-0123456789ab
+        brand-voice@tone-test/          one folder per running A/B experiment
+          control -> ../../.lorareg/versions/acme/brand-voice/v3-0123456789ab
+          warm    -> ../../.lorareg/versions/acme/brand-voice/v4-89abcdef0123
       .lorareg/
         state.json        last event id, what is on disk, when the node last caught up
         lock              held by the one sync process writing DIR
@@ -16,8 +19,10 @@
 An engine asks for ``acme/brand-voice``: vLLM's filesystem resolver joins the request's
 name to ``VLLM_LORA_RESOLVER_CACHE_DIR``, resolves it with ``realpath`` and checks that it
 stays inside that folder, so the registry's own ``namespace/name`` is the adapter name and
-two namespaces never collide. Every version folder is complete before a link points at it,
-and a link is replaced with ``rename(2)`` of a new link over it, which is atomic.
+two namespaces never collide; a variant is ``acme/brand-voice@tone-test/warm`` (``@`` is in
+no adapter name, so it never collides with a stage link). Every version folder is complete
+before a link points at it, and a link is replaced with ``rename(2)`` of a new link over it,
+which is atomic.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from registry.catalog.refs import NAME_RE, Repo
@@ -60,7 +65,7 @@ class NodeLayout:
             else:
                 leftover.unlink(missing_ok=True)
         for ns_dir in self._namespace_dirs():
-            for entry in ns_dir.iterdir():
+            for entry in [*ns_dir.iterdir(), *self._experiment_entries(ns_dir)]:
                 if entry.name.startswith(".") and entry.name.endswith(".tmp"):
                     entry.unlink(missing_ok=True)  # a link made but never flipped in
 
@@ -85,20 +90,60 @@ class NodeLayout:
         A reader that resolved the old link keeps the old folder (kept for a grace period);
         one that resolves it now gets the new folder; none sees a half-written one.
         """
-        link = self.link(repo)
-        if os.path.lexists(link) and not link.is_symlink():
-            raise Conflict(
-                f"{link} exists and was not made by lorareg sync; move it away and sync again"
-            )
-        link.parent.mkdir(parents=True, exist_ok=True)
-        tmp = link.parent / f".{repo.name}.{uuid.uuid4().hex[:8]}.tmp"
-        os.symlink(os.path.relpath(folder, link.parent), tmp)
-        try:
-            os.replace(tmp, link)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(link.parent)
+        flip_link(self.link(repo), folder)
+
+    # -- A/B experiments: DIR/ns/name@experiment/variant --------------------------------
+
+    def experiment_dir(self, repo: Repo, experiment: str) -> Path:
+        return self.root / repo.namespace / f"{repo.name}@{experiment}"
+
+    def variant_link(self, repo: Repo, experiment: str, variant: str) -> Path:
+        """The path an engine or router opens for one variant of a running experiment."""
+        return self.experiment_dir(repo, experiment) / variant
+
+    def experiment_dirs(self) -> Iterator[tuple[Repo, str, Path]]:
+        """(adapter, experiment, folder) of every experiment folder on disk."""
+        for ns_dir in self._namespace_dirs():
+            for entry in sorted(ns_dir.iterdir()):
+                name, at, experiment = entry.name.partition("@")
+                if (
+                    at
+                    and entry.is_dir()
+                    and not entry.is_symlink()
+                    and NAME_RE.match(name)
+                    and NAME_RE.match(experiment)
+                ):
+                    yield Repo(ns_dir.name, name), experiment, entry
+
+    def variant_targets(self) -> set[Path]:
+        """Every version folder a variant link points at (kept like stage links)."""
+        found: set[Path] = set()
+        for _, _, folder in self.experiment_dirs():
+            for entry in folder.iterdir():
+                if entry.is_symlink():
+                    found.add((folder / os.readlink(entry)).resolve())
+        return found
+
+    def remove_experiment(self, repo: Repo, experiment: str, keep: Collection[str] = ()) -> None:
+        """Remove the variant links of ``experiment`` (all but ``keep``; the folder too when
+        none is kept). Version folders stay: the caller retires them."""
+        folder = self.experiment_dir(repo, experiment)
+        if not folder.is_dir() or folder.is_symlink():
+            return
+        for entry in folder.iterdir():
+            if entry.is_symlink() and entry.name not in keep:
+                entry.unlink()
+        fsync_dir(folder)
+        if not keep:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+            with contextlib.suppress(OSError):
+                folder.parent.rmdir()  # the namespace folder, once empty
+
+    def _experiment_entries(self, ns_dir: Path) -> Iterator[Path]:
+        for entry in ns_dir.iterdir():
+            if "@" in entry.name and entry.is_dir() and not entry.is_symlink():
+                yield from entry.iterdir()
 
     def unlink(self, repo: Repo) -> None:
         """Remove ``repo``'s link (one atomic unlink); its version folder stays for now."""
@@ -136,6 +181,23 @@ class NodeLayout:
         for d in sorted(self.root.iterdir()):
             if d.is_dir() and not d.is_symlink() and NAME_RE.match(d.name):
                 yield d
+
+
+def flip_link(link: Path, folder: Path) -> None:
+    """Point ``link`` at ``folder``: a new link renamed over the old one (atomic)."""
+    if os.path.lexists(link) and not link.is_symlink():
+        raise Conflict(
+            f"{link} exists and was not made by lorareg sync; move it away and sync again"
+        )
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.parent / f".{link.name}.{uuid.uuid4().hex[:8]}.tmp"
+    os.symlink(os.path.relpath(folder, link.parent), tmp)
+    try:
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(link.parent)
 
 
 def fsync_dir(path: Path) -> None:

@@ -16,7 +16,16 @@ that the disk budget left out has ``present: false`` and no path.
         "content_id": "0123...",
         "path": "/srv/lora/.lorareg/versions/acme/client-7/v3-0123456789ab",
         "link": "/srv/lora/acme/client-7", "bytes": 4404019,
-        "last_used": "2026-12-03T11:58:01.000Z", "pinned": false, "stale": false}, ...}}
+        "last_used": "2026-12-03T11:58:01.000Z", "pinned": false, "stale": false}, ...},
+     "experiments": {"acme/client-7@tone-test": {"adapter": "acme/client-7",
+        "name": "tone-test", "id": 12, "base_model": "tiny-llama", "salt": "9f86d081884c7d65",
+        "buckets": 10000, "period": 1, "ranges": [[0, 8000, "control"], [8000, 10000, "warm"]],
+        "variants": {"control": {"present": true, "control": true, "version": 3,
+            "content_id": "0123...", "path": "/srv/lora/.lorareg/versions/acme/client-7/v3-...",
+            "link": "/srv/lora/acme/client-7@tone-test/control"}, ...}}}}
+
+A router assigns a subject to a variant from ``salt`` and ``ranges`` alone (the rule is in
+``registry.experiments.assignment`` and the README) and loads that variant's ``path``.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import os
 from typing import Any
 
 from registry.catalog.refs import parse_repo
+from registry.experiments.assignment import BUCKETS
 from registry.sync.layout import NodeLayout
 from registry.sync.state import SyncState, now
 from registry.timestamps import iso_z
@@ -64,6 +74,30 @@ def manifest(
             "stale": False,
             "left_out": out.reason,
         }
+    experiments: dict[str, dict[str, Any]] = {}
+    for key, exp in state.experiments.items():
+        repo = parse_repo(f"{exp.namespace}/{exp.adapter}")
+        experiments[key] = {
+            "adapter": str(repo),
+            "name": exp.name,
+            "id": exp.id,
+            "base_model": exp.base_model,
+            "salt": exp.salt,
+            "buckets": BUCKETS,
+            "period": exp.period,
+            "ranges": [list(r) for r in exp.ranges],
+            "variants": {
+                name: {
+                    "present": v.folder is not None,
+                    "control": v.control,
+                    "version": v.version,
+                    "content_id": v.content_id,
+                    "path": str(layout.root / v.folder) if v.folder else None,
+                    "link": str(layout.variant_link(repo, exp.name, name)) if v.folder else None,
+                }
+                for name, v in exp.variants.items()
+            },
+        }
     return {
         "format": FORMAT,
         "base": state.binding.base,
@@ -74,6 +108,7 @@ def manifest(
         "max_bytes": max_bytes,
         "disk_bytes": disk_bytes,
         "adapters": dict(sorted(adapters.items())),
+        "experiments": dict(sorted(experiments.items())),
     }
 
 

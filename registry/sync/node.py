@@ -100,8 +100,15 @@ class NodeSync:
         known = {parse_repo(r) for r in self.state.adapters} | {r for r, _ in self.layout.linked()}
         known |= {parse_repo(r) for r in self.state.left_out}
         failed = self.apply(sorted(set(listed) | known, key=str))
+        self.sync_experiments()
         self.collect()
         return failed
+
+    def sync_experiments(self) -> list[str]:
+        """Link every running A/B experiment's variants (see ``sync.experiments``)."""
+        from registry.sync.experiments import sync_experiments
+
+        return sync_experiments(self)
 
     def apply(self, repos: Iterable[Repo]) -> list[Repo]:
         """Re-resolve ``repos`` (and adapters left out by the budget but used since) and
@@ -268,7 +275,7 @@ class NodeSync:
     def collect(self) -> None:
         """Remove version folders retired more than ``grace_s`` ago (and, with --prune,
         blobs no folder links to); adopt stray folders so they get the same grace."""
-        linked = {target for _, target in self.layout.linked()}
+        linked = {target for _, target in self.layout.linked()} | self.layout.variant_targets()
         retired = {r.folder for r in self.state.retired}
         for folder in self.layout.version_folders():
             if folder not in linked and self.layout.relative(folder) not in retired:
@@ -402,7 +409,9 @@ class NodeSync:
         repo = parse_repo(key)
         folder = self.layout.current(repo)
         self.layout.unlink(repo)
-        freed = self.budget.free_folder(folder) if folder is not None else 0
+        # A folder a running experiment's variant links to stays (the variant serves it).
+        shared = folder is not None and folder in self.layout.variant_targets()
+        freed = self.budget.free_folder(folder) if folder is not None and not shared else 0
         if folder is not None:
             self._unretire(folder)
         self.state.left_out[key] = LeftOut(
@@ -421,7 +430,7 @@ class NodeSync:
         """Remove retired version folders now, oldest first, until ``until()`` holds."""
         if not self.state.retired:
             return
-        linked = {target for _, target in self.layout.linked()}
+        linked = {target for _, target in self.layout.linked()} | self.layout.variant_targets()
         for r in sorted(self.state.retired, key=lambda r: r.since):
             if until():
                 return

@@ -22,6 +22,7 @@ import httpx
 from registry.catalog.refs import Repo, parse_repo
 from registry.domain import EventInfo
 from registry.errors import LoraregError, NotFound, Unauthorized, Unavailable, error_for_code
+from registry.experiments.domain import ServedExperiment
 from registry.sync.stream import EventStream, NotStreaming, StreamEnded
 
 CHUNK = 1024 * 1024
@@ -60,6 +61,8 @@ class SyncSource(Protocol):
 
     def version_exists(self, repo: Repo, number: int) -> bool: ...
 
+    def experiments(self, namespace: str | None, base: str) -> list[ServedExperiment]: ...
+
     def open_blob(self, f: RemoteFile) -> Iterator[bytes]: ...
 
     def close(self) -> None: ...
@@ -96,6 +99,10 @@ class ClientSource:
                 for f in doc["files"]
             ),
         )
+
+    def experiments(self, namespace: str | None, base: str) -> list[ServedExperiment]:
+        """Every running A/B experiment on ``base`` the caller may see: one paged call."""
+        return list(self.client.running_experiments(namespace=namespace, base=base))
 
     def version_exists(self, repo: Repo, number: int) -> bool:
         """False once the registry erased the version (or the caller may not see it)."""

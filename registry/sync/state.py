@@ -58,6 +58,29 @@ class Retired(BaseModel):
     since: datetime
 
 
+class VariantOnDisk(BaseModel):
+    version: int | None  # None: erased in the registry, nothing to serve
+    content_id: str | None
+    folder: str | None  # relative to DIR; None when not on disk
+    control: bool = False
+
+
+class ExperimentOnDisk(BaseModel):
+    """A running A/B experiment of the synced base: its definition (what a router needs to
+    assign a subject offline) and the variant folders linked under ``ns/name@experiment``."""
+
+    id: int
+    namespace: str
+    adapter: str
+    name: str
+    base_model: str
+    salt: str
+    period: int
+    ranges: list[tuple[int, int, str]]
+    variants: dict[str, VariantOnDisk]
+    synced_at: datetime
+
+
 class SyncState(BaseModel):
     format: int = FORMAT
     binding: Binding
@@ -69,6 +92,8 @@ class SyncState(BaseModel):
     adapters: dict[str, OnDisk] = Field(default_factory=dict)
     retired: list[Retired] = Field(default_factory=list)
     left_out: dict[str, LeftOut] = Field(default_factory=dict)
+    # Keyed ``ns/name@experiment``.
+    experiments: dict[str, ExperimentOnDisk] = Field(default_factory=dict)
 
 
 def now() -> datetime:

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from registry.client.local import LocalClient
 from registry.db.models import Base
 from registry.lifecycle.access import ROLES
 from registry.runtime import Runtime
@@ -163,6 +164,14 @@ def matrix(
     runtime: Runtime, adapter_library: dict[str, Path], base_library: dict[str, Path]
 ) -> Iterator[tuple[Tenants, Any, str]]:
     t = build_tenants(runtime, adapter_library, base_library)
+    # A running experiment of acme's, so the experiment routes have something to leak.
+    LocalClient(runtime).experiment_create(
+        f"acme/{ACME_ADAPTER}",
+        "ab",
+        variants=[("control", "1"), ("b", "1")],
+        split="50,50",
+        metric="ctr",
+    )
     app = create_app(runtime, require_auth=True, background=False)
     with LiveServer(app) as srv:
         yield t, app, srv.url
@@ -204,6 +213,7 @@ def test_no_role_of_another_namespace_reaches_acme(
                     in (
                         "/api/v1/adapters",
                         "/api/v1/events",
+                        "/api/v1/experiments",
                     )
                     else {}
                 )
@@ -220,7 +230,7 @@ def test_no_role_of_another_namespace_reaches_acme(
                             kw["json"] = body
                         calls.append((method, path, kw))
                 # The event feed without a namespace filter, too.
-                if template in ("/api/v1/events", "/api/v1/adapters"):
+                if template in ("/api/v1/events", "/api/v1/adapters", "/api/v1/experiments"):
                     calls.append((method, path, {}))
             for method, template in dashboard:
                 path = _fill(template, params)

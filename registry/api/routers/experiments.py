@@ -17,12 +17,15 @@ from registry.experiments.domain import (
     ExperimentInfo,
     ExperimentReport,
     GatePreview,
+    ServedExperiment,
 )
+from registry.experiments.fleet import MAX_PAGE, running_experiments
 from registry.experiments.report import report
 from registry.experiments.serving import assignment_for
 
 router = APIRouter(prefix="/api/v1/adapters/{namespace}/{name}/experiments", tags=["experiments"])
 version_router = APIRouter(prefix="/api/v1/adapters/{namespace}/{name}", tags=["experiments"])
+fleet_router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
 
 ExperimentPath = Annotated[str, Path(max_length=64)]
 Reason = Annotated[str | None, Field(default=None, max_length=2000)]
@@ -202,7 +205,25 @@ def experiments_of_version(
     return service.experiments_using(rt.db, Ref(_repo(namespace, name), number=number))
 
 
+@fleet_router.get("", response_model=list[ServedExperiment], dependencies=[Reader])
+def list_running(
+    rt: RuntimeDep,
+    user: CurrentUser,
+    namespace: Annotated[str | None, Query(max_length=64)] = None,
+    base: Annotated[str | None, Query(max_length=200)] = None,
+    after: Annotated[int, Query(ge=0, description="page after this experiment id")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> list[ServedExperiment]:
+    """Every running experiment (on ``base``, in ``namespace``) the caller may see, with
+    salt, bucket ranges and each variant's version and content id: what a serving node
+    needs to assign and load offline. Paged by ``id``: pass the last one as ``after``."""
+    return running_experiments(
+        rt.db, namespace=namespace, base=base, visible=user.namespaces, after=after, limit=limit
+    )
+
+
 def include(app: FastAPI) -> None:
-    """Both routers (one line in the app factory)."""
+    """The routers (one line in the app factory)."""
     app.include_router(router)
     app.include_router(version_router)
+    app.include_router(fleet_router)
