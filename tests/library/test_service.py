@@ -16,6 +16,7 @@ from registry.library.factors import load_factors
 from registry.library.results import LibraryVersion
 from registry.merge.worker import Worker
 from registry.runtime import Runtime
+from registry.services.jobs import job_runners
 from tests.factories import make_adapter, make_llama
 from tests.fixtures.catalog import catalog_state
 
@@ -47,7 +48,7 @@ def composed_by_job(client: Any, runtime: Runtime, refs: list[str], **kw: Any) -
     a worker beside the server (remote: the test server runs no worker of its own)."""
     job_id = client.compose(refs, **kw)["job"]["id"]
     if client.__class__.__name__ != "LocalClient":
-        Worker(runtime).run_one(job_id)
+        Worker(runtime, runners=job_runners()).run_one(job_id)
     return composed(client.wait_job(job_id))
 
 
