@@ -50,6 +50,11 @@ class LocalClient(
             self._cache = BlobCache(self.rt.settings.effective_cache_dir)
         return self._cache
 
+    @cache.setter
+    def cache(self, cache: BlobCache) -> None:
+        """Pull through another cache folder (a fresh node, in tests)."""
+        self._cache = cache
+
     @property
     def actor(self) -> str:
         return self.rt.settings.effective_author

@@ -59,7 +59,7 @@ WIRE_CASES = [
 
 
 def test_error_codes_on_the_wire(hub: str, voice: list[VersionInfo]) -> None:
-    with httpx.Client(base_url=hub) as http:
+    with httpx.Client(base_url=hub, timeout=30) as http:
         for path, status, code in WIRE_CASES:
             for method in ("GET", "HEAD") if "/resolve/" in path else ("GET",):
                 r = http.request(method, path)
