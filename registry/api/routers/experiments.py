@@ -7,7 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Path, Query
 from pydantic import Field
 
-from registry.api.deps import CurrentUser, Maintainer, NumberPath, Reader, RuntimeDep, Writer
+from registry.api.deps import (
+    MAX_ID,
+    CurrentUser,
+    Maintainer,
+    NumberPath,
+    Reader,
+    RuntimeDep,
+    Writer,
+)
 from registry.api.schemas import Body
 from registry.catalog.refs import Ref, Repo, parse_repo
 from registry.experiments import service
@@ -211,7 +219,7 @@ def list_running(
     user: CurrentUser,
     namespace: Annotated[str | None, Query(max_length=64)] = None,
     base: Annotated[str | None, Query(max_length=200)] = None,
-    after: Annotated[int, Query(ge=0, description="page after this experiment id")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="page after this experiment id")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[ServedExperiment]:
     """Every running experiment (on ``base``, in ``namespace``) the caller may see, with
