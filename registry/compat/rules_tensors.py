@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from registry.compat.findings import Finding, Severity
 from registry.compat.layout import strip_prefix
 from registry.compat.rules import CheckContext, rule
+from registry.formats.patterns import fullmatch
 
 RESAVE = "re-save the adapter with PEFT's save_pretrained"
 
@@ -83,7 +83,7 @@ def excluded(ctx: CheckContext, name: str) -> bool:
     (``peft.tuners.tuners_utils.check_target_module_exists``)."""
     exclude = (ctx.config.model_extra or {}).get("exclude_modules")
     if isinstance(exclude, str):
-        return re.fullmatch(exclude, name) is not None
+        return fullmatch(exclude, name)
     if isinstance(exclude, list):
         return any(
             isinstance(key, str) and (name == key or name.endswith("." + key)) for key in exclude
@@ -100,7 +100,7 @@ def target_missing(ctx: CheckContext) -> Iterator[Finding]:
     if isinstance(targets, str):
         # A string is a regex PEFT matches against whole module names; "all-linear" is
         # expanded by PEFT when the adapter is created.
-        if targets == "all-linear" or any(re.fullmatch(targets, m) for m in modules):
+        if targets == "all-linear" or any(fullmatch(targets, m) for m in modules):
             return
         yield ctx.finding(
             "tensors.target_missing",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from registry.errors import InvalidAdapter
+from registry.formats.patterns import check_pattern, suffix_key_matches, suffix_key_pattern
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -98,7 +98,7 @@ def pattern_key(patterns: dict[str, Any], module: str) -> str | None:
     matches the whole name, or a ``.``-separated suffix of it.
     """
     for key in patterns:
-        if re.match(rf"(.*\.)?({key})$", module):
+        if suffix_key_matches(key, module):
             return key
     return None
 
@@ -142,7 +142,18 @@ def parse_config(raw: bytes, *, name: str = CONFIG_NAME) -> PeftConfig:
         raise InvalidAdapter(
             f"{name}: target_modules must be a list of module names or a regex string, got {tm!r}"
         )
+    _check_patterns(cfg)
     return cfg
+
+
+def _check_patterns(cfg: PeftConfig) -> None:
+    """Refuse, before any matching, a module regex that is too long or does not compile."""
+    regexes = [suffix_key_pattern(key) for key in (*cfg.rank_pattern, *cfg.alpha_pattern)]
+    for rx in (cfg.target_modules, (cfg.model_extra or {}).get("exclude_modules")):
+        if isinstance(rx, str):
+            regexes.append(rx)
+    for rx in regexes:
+        check_pattern(rx)
 
 
 def _describe(err: Any) -> str:
