@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ from registry.errors import LoraregError, Unavailable, error_for_code
 from registry.storage.base import Progress
 
 CHUNK = 1024 * 1024
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_RETRIES = 2
+RETRY_PAUSE_S = 0.05
 
 
 class RemoteClient(
@@ -65,10 +69,21 @@ class RemoteClient(
     # -- plumbing -----------------------------------------------------------------------
 
     def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        try:
-            resp = self.http.request(method, path, **kw)
-        except httpx.TransportError as exc:
-            raise Unavailable(f"cannot reach lorareg at {self.base}: {exc}") from None
+        # A pooled keep-alive connection can be closed by the server (or a proxy) just as a
+        # request goes out; httpx retries only failed connects. Reads are safe to send
+        # again, so they get two more tries; writes are never repeated behind the caller.
+        tries = READ_RETRIES + 1 if method in IDEMPOTENT else 1
+        for attempt in range(tries):
+            try:
+                resp = self.http.request(method, path, **kw)
+                break
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError) as exc:
+                if attempt + 1 < tries:
+                    time.sleep(RETRY_PAUSE_S * (attempt + 1))
+                    continue
+                raise Unavailable(f"cannot reach lorareg at {self.base}: {exc}") from None
+            except httpx.TransportError as exc:
+                raise Unavailable(f"cannot reach lorareg at {self.base}: {exc}") from None
         _raise_for_error(resp)
         return resp
 
