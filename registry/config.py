@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     cache_dir: Path | None = None
     # Presigned URLs live this long; the resolve route reuses them for part of it.
     presign_ttl_s: int = Field(default=3600, gt=0)
+    # Presigned uploads a namespace may hold open (planned, not yet committed, younger
+    # than presign_ttl_s): each is a row, so a caller cannot grow the table without bound.
+    max_open_uploads: int = Field(default=10_000, ge=1, le=10_000_000)
     # Hard cap on a safetensors JSON header: larger headers are refused as hostile.
     max_header_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     # Multipart upload part size for S3 (and the chunk size for streaming copies).

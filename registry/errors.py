@@ -50,6 +50,7 @@
     │   └── CrossSiteRequest          cross_site_request 403 1   (foreign Origin on a write)
     ├── HostNotAllowed                host_not_allowed 421   1   (open server, non-loopback Host)
     ├── QuotaExceeded                 quota_exceeded   403   1   (a namespace's bytes or versions)
+    ├── TooManyUploads                too_many_uploads 429   1   (presigned uploads over the cap)
     ├── InternalError                 internal         500   1   (a bug: logged, never a traceback)
     └── Unavailable                   unavailable      503   1   (database or storage down)
         ├── StorageUnavailable        storage_unavailable 503 1
@@ -334,6 +335,13 @@ class QuotaExceeded(LoraregError):
 
     code = "quota_exceeded"
     http_status = 403
+
+
+class TooManyUploads(LoraregError):
+    """A namespace holds more open presigned uploads than ``LORAREG_MAX_OPEN_UPLOADS``."""
+
+    code = "too_many_uploads"
+    http_status = 429
 
 
 class InProduction(Conflict):

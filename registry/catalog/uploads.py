@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, true, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Session
 
 from registry.db import models as m
 from registry.db.database import Database
 from registry.domain import FileEntry, UploadPlan
-from registry.errors import BlobNotFound, ChecksumMismatch
+from registry.errors import BlobNotFound, ChecksumMismatch, TooManyUploads
 from registry.storage.base import BlobStore
 
 # The namespace of an upload by a caller with no namespace scope (sees every namespace).
@@ -80,9 +80,13 @@ def plan_upload(
     files: list[FileEntry],
     visible: Visible,
     expires_s: int,
+    max_open: int,
 ) -> UploadPlan:
     """Which blobs the caller must upload, and where (a staging URL, or None: through the
-    server). Blobs it cannot read are always "upload it", whether stored or not."""
+    server). Blobs it cannot read are always "upload it", whether stored or not.
+
+    TooManyUploads when the plan would leave ``namespace`` more than ``max_open`` presigned
+    uploads younger than their URLs' lifetime (each is a row until gc)."""
     wanted = {f.sha256: f for f in files}
     with db.read() as s:
         readable = readable_blobs(s, wanted, visible)
@@ -105,9 +109,32 @@ def plan_upload(
             )
     if staged or reused_held:
         with db.write() as s:
+            if staged:
+                _check_open(s, namespace, len(staged), expires_s=expires_s, max_open=max_open)
             s.add_all(staged)
             _touch(s, reused_held, visible)
     return UploadPlan(missing=missing, upload_urls=urls)
+
+
+def _check_open(
+    session: Session, namespace: str, adding: int, *, expires_s: int, max_open: int
+) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=expires_s)
+    open_now = session.scalar(
+        select(func.count())
+        .select_from(m.Upload)
+        .where(
+            m.Upload.namespace == namespace,
+            m.Upload.staging_key.is_not(None),
+            m.Upload.touched_at > since,
+        )
+    )
+    if (open_now or 0) + adding > max_open:
+        raise TooManyUploads(
+            f"namespace {namespace!r} has {open_now} open uploads; at most {max_open} may be"
+            f" open at once: commit or abandon pushes in flight, or retry in {expires_s} s"
+            " when their URLs expire"
+        )
 
 
 def record_upload(db: Database, *, sha256: str, size: int, visible: Visible) -> None:

@@ -92,6 +92,7 @@ def plan_upload(
         files=body.files,
         visible=user.namespaces,
         expires_s=rt.settings.presign_ttl_s,
+        max_open=rt.settings.max_open_uploads,
     )
 
 
