@@ -41,7 +41,7 @@ from registry.experiments.domain import Conclusion, ExperimentInfo, GatePreview
 from registry.experiments.records import experiment_info, experiment_row, variant_row
 from registry.lifecycle.access import Principal
 from registry.lifecycle.policies import effective_policy
-from registry.lifecycle.stages import Promotion, lock_adapter, plan_promotion, promote
+from registry.lifecycle.stages import Promotion, lock_adapter, plan_promotion, promote_in
 
 MAX_VARIANTS = 20
 MAX_REASON = 2000
@@ -274,19 +274,20 @@ def conclude(
     if number is None:
         raise InvalidReference(f"variant {winner!r}'s version was erased; pick another winner")
     stats = report(db, repo, name, history=False)
-    result = promote(
-        db,
-        Ref(repo, number=number),
-        to="production",
-        principal=principal,
-        reason=f"experiment {name}: {reason}" if reason else f"experiment {name}",
-    )
+    # One transaction: the promotion and the experiment's end commit together or not at all.
     with db.write() as s:
         lock_adapter(s, adapter_id)
         row = s.get_one(Experiment, experiment_id)
         s.refresh(row)
         if row.state != "running":  # a racing conclude got there first
             raise ExperimentConcluded(_ended_message(row))
+        result = promote_in(
+            s,
+            Ref(repo, number=number),
+            to="production",
+            principal=principal,
+            reason=f"experiment {name}: {reason}" if reason else f"experiment {name}",
+        )
         row.state, row.winner = "concluded", winner
         row.ended_by, row.ended_at = principal.name, datetime.now(UTC)
         row.conclusion = {
@@ -359,27 +360,6 @@ def experiments_using(db: Database, ref: Ref) -> list[ExperimentInfo]:
     return sorted(infos, key=lambda e: e.state != "running")
 
 
-def guard_promotion(db: Database, ref: Ref, *, to: str, end_experiment: bool) -> list[str]:
-    """Before a promotion: the running experiments that use the version. Moving a variant
-    to production or archived changes what the experiment compares, so that is refused
-    (ExperimentRunning) unless the caller ends them (``end_experiments``)."""
-    from registry.catalog.queries import ref_row
-
-    if to not in ("production", "archived"):
-        return []
-    with db.read() as s:
-        version = ref_row(s, ref)
-        names = [r.name for r in running_for_version(s, version.id)]
-    if names and not end_experiment:
-        listed = ", ".join(names)
-        raise ExperimentRunning(
-            f"{ref} is a variant of the running experiment(s) {listed}; conclude them"
-            " (`lorareg experiment conclude`) or promote with --end-experiment",
-            details={"experiments": names},
-        )
-    return names
-
-
 def end_experiments(
     db: Database, repo: Repo, names: Sequence[str], *, principal: Principal, why: str
 ) -> None:
@@ -388,11 +368,14 @@ def end_experiments(
         adapter = adapter_row(s, repo)
         for name in names:
             row = _running(s, adapter.id, name)
-            if row is None:
-                continue
-            row.state, row.ended_by, row.ended_at = "ended", principal.name, datetime.now(UTC)
-            s.flush()
-            _event(s, row, "experiment.ended", principal, {"reason": why})
+            if row is not None:
+                _end(s, row, principal=principal, why=why)
+
+
+def _end(s: Session, row: Experiment, *, principal: Principal, why: str) -> None:
+    row.state, row.ended_by, row.ended_at = "ended", principal.name, datetime.now(UTC)
+    s.flush()
+    _event(s, row, "experiment.ended", principal, {"reason": why})
 
 
 def _running(s: Session, adapter_id: int, name: str) -> Experiment | None:
@@ -516,10 +499,26 @@ def promote_guarded(
 ) -> tuple[Promotion, list[str]]:
     """``stages.promote``, refused (ExperimentRunning) when the version is a variant of a
     running experiment unless ``end_experiment``; then those experiments end, recorded
-    with the promotion as the reason. Returns the promotion and the experiments ended."""
-    names = guard_promotion(db, ref, to=to, end_experiment=end_experiment)
-    result = promote(db, ref, to=to, principal=principal, reason=reason)
-    if names and not result.unchanged:
+    with the promotion as the reason, in the promotion's own transaction (an experiment
+    started meanwhile is seen, and a failure leaves neither change). Returns the promotion
+    and the experiments ended."""
+    from registry.catalog.queries import ref_row
+
+    with db.write() as s:
+        version = ref_row(s, ref)
+        lock_adapter(s, version.adapter_id)  # serialise with experiment creation and ramps
+        running = running_for_version(s, version.id) if to in ("production", "archived") else []
+        names = [r.name for r in running]
+        if names and not end_experiment:
+            raise ExperimentRunning(
+                f"{ref} is a variant of the running experiment(s) {', '.join(names)}; conclude"
+                " them (`lorareg experiment conclude`) or promote with --end-experiment",
+                details={"experiments": names},
+            )
+        result = promote_in(s, ref, to=to, principal=principal, reason=reason)
+        if result.unchanged:
+            return result, []
         why = f"{ref} promoted to {to} with --end-experiment" + (f": {reason}" if reason else "")
-        end_experiments(db, ref.repo, names, principal=principal, why=why)
-    return result, names if not result.unchanged else []
+        for row in running:
+            _end(s, row, principal=principal, why=why)
+        return result, names

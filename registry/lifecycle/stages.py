@@ -130,66 +130,72 @@ def promote(
     Raises GateFailed listing every unmet condition, Forbidden when the principal lacks the
     role the policy asks for.
     """
+    with db.write() as s:
+        return promote_in(s, ref, to=to, principal=principal, reason=reason)
+
+
+def promote_in(
+    s: Session, ref: Ref, *, to: str, principal: Principal, reason: str | None = None
+) -> Promotion:
+    """``promote`` inside the caller's write transaction, so a caller that records more
+    with the promotion (an experiment's end) commits all of it or none."""
     check_stage(to)
     if reason is not None and len(reason) > 2000:
         raise InvalidInput("reason is over 2000 characters")
-    with db.write() as s:
-        row = ref_row(s, ref)
-        principal.require_namespace(row.adapter.namespace.name)
-        lock_adapter(s, row.adapter_id)
-        s.refresh(row)
-        ns, name = row.adapter.namespace.name, row.adapter.name
-        plan = plan_promotion(s, row, to=to, reason=reason)
-        principal.require(plan.rules.role)
-        if row.stage == to:  # no production -> production event, no gate to pass
-            return Promotion(
-                version=to_info(s, row), previous_stage=to, archived=None, unchanged=True
-            )
-        if plan.blocked is not None:
-            raise InvalidInput(plan.blocked)
-        if plan.unmet:
-            raise GateFailed(
-                f"cannot promote {ns}/{name}:{row.number} to {to}: " + "; ".join(plan.unmet),
-                details={"unmet": plan.unmet},
-            )
-        production = plan.production
-        previous = row.stage
-        archived = None
-        if to == "production" and production is not None and production.id != row.id:
-            production.stage = "archived"
-            archived = production.number
-            s.add(
-                _event(
-                    row,
-                    "stage.changed",
-                    principal.name,
-                    {
-                        "version": production.number,
-                        "from": "production",
-                        "to": "archived",
-                        "reason": f"replaced by v{row.number}",
-                    },
-                    number=production.number,
-                )
-            )
-            s.flush()  # free the production slot before taking it
-        row.stage = to
+    row = ref_row(s, ref)
+    principal.require_namespace(row.adapter.namespace.name)
+    lock_adapter(s, row.adapter_id)
+    s.refresh(row)
+    ns, name = row.adapter.namespace.name, row.adapter.name
+    plan = plan_promotion(s, row, to=to, reason=reason)
+    principal.require(plan.rules.role)
+    if row.stage == to:  # no production -> production event, no gate to pass
+        return Promotion(version=to_info(s, row), previous_stage=to, archived=None, unchanged=True)
+    if plan.blocked is not None:
+        raise InvalidInput(plan.blocked)
+    if plan.unmet:
+        raise GateFailed(
+            f"cannot promote {ns}/{name}:{row.number} to {to}: " + "; ".join(plan.unmet),
+            details={"unmet": plan.unmet},
+        )
+    production = plan.production
+    previous = row.stage
+    archived = None
+    if to == "production" and production is not None and production.id != row.id:
+        production.stage = "archived"
+        archived = production.number
         s.add(
             _event(
                 row,
                 "stage.changed",
                 principal.name,
                 {
-                    "from": previous,
-                    "to": to,
-                    "reason": reason,
-                    "base_model": row.base_model,
-                    "replaced": archived,
+                    "version": production.number,
+                    "from": "production",
+                    "to": "archived",
+                    "reason": f"replaced by v{row.number}",
                 },
+                number=production.number,
             )
         )
-        s.flush()
-        return Promotion(version=to_info(s, row), previous_stage=previous, archived=archived)
+        s.flush()  # free the production slot before taking it
+    row.stage = to
+    s.add(
+        _event(
+            row,
+            "stage.changed",
+            principal.name,
+            {
+                "from": previous,
+                "to": to,
+                "reason": reason,
+                "base_model": row.base_model,
+                "replaced": archived,
+            },
+        )
+    )
+    s.flush()
+    return Promotion(version=to_info(s, row), previous_stage=previous, archived=archived)
 
 
 def set_alias(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from registry import errors
-from registry.catalog.refs import parse_repo
+from registry.catalog.refs import parse_ref, parse_repo
 from registry.experiments import service
 from registry.lifecycle.access import Principal
 from registry.runtime import Runtime
@@ -16,6 +16,7 @@ from tests.fixtures.catalog import catalog_state
 
 BASE = "meta-llama/Llama-3.1-8B"
 REPO = "acme/brand-voice"
+ADMIN = Principal(name="lead", role="admin")
 
 
 @pytest.fixture
@@ -226,3 +227,36 @@ def test_promoting_a_variant_asks_for_end_experiment(voices: Any, runtime: Runti
     assert c.experiment_show(REPO, "tone-test").experiment.state == "ended"
     ended = [e for e in c.history(REPO) if e.kind == "experiment.ended"]
     assert len(ended) == 1 and "ship it" in ended[0].payload["reason"]
+
+
+@pytest.mark.parametrize("how", ["conclude", "end_experiment"])
+def test_a_failure_recording_the_end_leaves_no_promotion(
+    voices: Any, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The promotion and the experiment's end are one transaction: when recording the end
+    fails, production is still the old version and the experiment still runs."""
+    c = voices
+    _create(c)
+    before = catalog_state(runtime)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise errors.InternalError("recording the experiment's end failed")
+
+    monkeypatch.setattr(service, "_event", broken)
+    with pytest.raises(errors.InternalError):
+        if how == "conclude":
+            service.conclude(
+                runtime.db, parse_repo(REPO), "tone-test", winner="warm", principal=ADMIN
+            )
+        else:
+            service.promote_guarded(
+                runtime.db,
+                parse_ref(f"{REPO}:2"),
+                to="production",
+                principal=ADMIN,
+                end_experiment=True,
+            )
+    monkeypatch.undo()
+    assert catalog_state(runtime) == before
+    assert c.show(f"{REPO}@production").number == 1
+    assert c.experiment_show(REPO, "tone-test").experiment.state == "running"
