@@ -149,10 +149,6 @@ class ChecksumMismatch(LoraregError):
     http_status = 409
 
 
-# The old name, for modules not yet moved over (sync/, merge/ change in parallel this round).
-IntegrityError = ChecksumMismatch
-
-
 class RangeNotSatisfiable(LoraregError):
     code = "range_not_satisfiable"
     http_status = 416

@@ -1,7 +1,7 @@
 """The caller of a use case: a token's identity, role and namespace scope.
 
 A plain value with no database behind it, so every layer (catalog included) can check it;
-tokens and their storage are ``registry.lifecycle.access``.
+tokens and their storage are ``registry.access``.
 """
 
 from __future__ import annotations

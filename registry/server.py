@@ -66,7 +66,7 @@ def create_app(
             dispatcher.start()
         merge_worker, thread = None, None
         if worker and not _torch_available():
-            from registry.merge.inputs import TORCH_INSTALL
+            from registry.merge.service import TORCH_INSTALL
 
             # Checked once: torch installed later does not start a worker in this process.
             _app.state.merge_refusal = (
@@ -145,11 +145,11 @@ def _torch_available() -> bool:
     merge requests are refused with how to install it."""
     import logging
 
-    from registry.merge.inputs import torch_installed
+    from registry.merge.service import torch_installed
 
     if torch_installed():
         return True
-    from registry.merge.inputs import TORCH_INSTALL
+    from registry.merge.service import TORCH_INSTALL
 
     logging.getLogger("lorareg").warning(
         "no merge worker: PyTorch is not installed (%s, then restart)", TORCH_INSTALL

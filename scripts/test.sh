@@ -31,6 +31,6 @@ fi
 bash tests/compat/oracles/make_vllm_env.sh \
   || echo "warning: .venv-vllm not ready; tests/compat/test_vllm_oracle.py and tests/engines are skipped" >&2
 
-.venv/bin/ruff check registry cli tests bench
+.venv/bin/ruff check registry cli tests bench migrations
 .venv/bin/mypy
 exec .venv/bin/pytest -n 2 -p no:cacheprovider "$@"

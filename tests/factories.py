@@ -105,7 +105,7 @@ def make_adapter(
     base: Any | None = None,
     seed: int = 1,
     r: int = 4,
-    lora_alpha: float = 8,
+    lora_alpha: int = 8,
     target_modules: list[str] | str | None = None,
     init_b_random: bool = True,
     base_name: str = "tiny-llama",
@@ -131,7 +131,7 @@ def make_adapter(
             for name, param in peft_model.named_parameters():
                 if "lora_B" in name or "lora_embedding_B" in name:
                     param.normal_(0, 0.02)
-    peft_model.save_pretrained(folder, safe_serialization=True)
+    peft_model.save_pretrained(str(folder), safe_serialization=True)
     # Record the canonical base name the way a user's training script would.
     cfg_path = folder / "adapter_config.json"
     doc = json.loads(cfg_path.read_text())

@@ -49,10 +49,10 @@ def test_the_docstring_table_lists_every_class_with_its_code_and_status() -> Non
             assert rows[cls.__name__] == [cls.code, str(cls.http_status)], cls
 
 
-def test_the_old_name_is_the_checksum_class_not_sqlalchemys() -> None:
+def test_the_checksum_class_does_not_shadow_sqlalchemys_integrity_error() -> None:
     from sqlalchemy.exc import IntegrityError as SQLAlchemyIntegrityError
 
-    assert errors.IntegrityError is errors.ChecksumMismatch
+    assert not hasattr(errors, "IntegrityError")
     assert not issubclass(errors.ChecksumMismatch, SQLAlchemyIntegrityError)
 
 

@@ -112,7 +112,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _has_admin_token(rt: object) -> bool:
-    from registry.lifecycle.access import list_tokens
+    from registry.access import list_tokens
 
     return any(
         t.role == "admin" and t.revoked_at is None
@@ -179,7 +179,7 @@ def worker(
     import logging
     import signal
 
-    from registry.merge.inputs import require_torch
+    from registry.merge.service import require_torch
     from registry.runtime import open_runtime
 
     require_torch()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0002_lifecycle"
 down_revision = "0001_core"
 branch_labels = None

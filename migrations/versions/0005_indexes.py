@@ -7,9 +7,7 @@ Create Date: 2026-11-28 21:46:04.205138
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
-
 
 revision = "0005_indexes"
 down_revision = "0004_jobs"

@@ -18,8 +18,8 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 
+from registry.access import OPEN_ACCESS, Principal, authenticate
 from registry.errors import AdapterNotFound, Unauthorized
-from registry.lifecycle.access import OPEN_ACCESS, Principal, authenticate
 from registry.runtime import Runtime
 
 

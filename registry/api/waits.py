@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from registry.errors import TooManyWaits
-from registry.lifecycle.access import Principal
 from registry.observability.metrics import FOLLOWERS
+from registry.principal import Principal
 
 # A waiter that finds the cap reached is told to retry after this long.
 RETRY_AFTER_S = 5

@@ -21,7 +21,7 @@ from registry.experiments.domain import (
     ServedExperiment,
 )
 from registry.experiments.fleet import MAX_PAGE, running_experiments
-from registry.lifecycle.access import Principal
+from registry.principal import Principal
 
 if TYPE_CHECKING:
     import httpx

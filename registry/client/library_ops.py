@@ -111,7 +111,7 @@ def composed(job: dict[str, Any]) -> LibraryVersion:
 
 
 def _require_torch() -> None:
-    from registry.merge.inputs import require_torch
+    from registry.merge.service import require_torch
 
     require_torch()
 

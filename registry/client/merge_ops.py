@@ -25,7 +25,7 @@ class LocalMerge:
         raise NotImplementedError
 
     def merge(self, refs: list[str], *, base: str, **options: Any) -> dict[str, Any]:
-        from registry.merge.inputs import request_merge
+        from registry.merge.service import request_merge
 
         job, report = request_merge(self.rt, refs, base=base, actor=self.actor, **options)
         return {"job": job.to_json(), "interference": report}

@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # only remote clients make requests; a local one never loads 
 
     from registry.catalog.erase import ErasureReport
     from registry.catalog.quotas import NamespaceInfo
-    from registry.lifecycle.access import Principal
+    from registry.principal import Principal
     from registry.runtime import Runtime
 
 

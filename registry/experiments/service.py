@@ -39,9 +39,9 @@ from registry.experiments.assignment import (
 )
 from registry.experiments.domain import Conclusion, ExperimentInfo, GatePreview
 from registry.experiments.records import experiment_info, experiment_row, variant_row
-from registry.lifecycle.access import Principal
 from registry.lifecycle.policies import effective_policy
 from registry.lifecycle.stages import Promotion, lock_adapter, plan_promotion, promote_in
+from registry.principal import Principal
 
 MAX_VARIANTS = 20
 MAX_REASON = 2000

@@ -318,7 +318,7 @@ def _base_norms(rt: Runtime, base: str, modules: list[str]) -> dict[str, float] 
     registered (the relative update is then left out, not guessed)."""
     from registry.errors import BaseModelNotFound
     from registry.library.base_weights import weight_norms
-    from registry.merge.inputs import materialize_base
+    from registry.merge.service import materialize_base
 
     try:
         folder = materialize_base(rt, base)

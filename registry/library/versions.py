@@ -20,7 +20,7 @@ from registry.db import models as m
 from registry.domain import FileEntry, VersionInfo
 from registry.library.errors import DifferentBases, UnsupportedAdapter
 from registry.library.factors import AdapterFactors, load_factors
-from registry.merge.inputs import materialize_adapter
+from registry.merge.service import materialize_adapter
 from registry.runtime import Runtime
 
 MAX_INPUTS = 200  # adapters one request may name: bounds the work a caller can ask for

@@ -1,1 +1,1 @@
-"""Lifecycle: stages and aliases, promotion policies, tokens and roles, events and webhooks."""
+"""Lifecycle: stages and aliases, promotion policies, events and webhooks."""

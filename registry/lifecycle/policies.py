@@ -17,7 +17,7 @@ from registry.catalog.refs import NAME_RE, check_name
 from registry.db import models as m
 from registry.db.database import Database
 from registry.errors import InvalidInput
-from registry.lifecycle.access import ROLES
+from registry.principal import ROLES
 
 STAGES = ("staging", "production", "archived")
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from registry.errors import AlreadyExists, IntegrityError, InvalidInput
+from registry.errors import AlreadyExists, ChecksumMismatch, InvalidInput
 from registry.merge.adapters import AdapterInput, LoadedAdapter, Replacement, load_adapters
 from registry.merge.delta import PreparedTensor
 from registry.merge.layer_types import layer_types
@@ -124,7 +124,7 @@ def merge_adapters(
 
     Raises InvalidInput / InvalidAdapter (nothing written) for what cannot be merged exactly,
     AlreadyExists if ``out_dir`` exists, StorageUnavailable if the disk fills up,
-    IntegrityError if the probes disagree beyond rounding, MergeCancelled when
+    ChecksumMismatch if the probes disagree beyond rounding, MergeCancelled when
     ``should_cancel()`` turns True. On any failure no output folder is left behind (a
     process killed outright leaves a hidden ``.<out_dir name>.partial-*`` sibling to delete).
     ``progress`` and ``should_cancel`` are called from the calling thread, about twice a
@@ -180,7 +180,7 @@ def merge_adapters(
             types = kinds.result() if kinds is not None else {}
             verification = _verify(base, tmp, checks_prep, min(elems, 4 * 2**20), types)
         if not verification.passed:
-            raise IntegrityError(
+            raise ChecksumMismatch(
                 f"merge verification failed: {verification.worst_module} differs from the"
                 f" adapters' delta by {verification.max_error_ratio:.1f}x what rounding to the"
                 " output dtype explains; the output was discarded"

@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from registry.access import visible_jobs
 from registry.db import models as m
 from registry.db.database import Database
 from registry.errors import Conflict, NotFound
-from registry.lifecycle.access import visible_jobs
 from registry.timestamps import iso_z
 
 TERMINAL = ("succeeded", "failed", "cancelled")

@@ -29,8 +29,8 @@ from registry.domain import FileEntry
 from registry.errors import LoraregError
 from registry.merge import jobs
 from registry.merge.engine import MergeResult, merge_adapters
-from registry.merge.inputs import materialize_adapter, materialize_base
 from registry.merge.jobs import JobInfo
+from registry.merge.service import materialize_adapter, materialize_base
 from registry.merge.stream import MergeCancelled, MergeProgress
 from registry.observability import metrics
 from registry.runtime import Runtime

@@ -7,8 +7,9 @@ from collections.abc import Collection
 from dataclasses import asdict
 from typing import Any
 
+from registry import access
 from registry.db.database import Database
-from registry.lifecycle import access, webhooks
+from registry.lifecycle import webhooks
 from registry.principal import Principal
 from registry.services.models import TokenCreated, TokenView, WebhookCreated, WebhookView
 

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from registry.errors import IntegrityError
+from registry.errors import ChecksumMismatch
 from registry.storage.base import blob_key
 
 READ_ONLY = 0o444
@@ -40,7 +40,7 @@ class NodeBlobs:
     def add_stream(self, sha256: str, size: int, chunks: Iterable[bytes]) -> int:
         """Store the bytes ``chunks`` yields if they hash to ``sha256``; returns their count.
 
-        Raises IntegrityError (nothing kept) when they do not.
+        Raises ChecksumMismatch (nothing kept) when they do not.
         """
         h = hashlib.sha256()
         n = 0
@@ -55,7 +55,7 @@ class NodeBlobs:
                 fh.flush()
                 os.fsync(fh.fileno())
             if n != size or h.hexdigest() != sha256:
-                raise IntegrityError(
+                raise ChecksumMismatch(
                     f"blob {sha256[:12]}: received {n} bytes hashing to {h.hexdigest()[:12]},"
                     f" expected {size}; nothing was written; run `lorareg fsck` on the server"
                 )

@@ -14,9 +14,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from registry.access import authenticate
 from registry.api.deps import RuntimeDep
 from registry.errors import Unauthorized
-from registry.lifecycle.access import authenticate
 from registry.web.csrf import require_csrf
 from registry.web.pages import PageRoute
 from registry.web.session import clear_session_cookie, set_session_cookie

@@ -22,7 +22,7 @@ from registry.api.deps import CurrentUser, RuntimeDep
 from registry.catalog.refs import Ref, parse_ref
 from registry.domain import VersionInfo
 from registry.errors import GateFailed, InvalidReference
-from registry.lifecycle.access import Principal
+from registry.principal import Principal
 from registry.services import lifecycle as lifecycle_service
 from registry.web.csrf import require_csrf
 from registry.web.pages import PageRoute

@@ -19,7 +19,7 @@ from registry.api.deps import CurrentUser, RuntimeDep
 from registry.catalog import erase
 from registry.catalog.erase_preview import ErasurePreview, preview_erasure
 from registry.errors import InProduction, InvalidInput
-from registry.lifecycle.access import Principal
+from registry.principal import Principal
 from registry.web.csrf import require_csrf
 from registry.web.pages import PageRoute
 from registry.web.templating import PREFIX, render, with_query

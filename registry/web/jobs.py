@@ -15,11 +15,11 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from registry.access import visible_jobs
 from registry.api.deps import MAX_ID, CurrentUser, IdPath, Reader, RuntimeDep
 from registry.catalog.refs import parse_ref
 from registry.db import models as m
 from registry.errors import InvalidInput, LoraregError
-from registry.lifecycle.access import visible_jobs
 from registry.merge import jobs
 from registry.merge.jobs import JobInfo
 from registry.web.format import human_size

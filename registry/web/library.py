@@ -55,7 +55,7 @@ def library_page(
         "above": [],
     }
     if base:
-        from registry.merge.inputs import require_torch
+        from registry.merge.service import require_torch
 
         require_torch()
         from registry.library.library_map import library_map

@@ -47,7 +47,7 @@ from registry.catalog.refs import Ref, Repo, check_name, parse_ref, parse_repo
 from registry.compat.version_checks import latest_checks
 from registry.domain import VersionInfo
 from registry.errors import AdapterNotFound, InvalidInput
-from registry.lifecycle.access import Principal
+from registry.principal import Principal
 from registry.web import account, actions, bases, erase, experiments, jobs, library, pickers
 from registry.web import queries as wq
 from registry.web.actions import version_actions

@@ -45,7 +45,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from registry.db import models as m
 from registry.db.database import Database
 from registry.errors import LoraregError
-from registry.lifecycle.access import Principal
+from registry.principal import Principal
 
 COOKIE = "lorareg_session"
 LIFETIME_S = 12 * 3600

@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from registry.access import ROLES, create_token
 from registry.client.local import LocalClient
 from registry.db import models as m
 from registry.domain import EvalRecord
 from registry.lifecycle import policies
-from registry.lifecycle.access import ROLES, create_token
 from registry.merge import jobs
 from registry.runtime import Runtime
 

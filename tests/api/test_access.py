@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import update
 
+from registry.access import ROLES, create_token
 from registry.client.local import LocalClient
 from registry.db import models as m
-from registry.lifecycle.access import ROLES, create_token
 from registry.runtime import Runtime
 from registry.server import create_app
 from tests.fixtures.catalog import LiveServer

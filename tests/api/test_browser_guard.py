@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from registry.access import create_token
 from registry.api.origins import loopback_host, same_origin
-from registry.lifecycle.access import create_token
 from registry.merge import jobs
 from registry.runtime import Runtime
 from registry.server import create_app

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from registry.access import create_token
 from registry.db import models as m
 from registry.lifecycle import events
-from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
 from registry.server import create_app
 from tests.fixtures.catalog import LiveServer
@@ -257,7 +257,7 @@ def test_streams_and_long_polls_share_the_per_token_cap(runtime: Runtime) -> Non
 
 
 def _key(rt: Runtime, name: str) -> str:
-    from registry.lifecycle.access import list_tokens
+    from registry.access import list_tokens
 
     return f"token:{next(t.id for t in list_tokens(rt.db) if t.name == name)}"
 

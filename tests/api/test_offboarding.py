@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.access import create_token
 from registry.client.local import LocalClient
 from registry.client.remote import RemoteClient
 from registry.config import Settings
 from registry.errors import QuotaExceeded
-from registry.lifecycle.access import create_token
 from registry.runtime import Runtime, open_runtime
 from registry.server import create_app
 from tests.fixtures.catalog import LiveServer, catalog_state

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.access import Principal, create_token
 from registry.lifecycle import events
-from registry.lifecycle.access import Principal, create_token
 from registry.merge import jobs
 from registry.runtime import Runtime
 from registry.server import create_app

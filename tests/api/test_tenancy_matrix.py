@@ -25,7 +25,7 @@ from sqlalchemy import text
 
 from registry.client.local import LocalClient
 from registry.db.models import Base
-from registry.lifecycle.access import ROLES
+from registry.principal import ROLES
 from registry.runtime import Runtime
 from registry.server import create_app
 from registry.web.csrf import FIELD

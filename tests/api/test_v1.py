@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ from tests.fixtures.catalog import catalog_state
 
 
 @pytest.fixture
-def http(server_url: str) -> httpx.Client:
+def http(server_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server_url, timeout=30) as c:
         yield c
 

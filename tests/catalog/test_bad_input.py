@@ -57,7 +57,7 @@ def _symlink_out(folder: Path) -> None:
     os.symlink(outside, folder / "notes.txt")
 
 
-CASES: dict[str, tuple[Callable[[Path], None], type[errors.LoraregError], str]] = {
+CASES: dict[str, tuple[Callable[[Path], object], type[errors.LoraregError], str]] = {
     "missing config": (lambda d: (d / CONFIG).unlink(), errors.InvalidAdapter, CONFIG),
     "missing weights": (lambda d: (d / WEIGHTS).unlink(), errors.InvalidAdapter, WEIGHTS),
     "invalid json": (

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from registry.access import create_token
 from registry.catalog import erase as erase_mod
 from registry.catalog.upkeep import fsck, gc
 from registry.client.local import LocalClient
@@ -25,7 +26,6 @@ from registry.errors import (
     StorageUnavailable,
     VersionNotFound,
 )
-from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
 from tests.fixtures.catalog import catalog_state
 

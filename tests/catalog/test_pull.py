@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from registry.errors import AlreadyExists, IntegrityError, VersionNotFound
+from registry.errors import AlreadyExists, ChecksumMismatch, VersionNotFound
 from registry.runtime import Runtime
 from registry.storage.base import blob_key
 from registry.storage.local import LocalBlobStore
@@ -82,7 +82,7 @@ def test_corrupt_blob_fails_pull_and_writes_nothing(
     v = client.push(adapter_library["v1"], "acme/a").version
     weights = next(f for f in v.files if f.path == "adapter_model.safetensors")
     _damage_blob(runtime, weights.sha256, request)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(ChecksumMismatch):
         client.pull("acme/a:1", dest=tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert list(tmp_path.glob(".out*")) == []

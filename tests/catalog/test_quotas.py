@@ -14,7 +14,7 @@ from registry.catalog import quotas
 from registry.catalog.quotas import parse_size
 from registry.client.local import LocalClient
 from registry.errors import Forbidden, InvalidInput, NotFound, QuotaExceeded
-from registry.lifecycle.access import Principal
+from registry.principal import Principal
 from registry.runtime import Runtime
 from tests.fixtures.catalog import catalog_state
 

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.access import create_token
 from registry.client.local import LocalClient
 from registry.client.remote import RemoteClient
 from registry.domain import VersionInfo
-from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
 from registry.server import create_app
 from tests.fixtures.catalog import LiveServer

@@ -91,7 +91,7 @@ def test_every_setting_with_a_bad_value_is_one_line(
     embedded_env: dict[str, str | None], adapter_dir: Path, tmp_path: Path
 ) -> None:
     assert run(embedded_env, "push", str(adapter_dir), "acme/a").exit_code == 0
-    swept = set()
+    swept: set[str] = set()
     for name, field in Settings.model_fields.items():
         if name in FREE_TEXT:
             continue

@@ -72,13 +72,13 @@ def test_server_started_without_pytorch_refuses_merges(
 ) -> None:
     """torch missing when `serve` started (no in-process worker), installed later: the
     server still cannot merge, so it refuses instead of queueing forever."""
-    import registry.merge.inputs as inputs
+    import registry.merge.service as merge_service
     from registry.server import create_app
 
-    monkeypatch.setattr(inputs, "torch_installed", lambda: False)
+    monkeypatch.setattr(merge_service, "torch_installed", lambda: False)
     app = create_app(catalog, worker=True)
     with LiveServer(app) as srv:
-        monkeypatch.setattr(inputs, "torch_installed", lambda: True)  # "installed later"
+        monkeypatch.setattr(merge_service, "torch_installed", lambda: True)  # "installed later"
         before = catalog_state(catalog)
         r = run(_env(catalog.settings, tmp_path, srv.url), "merge", "acme/voice:1",
                 "--base", "tiny-llama")  # fmt: skip
@@ -93,9 +93,9 @@ def test_no_pytorch_refusal_gives_the_pinned_install(
     catalog: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Embedded mode: the merge runs in the CLI's process, not "on this server"."""
-    import registry.merge.inputs as inputs
+    import registry.merge.service as merge_service
 
-    monkeypatch.setattr(inputs, "torch_installed", lambda: False)
+    monkeypatch.setattr(merge_service, "torch_installed", lambda: False)
     r = run(_env(catalog.settings, tmp_path), "merge", "acme/voice:1", "--base", "tiny-llama")
     assert r.exit_code == 1 and r.stderr.count("\n") == 1
     assert "pip install torch==2.13.0 && pip install 'lorareg[merge]'" in r.stderr

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.access import create_token
 from registry.client.local import LocalClient
 from registry.compat.sources import check_server_source
 from registry.config import Settings
 from registry.errors import SourceNotAllowed
-from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
 from registry.server import create_app
 from tests.compat.test_base_s3 import upload

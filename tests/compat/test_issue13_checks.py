@@ -63,7 +63,7 @@ def test_other_peft_methods_are_named_first(method: str, tmp_path: Path) -> None
         else LoHaConfig(r=4, target_modules=["q_proj"])
     )
     torch.manual_seed(0)
-    get_peft_model(make_llama(), config).save_pretrained(tmp_path / method)
+    get_peft_model(make_llama(), config).save_pretrained(str(tmp_path / method))
 
     with pytest.raises(InvalidAdapter) as exc:
         inspect_adapter(local_files(tmp_path / method))

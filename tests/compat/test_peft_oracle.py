@@ -37,12 +37,14 @@ def peft_serves(base_dir: Path, adapter: Path) -> tuple[bool, str]:
             model = AutoModelForCausalLM.from_pretrained(base_dir).eval()
             peft_model = PeftModel.from_pretrained(model, adapter).eval()
             for name, module in peft_model.named_modules():
+                # isinstance on the mixin would hide the nn.Module it also is.
                 if isinstance(module, BaseTunerLayer):
                     # Attention can hide a NaN query from the logits; the layer cannot.
-                    module.register_forward_hook(
+                    torch.nn.Module.register_forward_hook(
+                        module,  # type: ignore[arg-type]  # every tuner layer is an nn.Module
                         lambda _m, _i, out, name=name: (
                             non_finite.append(name) if not torch.isfinite(out).all() else None
-                        )
+                        ),
                     )
             with torch.no_grad():
                 logits = peft_model(IDS).logits

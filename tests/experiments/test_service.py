@@ -10,7 +10,7 @@ import pytest
 from registry import errors
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.experiments import service
-from registry.lifecycle.access import Principal
+from registry.principal import Principal
 from registry.runtime import Runtime
 from tests.fixtures.catalog import catalog_state
 

@@ -339,7 +339,8 @@ def test_hostile_corpus(
     with httpx.Client(base_url=server_url, timeout=60) as http:
         cases = _cases(good)
         assert len(cases) >= 30
-        for name, call, status, code in cases:
+        for name, call, status, expected_code in cases:
+            code: str | None = expected_code
             rows = catalog_state(runtime)["rows"]
             resp = call(http, runtime)
             try:

@@ -14,8 +14,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from registry.access import create_token
 from registry.domain import VersionInfo
-from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
 from registry.server import create_app
 from tests.fixtures.catalog import LiveServer

@@ -31,7 +31,8 @@ def test_model_info_names_each_revision(
     assert set(by_name) == {f.path for f in v2.files}
     for f in v2.files:
         assert by_name[f.path].size == f.size
-        assert by_name[f.path].lfs is not None and by_name[f.path].lfs.sha256 == f.sha256
+        lfs = by_name[f.path].lfs
+        assert lfs is not None and lfs.sha256 == f.sha256
     for rev, expected in [
         ("main", v2), ("v1", v1), ("1", v1), (v1.content_id, v1),
         ("production", v2), ("champion", v1),

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from registry.errors import IntegrityError
+from registry.errors import ChecksumMismatch
 from registry.integrations.vllm.cache import CacheFile, NodeCache
 from registry.integrations.vllm.gate import Refused
 from registry.integrations.vllm.resolver import AdapterResolver, parse_name
@@ -144,7 +144,7 @@ def test_bytes_that_do_not_match_their_sha256_are_not_kept(tmp_path: Path) -> No
     cache = NodeCache(tmp_path, max_bytes=10**6)
     good = one_file(payload(1))[0]
     bad = CacheFile(good.path, good.sha256, good.size, lambda: [payload(2)])
-    with pytest.raises(IntegrityError, match="expected"):
+    with pytest.raises(ChecksumMismatch, match="expected"):
         cache.hold(cid(1), [bad])
     assert not (tmp_path / cid(1)).exists()
     assert not any((tmp_path / ".tmp").iterdir())

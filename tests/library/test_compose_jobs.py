@@ -51,13 +51,9 @@ def library(runtime: Runtime, pair: dict[str, Path]) -> LocalClient:
 
 def _versions(rt: Runtime, name: str) -> int:
     with rt.db.read() as s:
-        return int(
-            s.scalar(
-                select(func.count(m.AdapterVersion.id))
-                .join(m.Adapter)
-                .where(m.Adapter.name == name)
-            )
-        )
+        return s.execute(
+            select(func.count(m.AdapterVersion.id)).join(m.Adapter).where(m.Adapter.name == name)
+        ).scalar_one()
 
 
 def test_two_workers_run_a_compose_job_once(runtime: Runtime, library: LocalClient) -> None:
@@ -84,6 +80,7 @@ def test_two_workers_run_a_compose_job_once(runtime: Runtime, library: LocalClie
     done = jobs.get_job(runtime.db, job.id)
     assert done.state == "succeeded", done.error
     assert done.attempts == 1 and done.worker_id in ("w0", "w1")
+    assert done.result is not None
     v = done.result["version"]
     assert done.output == "acme/storefront:1" == f"{v['namespace']}/{v['name']}:{v['number']}"
     assert done.result["max_rank"] == 6  # cat: 4 + 2

@@ -4,7 +4,9 @@ the numbers the d_out x d_in deltas give."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -108,13 +110,13 @@ def test_compression_is_the_dense_truncation(
     folders: dict[str, Path],
     tmp_path: Path,
     name: str,
-    make: object,
+    make: Callable[[], Any],
     rank: int | None,
     energy: float | None,
 ) -> None:
-    before = peft_deltas(make, folders[name])  # type: ignore[arg-type]
+    before = peft_deltas(make, folders[name])
     result = compress_folder(folders[name], tmp_path / "out", rank=rank, energy=energy)
-    after = peft_deltas(make, tmp_path / "out")  # type: ignore[arg-type]  (PEFT reads our config)
+    after = peft_deltas(make, tmp_path / "out")  # PEFT reads our config
     for k, d in before.items():
         keep = result.ranks[k]
         u, s, vh = torch.linalg.svd(d, full_matrices=False)

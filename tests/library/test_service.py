@@ -86,7 +86,7 @@ def test_compose_interference_analyze_compress(
             w * dense[n].get(k, 0)
             for n, w in (("voice", 1.0), ("product", 0.6), ("compliance", -1.0))
         )
-        assert torch.allclose(d, want, atol=1e-6), k
+        assert torch.allclose(d, torch.as_tensor(want), atol=1e-6), k
 
     first = client.interference(base="tiny-llama", namespace="acme", tags={})
     assert first.computed_pairs == 6 and first.cached_pairs == 0  # 4 adapters

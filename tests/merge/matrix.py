@@ -172,7 +172,7 @@ def build_adapter(cell: Cell, folder: Path) -> Path:
     torch.manual_seed(1)
     model = get_peft_model(base_model(cell), LoraConfig(**kw))
     if cell.variant.pissa:
-        model.save_pretrained(folder.with_name(folder.name + "-init"))
+        model.save_pretrained(str(folder.with_name(folder.name + "-init")))
     gen = torch.Generator().manual_seed(2)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -184,8 +184,8 @@ def build_adapter(cell: Cell, folder: Path) -> Path:
                     param.copy_(param + noise * 0.05 if "magnitude" in name else noise * 0.1)
             elif "base_layer.bias" in name:
                 param.add_(torch.randn(param.shape, generator=gen) * 0.1)
-    init = folder.with_name(folder.name + "-init") if cell.variant.pissa else None
-    model.save_pretrained(folder, path_initial_model_for_weight_conversion=init)
+    init = str(folder.with_name(folder.name + "-init")) if cell.variant.pissa else None
+    model.save_pretrained(str(folder), path_initial_model_for_weight_conversion=init)
     return folder
 
 

@@ -65,7 +65,7 @@ def test_bad_merge_requests_queue_nothing(
 ) -> None:
     registry_with_base.add_base("wide-llama", str(base_library["wide"]))
     before = catalog_state(runtime)
-    cases = [
+    cases: list[tuple[dict[str, Any], type[errors.LoraregError], str]] = [
         (
             dict(refs=["acme/voice:1", "acme/product:1"], base="tiny-llama", weights=[1.0]),
             errors.InvalidInput,

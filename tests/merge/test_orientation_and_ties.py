@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import registry.merge.plan as plan_module
-from registry.errors import IntegrityError
+from registry.errors import ChecksumMismatch
 from tests.factories import make_adapter, make_gpt2, make_llama, save_base
 from tests.merge.conftest import (
     load_output,
@@ -67,7 +67,7 @@ def test_verification_catches_a_merge_that_transposes_a_square_layer(
         return plan.info.shape == (lora.in_features, lora.out_features)
 
     monkeypatch.setattr(plan_module, "_orientation", from_the_config)
-    with pytest.raises(IntegrityError, match=r"verification failed: .*attn\.c_proj"):
+    with pytest.raises(ChecksumMismatch, match=r"verification failed: .*attn\.c_proj"):
         merge(gpt2_base, [adapter], tmp_path / "out", verify_modules=32)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
 
@@ -82,7 +82,7 @@ def test_verification_asks_transformers_not_lorareg_s_own_table(
     adapter = make_adapter(tmp_path / "a", base=make_gpt2(), target_modules=["attn.c_proj"])
     adapter = _fan_false(adapter)
     monkeypatch.setitem(architectures.CONV1D_MODULES, "gpt2", frozenset({"c_fc"}))
-    with pytest.raises(IntegrityError, match=r"verification failed: .*attn\.c_proj"):
+    with pytest.raises(ChecksumMismatch, match=r"verification failed: .*attn\.c_proj"):
         merge(gpt2_base, [adapter], tmp_path / "out", verify_modules=32)
 
 

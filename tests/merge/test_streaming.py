@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from registry.errors import IntegrityError, StorageUnavailable
+from registry.errors import ChecksumMismatch, StorageUnavailable
 from registry.merge import MergeProgress
 from registry.merge.delta import LowRank
 from tests.factories import make_adapter, make_gpt2, make_llama, save_base
@@ -87,7 +87,7 @@ def test_wrong_math_fails_verification_and_leaves_nothing(
         return left * 1.01, right
 
     monkeypatch.setattr(LowRank, "factors", off_by_a_bit)
-    with pytest.raises(IntegrityError, match="verification failed"):
+    with pytest.raises(ChecksumMismatch, match="verification failed"):
         merge(llama_base, [adapter], tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
 

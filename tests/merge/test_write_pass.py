@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from registry.errors import IntegrityError
+from registry.errors import ChecksumMismatch
 from registry.merge.adapters import AdapterInput, load_adapters
 from registry.merge.output import CopyOp, TensorJob, layout_shards
 from registry.merge.plan import build_plan, read_base
@@ -111,7 +111,7 @@ def test_adopt_file_across_filesystems_copies_and_verifies(
     src = tmp_path / "shard"
     src.write_bytes(b"merged bytes")
     wrong = hashlib.sha256(b"other bytes").hexdigest()
-    with pytest.raises(IntegrityError):
+    with pytest.raises(ChecksumMismatch):
         store.adopt_file(wrong, src)  # the copy path hashes what it reads
     assert not store.exists(wrong)
 

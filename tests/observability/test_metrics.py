@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from registry.access import create_token
 from registry.client.local import LocalClient
-from registry.lifecycle.access import create_token
 from registry.merge import jobs
 from registry.runtime import Runtime
 from registry.server import create_app

@@ -14,7 +14,7 @@ from typing import BinaryIO, cast
 
 import pytest
 
-from registry.errors import BlobNotFound, IntegrityError, InvalidInput, RangeNotSatisfiable
+from registry.errors import BlobNotFound, ChecksumMismatch, InvalidInput, RangeNotSatisfiable
 from registry.storage import BlobStore, check_sha256
 from registry.storage.local import LocalBlobStore
 
@@ -106,9 +106,9 @@ def test_blobs_are_write_once(blob_store: BlobStore, tmp_path: Path) -> None:
 def test_wrong_sha256_stores_nothing(blob_store: BlobStore, tmp_path: Path, size: int) -> None:
     write_file(tmp_path / "a.bin", size)
     claimed = sha(b"something else")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(ChecksumMismatch):
         blob_store.put_file(claimed, tmp_path / "a.bin")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(ChecksumMismatch):
         blob_store.put_stream(claimed, trickle((tmp_path / "a.bin").read_bytes()))
     assert not blob_store.exists(claimed)
     assert list(blob_store.list_blobs()) == []
@@ -116,7 +116,7 @@ def test_wrong_sha256_stores_nothing(blob_store: BlobStore, tmp_path: Path, size
 
 def test_declared_size_must_match(blob_store: BlobStore) -> None:
     data = payload(5000)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(ChecksumMismatch):
         blob_store.put_stream(sha(data), io.BytesIO(data), size=len(data) + 1)
     assert not blob_store.exists(sha(data))
 
@@ -269,7 +269,7 @@ def test_staged_upload_reaches_the_blob_only_verified(blob_store: BlobStore) -> 
     assert url is not None
     assert httpx.put(url, content=payload(4000, seed=9)).status_code == 200
     assert not blob_store.exists(sha(data))  # staged bytes are not a blob
-    with pytest.raises(IntegrityError):
+    with pytest.raises(ChecksumMismatch):
         blob_store.store_staged(upload_id, sha(data), len(data))
     assert not blob_store.exists(sha(data))
     with pytest.raises(BlobNotFound):  # the bad upload was discarded

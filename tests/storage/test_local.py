@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import IntegrityError, StorageUnavailable
+from registry.errors import ChecksumMismatch, StorageUnavailable
 from registry.storage.local import LocalBlobStore
 
 
@@ -21,7 +21,7 @@ def test_constructor_touches_nothing(tmp_path: Path) -> None:
 
 def test_rejected_upload_leaves_no_temp_file(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(ChecksumMismatch):
         store.put_stream("0" * 64, io.BytesIO(b"not zeros"))
     assert list((tmp_path / "tmp").iterdir()) == []
     assert not (tmp_path / "sha256").exists()

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from registry.errors import IntegrityError, InvalidInput, StorageUnavailable
+from registry.errors import ChecksumMismatch, InvalidInput, StorageUnavailable
 from registry.storage.s3 import S3BlobStore, content_disposition
 from tests.fixtures.s3 import TEST_PART_SIZE, free_port
 
@@ -48,7 +48,7 @@ def test_rejected_multipart_upload_leaves_no_parts_behind(
     s3_store: S3BlobStore, s3_client: Any, s3_bucket: str
 ) -> None:
     data = random.Random(7).randbytes(11 * MIB)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(ChecksumMismatch):
         s3_store.put_stream(hashlib.sha256(b"other").hexdigest(), io.BytesIO(data))
     assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
     assert s3_client.list_objects_v2(Bucket=s3_bucket).get("KeyCount") == 0

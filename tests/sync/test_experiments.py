@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.access import create_token
 from registry.client.local import LocalClient
 from registry.client.remote import RemoteClient
-from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
 from registry.sync import Follower, NodeLayout, SyncOptions, source_for
 from tests.sync.conftest import (

@@ -184,9 +184,11 @@ def test_promotion_rollback_and_demotion_land_within_a_second(
     with following(remote(), dest, prune=True) as run:
         for number in (2, 1, 3, 1):
             admin.promote(f"{REPO}:{number}", to="production")
-            took = wait_for(
-                lambda n=number: synced_number(dest, REPO) == n, timeout=1.0, what=f"v{number}"
-            )
+
+            def synced(n: int = number) -> bool:
+                return synced_number(dest, REPO) == n
+
+            took = wait_for(synced, timeout=1.0, what=f"v{number}")
             assert took < 1.0
         admin.promote(f"{REPO}:1", to="archived", reason="pulled")
         wait_for(lambda: not os.path.lexists(dest / REPO), timeout=1.0, what="removal")
@@ -311,7 +313,7 @@ class StaleOnce(LocalSource):
         self.armed = False
         self.previous_answer: Any = None
 
-    def resolve(self, repo: Repo, *, ref: str, base: str) -> Any:
+    def resolve(self, repo: Repo, *, ref: str, base: str | None) -> Any:
         fresh = super().resolve(repo, ref=ref, base=base)
         answer = fresh
         if self.armed and answer != self.previous_answer:

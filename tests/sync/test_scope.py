@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from registry.access import create_token
 from registry.client.remote import RemoteClient
 from registry.errors import Unauthorized
-from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
 from registry.sync import Follower, NodeLayout, SyncOptions, folder_status, source_for
 from tests.sync.conftest import (

@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.access import create_token
 from registry.client.local import LocalClient
 from registry.domain import EvalRecord
-from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
 from tests.web.browsing import ARGS, CHROMIUM
 

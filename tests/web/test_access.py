@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from registry.access import create_token
 from registry.client.local import LocalClient
-from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
 from registry.server import create_app
 

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from registry.access import list_tokens, revoke_token
 from registry.client.local import LocalClient
-from registry.lifecycle.access import list_tokens, revoke_token
 from registry.runtime import Runtime
 from registry.server import create_app
 from registry.web.csrf import FIELD
@@ -210,7 +210,7 @@ def test_server_secret_signs_sessions(
     is refused, and two replicas with the same secret accept each other's cookies."""
     from pydantic import SecretStr
 
-    from registry.lifecycle.access import authenticate
+    from registry.access import authenticate
     from registry.web.session import SessionCodec
 
     token = token_for("reader", name="bob")

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from registry.access import create_token
 from registry.db import models as m
-from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
 from registry.server import create_app
 from registry.web import queries as wq

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from registry.access import authenticate, create_token, revoke_token
 from registry.db.database import Database
-from registry.lifecycle.access import authenticate, create_token, revoke_token
 from registry.web.csrf import CsrfProtect
 from registry.web.session import LIFETIME_S, SessionCodec
 

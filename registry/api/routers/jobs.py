@@ -34,7 +34,7 @@ def create_merge(
         user.require_namespace(parse_ref(ref).repo.namespace)
     if body.output:
         user.require_namespace(parse_repo(body.output).namespace)
-    from registry.merge.inputs import request_merge  # loads torch only when merging
+    from registry.merge.service import request_merge  # loads torch only when merging
 
     job, report = request_merge(
         rt,

@@ -37,7 +37,7 @@ class CompressRequest(Body):
 
 
 def _service() -> Any:
-    from registry.merge.inputs import require_torch
+    from registry.merge.service import require_torch
 
     require_torch()
     from registry.library import service

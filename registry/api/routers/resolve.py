@@ -26,8 +26,8 @@ from registry.api.version_cache import cached_version, start_refresh, version_ca
 from registry.catalog.refs import parse_repo
 from registry.catalog.resolve import resolve, resolve_document
 from registry.domain import FileEntry, VersionInfo
-from registry.lifecycle.access import OPEN_ACCESS, Principal
 from registry.observability.metrics import RESOLVE_CACHE
+from registry.principal import OPEN_ACCESS, Principal
 from registry.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["resolve"])

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.errors import IntegrityError
+from registry.errors import ChecksumMismatch
 from registry.formats.adapter import check_relative_path
 
 CONTENT_ID = re.compile(r"^[0-9a-f]{40}$")
@@ -76,7 +76,7 @@ class NodeCache:
 
     def folder(self, content_id: str) -> Path:
         if not CONTENT_ID.match(content_id):
-            raise IntegrityError(f"content id {content_id!r} is not 40 hex digits")
+            raise ChecksumMismatch(f"content id {content_id!r} is not 40 hex digits")
         return self.root / content_id
 
     def hold(self, content_id: str, files: Iterable[CacheFile]) -> tuple[Holding, int]:
@@ -84,7 +84,7 @@ class NodeCache:
 
         Returns the holding and the bytes downloaded now (0 when it was cached). Processes
         and threads asking for the same content id at once download it once: the others
-        wait for the first and then find the folder. Raises IntegrityError (nothing kept)
+        wait for the first and then find the folder. Raises ChecksumMismatch (nothing kept)
         when a file does not match its sha256.
         """
         folder = self.folder(content_id)
@@ -179,7 +179,7 @@ def _write_verified(dest: Path, f: CacheFile) -> int:
         fh.flush()
         os.fsync(fh.fileno())
     if n != f.size or h.hexdigest() != f.sha256:
-        raise IntegrityError(
+        raise ChecksumMismatch(
             f"{f.path}: received {n} bytes hashing to {h.hexdigest()[:12]}, expected"
             f" {f.size} bytes with sha256 {f.sha256[:12]}; nothing was kept"
         )

@@ -81,7 +81,7 @@ class AdapterResolver:
     def resolve(self, name: str) -> Served | None:
         """Fetch, check and hold the version ``name`` names now; None when ``name`` is not
         a lorareg reference or names nothing. Raises Refused when the version does not fit
-        the served base, and lorareg's errors (Unavailable, Unauthorized, IntegrityError)."""
+        the served base, and lorareg's errors (Unavailable, Unauthorized, ChecksumMismatch)."""
         ref = parse_name(name)
         if ref is None:
             return None

@@ -38,7 +38,7 @@ def main() -> None:
     models: dict[str, Any] = {}
     distributed = False
 
-    def model_for(base: str) -> tuple[Any, Any]:
+    def model_for(base: str) -> tuple[Any, Any, Any]:
         nonlocal distributed
         if base not in models:
             mc = ModelConfig(

@@ -1,4 +1,5 @@
-"""Turning a merge request into a job, and materialising its inputs for a worker.
+"""The merge use case: a merge request checked and turned into a job, and its inputs
+materialised for a worker.
 
 The request is checked before it is queued: every adapter exists, fits the base (its
 compatibility check against that base must not fail; one is run if none is recorded), the

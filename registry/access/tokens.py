@@ -1,16 +1,6 @@
-"""Who may do what: API tokens, roles and namespace scopes.
+"""API tokens: create, list, revoke, and authenticate a bearer token to a Principal.
 
-Roles are ordered: a reader pulls; a writer also pushes and records evals; a maintainer
-also promotes and moves aliases; an admin also manages tokens, policies and webhooks.
-A token scoped to namespaces sees nothing outside them: callers turn "not allowed to see"
-into NotFound, never Forbidden, so a client's adapters do not leak their existence.
-
-Administration stays inside the scope too: a scoped admin creates, lists and revokes only
-tokens whose own scope lies within its namespaces (never an unscoped one), and manages only
-webhooks of its namespaces. Asking for more is 403 ``forbidden``, answered the same whether
-the token or webhook named exists or not, so ids are no oracle. Shared things (base models)
-are changed only by unscoped tokens. A merge job belongs to every namespace it reads or
-writes: a scoped viewer sees it only when its scope covers all of them.
+Only a token's sha256 is stored; the plaintext is shown once, when it is created.
 """
 
 from __future__ import annotations
@@ -21,17 +11,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import select
 
 from registry.catalog.refs import check_name
 from registry.db import models as m
 from registry.db.database import Database
 from registry.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-
-# The caller lives below catalog/ (which checks it before erasing); re-exported here.
-from registry.principal import OPEN_ACCESS as OPEN_ACCESS
-from registry.principal import ROLES as ROLES
-from registry.principal import Principal as Principal
+from registry.principal import ROLES, Principal
 
 TOKEN_PREFIX = "lrg_"
 
@@ -143,29 +129,6 @@ def authenticate(db: Database, token: str) -> Principal:
             raise Unauthorized(f"token {row.name!r} expired at {expires:%Y-%m-%d %H:%M} UTC")
     scope = frozenset(row.namespaces) if row.namespaces else None
     return Principal(name=row.name, role=row.role, namespaces=scope, token_id=row.id)
-
-
-def require_webhook_scope(db: Database, webhook_id: int, viewer: Principal) -> None:
-    """Forbidden unless a scoped ``viewer`` may manage webhook ``webhook_id`` (one of its
-    namespaces); the same answer when it does not exist. Unscoped viewers pass through to
-    the webhook service, which reports a missing id."""
-    if viewer.namespaces is None:
-        return
-    with db.read() as s:
-        namespace = s.scalar(select(m.Webhook.namespace).where(m.Webhook.id == webhook_id))
-    if namespace is None or not viewer.sees(namespace):
-        raise Forbidden(f"webhook {webhook_id} is not one this token may manage")
-
-
-def visible_jobs(namespaces: frozenset[str] | None) -> ColumnElement[bool] | None:
-    """A filter on ``jobs`` for a viewer scoped to ``namespaces`` (None: no filter): the
-    output namespace is in scope (indexed) and no namespace the job touches lies outside."""
-    if namespaces is None:
-        return None
-    scope = sorted(namespaces)
-    JN = m.JobNamespace
-    outside = exists().where(JN.job_id == m.Job.id, JN.namespace.not_in(scope))
-    return m.Job.namespace.in_(scope) & ~outside
 
 
 def _info(row: m.Token) -> TokenInfo:
