@@ -142,7 +142,13 @@ def authenticate(db: Database, token: str) -> Principal:
         if expires <= datetime.now(UTC):
             raise Unauthorized(f"token {row.name!r} expired at {expires:%Y-%m-%d %H:%M} UTC")
     scope = frozenset(row.namespaces) if row.namespaces else None
-    return Principal(name=row.name, role=row.role, namespaces=scope, token_id=row.id)
+    return Principal(
+        name=row.name,
+        role=row.role,
+        namespaces=scope,
+        token_id=row.id,
+        default_region=row.default_region,
+    )
 
 
 def require_webhook_scope(db: Database, webhook_id: int, viewer: Principal) -> None:
