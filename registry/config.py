@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from registry.errors import InvalidInput
@@ -14,6 +23,61 @@ from registry.errors import InvalidInput
 
 def _default_home() -> Path:
     return Path.home() / ".lorareg"
+
+
+# A region's name: short and canonical, it is a label value, a query parameter and a key.
+REGION_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+MAX_REGIONS = 32
+_STORAGE_URL = re.compile(r"(s3://[a-z0-9][a-z0-9.-]{1,62}(/[^\s?#]*)?|file:///[^\s?#]*)")
+_HTTP_URL = re.compile(r"https?://[^/\s?#]+(/\S*)?")
+
+
+def check_region_name(name: str) -> str:
+    """``name`` when it is a canonical region name, else ValueError saying what is allowed."""
+    if not isinstance(name, str) or not REGION_NAME.fullmatch(name):
+        raise ValueError(
+            f"{str(name)[:40]!r} is not a region name: lowercase letters, digits and '-',"
+            " 1 to 32 characters, starting with a letter or digit"
+        )
+    return name
+
+
+class RegionConfig(BaseModel):
+    """One regional store, as written in ``LORAREG_REGIONS``.
+
+    ``mode``: ``replicate`` (lorareg's workers copy each blob from the primary store) or
+    ``external`` (the storage's own replication fills it; lorareg only checks presence).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(max_length=32)
+    storage_url: str = Field(max_length=1024)
+    endpoint_url: str | None = Field(default=None, max_length=1024)
+    # The AWS credentials chain of this region's store (a profile name); None: the default.
+    aws_profile: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.+@-]{1,64}$")
+    mode: Literal["replicate", "external"] = "replicate"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_region_name(value)
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        if not _STORAGE_URL.fullmatch(value):
+            raise ValueError(
+                f"{value[:80]!r}: use s3://bucket/prefix (a bucket of 3 to 63 characters) or file:///absolute/path"
+            )
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not _HTTP_URL.fullmatch(value):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:9000")
+        return value
 
 
 class Settings(BaseSettings):
@@ -60,6 +124,94 @@ class Settings(BaseSettings):
     # under these roots and these S3 buckets, comma-separated. Default: none (hf:// only).
     base_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     base_buckets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Regional stores (issue 20): a JSON list of RegionConfig objects. Unset: one store.
+    regions: Annotated[list[RegionConfig], NoDecode] = Field(default_factory=list)
+    # The name the primary store (storage_url) is known by among the regions.
+    primary_region: str = "primary"
+    # Where this process (reader, server replica, sync node, CLI) is; None: the primary.
+    region: str | None = None
+    # Regions tried, in order, after the reader's own when its copy is missing; the
+    # primary is always tried last. Comma-separated.
+    region_fallback: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Replication workers: how long a claimed copy stays leased, and the pause between
+    # rounds when there is nothing to do.
+    region_lease_s: float = Field(default=300.0, gt=0, le=86_400)
+    region_interval_s: float = Field(default=1.0, gt=0, le=3600)
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _regions_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return []
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"is not JSON ({exc.msg} at character {exc.pos})") from None
+            if not isinstance(value, list):
+                raise ValueError('must be a JSON list: [{"name": "eu", "storage_url": ...}]')
+        if isinstance(value, list) and len(value) > MAX_REGIONS:
+            raise ValueError(f"at most {MAX_REGIONS} regions")
+        return value
+
+    @field_validator("primary_region")
+    @classmethod
+    def _primary_name(cls, value: str) -> str:
+        return check_region_name(value)
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, value: str | None) -> str | None:
+        return None if value is None or value == "" else check_region_name(value)
+
+    @field_validator("region_fallback", mode="before")
+    @classmethod
+    def _fallback_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            if len(value) > 40 * MAX_REGIONS:
+                raise ValueError("too long")
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list):
+            if len(value) > MAX_REGIONS + 1:
+                raise ValueError(f"at most {MAX_REGIONS} regions")
+            for item in value:
+                check_region_name(item)
+            if len(set(value)) != len(value):
+                raise ValueError("names a region twice")
+        return value
+
+    @model_validator(mode="after")
+    def _regions_consistent(self) -> Settings:
+        names = [r.name for r in self.regions]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"LORAREG_REGIONS names region {twice[0]!r} twice")
+        if self.primary_region in names:
+            raise ValueError(
+                f"LORAREG_REGIONS: {self.primary_region!r} is the primary store's name"
+                " (LORAREG_PRIMARY_REGION); give the regional store another name"
+            )
+        if self.regions:
+            known = [self.primary_region, *names]
+            listed = ", ".join(known)
+            if self.region is not None and self.region not in known:
+                raise ValueError(f"LORAREG_REGION={self.region!r} is not a region ({listed})")
+            for item in self.region_fallback:
+                if item not in known:
+                    raise ValueError(
+                        f"LORAREG_REGION_FALLBACK: {item!r} is not a region ({listed})"
+                    )
+        return self
+
+    @property
+    def region_names(self) -> list[str]:
+        """Every region's name: the primary's first, then ``LORAREG_REGIONS`` in order."""
+        return [self.primary_region, *(r.name for r in self.regions)]
+
+    @property
+    def replica_regions(self) -> tuple[str, ...]:
+        """The non-primary regions every new blob needs a copy in (empty: no regions)."""
+        return tuple(r.name for r in self.regions)
 
     @field_validator("webhook_allow_hosts", "base_roots", "base_buckets", mode="before")
     @classmethod
@@ -134,6 +286,9 @@ def _describe(exc: ValidationError) -> str:
     """One line per bad variable: ``LORAREG_PART_SIZE='abc': Input should be ...``."""
     parts = []
     for err in exc.errors():
+        if not err["loc"]:  # a check across variables names them in its message
+            parts.append(err["msg"].removeprefix("Value error, "))
+            continue
         name = "LORAREG_" + "_".join(str(p) for p in err["loc"]).upper()
         value = err.get("input")
         secret = "SECRET" in name or "TOKEN" in name

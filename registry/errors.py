@@ -23,6 +23,7 @@
     │   ├── InvalidSubject            invalid_subject  422   1   (empty, > 256 bytes, control chars)
     │   ├── UnknownVariant            unknown_variant  422   1
     │   ├── VariantBaseMismatch       variant_base_mismatch 422 1 (variants on different bases)
+    │   ├── UnknownRegion             unknown_region   422   1   (lists the configured regions)
     │   ├── NegativeCount             negative_count   422   1
     │   └── SuccessesOverTrials       successes_over_trials 422 1
     ├── NotFound                      not_found        404   1
@@ -368,6 +369,12 @@ class VariantBaseMismatch(InvalidInput):
     """Experiment variants trained on different base models (or on none)."""
 
     code = "variant_base_mismatch"
+
+
+class UnknownRegion(InvalidInput):
+    """A request named a region the server does not have; the message lists those it has."""
+
+    code = "unknown_region"
 
 
 class NegativeCount(InvalidInput):

@@ -22,6 +22,8 @@ class Principal:
     role: str
     namespaces: frozenset[str] | None = None
     token_id: int | None = None
+    # Where this token's reads are served from when a request names no region.
+    default_region: str | None = None
 
     def can(self, role: str) -> bool:
         return ROLES.index(self.role) >= ROLES.index(role)

@@ -128,7 +128,13 @@ def authenticate(db: Database, token: str) -> Principal:
         if expires <= datetime.now(UTC):
             raise Unauthorized(f"token {row.name!r} expired at {expires:%Y-%m-%d %H:%M} UTC")
     scope = frozenset(row.namespaces) if row.namespaces else None
-    return Principal(name=row.name, role=row.role, namespaces=scope, token_id=row.id)
+    return Principal(
+        name=row.name,
+        role=row.role,
+        namespaces=scope,
+        token_id=row.id,
+        default_region=row.default_region,
+    )
 
 
 def _info(row: m.Token) -> TokenInfo:

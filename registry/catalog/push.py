@@ -22,6 +22,7 @@ from registry.catalog.manifest import content_id
 from registry.catalog.queries import to_info
 from registry.catalog.quotas import enforce_quota
 from registry.catalog.refs import Repo, check_base_name
+from registry.catalog.replicas import record_needed_copies
 from registry.catalog.uploads import Visible, claim_blobs
 from registry.db import models as m
 from registry.db.database import Database
@@ -46,6 +47,8 @@ class PushRequest:
     description: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     evals: list[EvalRecord] = field(default_factory=list)
+    # The non-primary regions each new blob needs a copy in (``Settings.replica_regions``).
+    regions: tuple[str, ...] = ()
 
 
 def validate_metadata(req: PushRequest) -> None:
@@ -191,6 +194,7 @@ def record_version(
         update(m.Adapter).where(m.Adapter.id == adapter.id).values(next_number=number + 1)
     )
     _insert_blobs(session, req.files)
+    record_needed_copies(session, (f.sha256 for f in req.files), req.regions)
     row = m.AdapterVersion(
         adapter_id=adapter.id,
         number=number,

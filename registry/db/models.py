@@ -338,6 +338,39 @@ class Token(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Where this token's reads are served from when a request names no region (issue 20).
+    default_region: Mapped[str | None] = mapped_column(String(32))
+
+
+class BlobReplica(Base):
+    """A blob's copy in one non-primary region (issue 20): needed since its first version
+    was pushed, present once copied (``replicate``) or seen (``external``).
+
+    ``missing``: not there yet; ``failed``: the last attempt failed (retried at
+    ``next_try_at``); ``present``: there and verified. A worker leases a due row by a
+    conditional UPDATE of ``lease_owner``/``lease_until``; an expired lease is free again.
+    """
+
+    __tablename__ = "blob_replicas"
+    __table_args__ = (
+        CheckConstraint("state IN ('missing', 'present', 'failed')", name="state_known"),
+        CheckConstraint("attempts >= 0", name="attempts_nonneg"),
+        Index("ix_blob_replicas_due", "region", "state", "next_try_at"),
+    )
+
+    sha256: Mapped[str] = mapped_column(
+        ForeignKey("blobs.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    region: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(8), default="missing")
+    needed_since: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    present_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    next_try_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Webhook(Base):

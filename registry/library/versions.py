@@ -93,7 +93,13 @@ def store_version(
         files.append(FileEntry(path=path.relative_to(folder).as_posix(), sha256=sha, size=size))
     base = require_one_base([v for v, _ in inputs])
     req = PushRequest(
-        repo=repo, files=files, author=actor, base_model=base, description=description, tags=tags
+        repo=repo,
+        files=files,
+        author=actor,
+        base_model=base,
+        description=description,
+        tags=tags,
+        regions=rt.settings.replica_regions,
     )
 
     def record(s: Session, row: m.AdapterVersion) -> None:

@@ -252,6 +252,7 @@ class Worker:
                 author=job.created_by,
                 description=f"merged by job {job.id}: {spec['method']} of "
                 + ", ".join(f"{i['ref']}x{i['weight']:g}" for i in spec["inputs"]),
+                regions=self.rt.settings.replica_regions,
             )
             fields = VersionFields(
                 base_model=spec["base"],

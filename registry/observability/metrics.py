@@ -18,6 +18,11 @@ Server (``/metrics``):
   the follower goes.
 - ``EVENT_DELIVERY_LAG``  ``lorareg_event_delivery_lag_seconds``: from an event's commit
   (its ``created_at``) to its delivery to a follower; observe once per delivered event.
+- ``REGION_FALLBACKS``  ``lorareg_region_fallbacks_total{region,reason}``: reads of a
+  blob a reader in ``region`` got from another region (``reason``: ``missing`` copy, or
+  the region ``unavailable``); ``REGION_COPIES``
+  ``lorareg_region_copies_total{region,outcome="copied"|"present"|"failed"}`` per
+  replication or presence check (region names are bounded by configuration).
 - ``BACKEND_ERRORS``  ``lorareg_backend_errors_total{backend="storage"|"database"}``:
   requests answered 503 because storage or the catalog database failed.
 - At scrape time (``exposition.JobQueueCollector``): ``lorareg_jobs{state}`` and
@@ -73,6 +78,16 @@ EVENT_DELIVERY_LAG = Histogram(
     "lorareg_event_delivery_lag_seconds",
     "From an event's commit to its delivery to a follower.",
     buckets=LAG_BUCKETS,
+)
+REGION_FALLBACKS = Counter(
+    "lorareg_region_fallbacks",
+    "Blob reads served from another region than the reader's, by reader region and reason.",
+    ["region", "reason"],
+)
+REGION_COPIES = Counter(
+    "lorareg_region_copies",
+    "Replication attempts and presence checks of regional copies, by region and outcome.",
+    ["region", "outcome"],
 )
 BACKEND_ERRORS = Counter(
     "lorareg_backend_errors",

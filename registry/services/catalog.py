@@ -3,6 +3,8 @@ base model is registered) the automatic compatibility check."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from registry.catalog import uploads
 from registry.catalog.push import PushRequest, commit_version
 from registry.compat.version_checks import check_after_push, refuse_failing_push
@@ -21,6 +23,7 @@ def commit_push(
     ``claim`` the blobs are first claimed for ``visible`` (a server must never read, and
     report on, bytes the caller may not use; the local client wrote them itself)."""
     limit = rt.settings.max_header_bytes
+    req = replace(req, regions=rt.settings.replica_regions)  # copies every region needs
     if strict:
         if claim:
             uploads.claim_blobs(rt.db, rt.store, files=req.files, visible=visible)

@@ -96,6 +96,7 @@ class S3BlobStore:
         part_size: int = 16 * MIB,
         max_concurrency: int = 4,
         client: Any | None = None,
+        profile: str | None = None,
     ) -> None:
         if not bucket:
             raise InvalidInput("an S3 store needs a bucket name")
@@ -109,6 +110,7 @@ class S3BlobStore:
         self.part_size = part_size
         self.max_concurrency = max_concurrency
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.profile = profile
         self._client = client
         self._owns_client = client is None
         self._client_lock = threading.Lock()
@@ -122,7 +124,9 @@ class S3BlobStore:
         if self._client is None:
             with self._client_lock, self._translate("creating the S3 client"):
                 if self._client is None:
-                    self._client = _make_client(self.endpoint_url, self.max_concurrency)
+                    self._client = _make_client(
+                        self.endpoint_url, self.max_concurrency, self.profile
+                    )
         return self._client
 
     def close(self) -> None:
@@ -406,7 +410,7 @@ class S3BlobStore:
             self.client.head_bucket(Bucket=self.bucket)
 
 
-def _make_client(endpoint_url: str | None, max_concurrency: int) -> Any:
+def _make_client(endpoint_url: str | None, max_concurrency: int, profile: str | None) -> Any:
     config = Config(
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=READ_TIMEOUT_S,
@@ -416,8 +420,10 @@ def _make_client(endpoint_url: str | None, max_concurrency: int) -> Any:
         # MinIO, Ceph and most self-hosted endpoints need path-style addressing.
         s3={"addressing_style": "path"} if endpoint_url else None,
     )
-    # A fresh Session per store: boto3's default session is not thread-safe.
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+    # A fresh Session per store: boto3's default session is not thread-safe. ``profile``
+    # picks a named credentials chain (each region its own).
+    session = boto3.session.Session(profile_name=profile)
+    return session.client("s3", endpoint_url=endpoint_url, config=config)
 
 
 def _check_expiry(expires_s: int) -> int:

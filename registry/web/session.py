@@ -134,7 +134,13 @@ class SessionCodec:
         if row.expires_at is not None and _aware(row.expires_at).timestamp() <= t:
             return None
         scope = frozenset(row.namespaces) if row.namespaces else None
-        principal = Principal(name=row.name, role=row.role, namespaces=scope, token_id=row.id)
+        principal = Principal(
+            name=row.name,
+            role=row.role,
+            namespaces=scope,
+            token_id=row.id,
+            default_region=row.default_region,
+        )
         return Session(token_id=row.id, expires=expires, binding=value), principal
 
 
