@@ -72,7 +72,11 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         from registry.db.schema_version import is_current
 
         if not is_current(db):
-            from registry.db.migrate import upgrade
+            # A new embedded catalog: its schema from the snapshot of the migrated one.
+            from registry.db.sqlite_snapshot import create_from_snapshot
 
-            upgrade(db)
+            if not create_from_snapshot(db):
+                from registry.db.migrate import upgrade
+
+                upgrade(db)
     return Runtime(settings=settings, db=db, store=store)

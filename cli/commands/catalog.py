@@ -72,6 +72,11 @@ def push(
     printed; a failing check still stores the version (exit 0) unless --strict."""
     tag_map = parse_pairs(tags, "--tag")
     eval_list = _evals(evals)
+    from registry.catalog.hash_index import HashIndex
+    from registry.catalog.transfer import hash_ahead
+
+    # Hash the files on another core while the client starts (imports, catalog, S3).
+    hash_ahead(folder, HashIndex.in_cache(ctx.settings.effective_cache_dir))
     with progress("uploading", _folder_size(folder)) as bar:
         result = ctx.client.push(
             folder, repo, base=base, description=description, tags=tag_map, evals=eval_list,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from registry.catalog.refs import Ref, parse_ref
-from registry.compat import bases
 from registry.errors import BaseSourceNotFound
 
 if TYPE_CHECKING:  # only remote clients make requests; a local one never loads httpx
@@ -22,13 +21,19 @@ class LocalCompat:
         raise NotImplementedError
 
     def add_base(self, name: str, source: str) -> dict[str, Any]:
+        from registry.compat import bases
+
         doc, created = bases.add_base(self.rt.db, self.rt.settings, name, source, actor=self.actor)
         return {**doc, "created": created}
 
     def list_bases(self) -> list[dict[str, Any]]:
+        from registry.compat import bases
+
         return bases.list_bases(self.rt.db)
 
     def get_base(self, name: str) -> dict[str, Any]:
+        from registry.compat import bases
+
         return bases.get_base(self.rt.db, name)
 
     def check(self, ref: str, *, base: str, engines: list[str] | None = None) -> dict[str, Any]:

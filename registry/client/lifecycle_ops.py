@@ -5,16 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from registry.catalog import metadata, queries
-from registry.catalog.diff import diff_versions
+from registry.catalog import queries
 from registry.catalog.refs import Ref, parse_ref, parse_repo
 from registry.domain import EvalRecord, EventInfo, VersionInfo
 from registry.errors import InvalidReference
-from registry.lifecycle import events, stages
 from registry.principal import Principal
 from registry.runtime import Runtime
-from registry.services import access as access_service
-from registry.services import lifecycle as lifecycle_service
 
 
 class LocalLifecycle:
@@ -29,6 +25,8 @@ class LocalLifecycle:
     def promote(
         self, ref: str, *, to: str, reason: str | None = None, end_experiment: bool = False
     ) -> dict[str, Any]:
+        from registry.services import lifecycle as lifecycle_service
+
         done = lifecycle_service.promote(
             self.rt.db,
             _numbered(self, ref),
@@ -42,19 +40,27 @@ class LocalLifecycle:
     def set_alias(
         self, repo: str, label: str, version: int, *, reason: str | None = None
     ) -> VersionInfo:
+        from registry.lifecycle import stages
+
         return stages.set_alias(
             self.rt.db, parse_repo(repo), label, version, principal=self.principal, reason=reason
         )
 
     def delete_alias(self, repo: str, label: str) -> None:
+        from registry.lifecycle import stages
+
         stages.delete_alias(self.rt.db, parse_repo(repo), label, principal=self.principal)
 
     def add_evals(self, ref: str, evals: list[EvalRecord]) -> VersionInfo:
+        from registry.catalog import metadata
+
         return metadata.add_evals(
             self.rt.db, _numbered(self, ref), evals, actor=self.principal.name
         )
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
+        from registry.catalog.diff import diff_versions
+
         ra, rb = parse_ref(a), parse_ref(b)
         with self.rt.db.read() as s:
             va = queries.get_version(s, ra)
@@ -62,13 +68,19 @@ class LocalLifecycle:
         return diff_versions(va, vb)
 
     def get_policy(self, target: str) -> dict[str, Any]:
+        from registry.services import lifecycle as lifecycle_service
+
         return lifecycle_service.get_policy(self.rt.db, target).model_dump(mode="json")
 
     def set_policy(self, target: str, rules: dict[str, Any]) -> dict[str, Any]:
+        from registry.services import lifecycle as lifecycle_service
+
         view = lifecycle_service.set_policy(self.rt.db, target, rules, principal=self.principal)
         return view.model_dump(mode="json")
 
     def namespace_history(self, namespace: str) -> list[EventInfo]:
+        from registry.lifecycle import events
+
         return events.namespace_history(self.rt.db, namespace)
 
     def events(
@@ -76,11 +88,13 @@ class LocalLifecycle:
     ) -> list[EventInfo]:
         """Events after ``since``; with ``wait``, as the API's long poll: answers as soon as
         one arrives, or with ``[]`` after ``wait`` seconds (at most 60, as the API)."""
-        found = events.events_after(self.rt.db, since, namespace=namespace)
+        from registry.lifecycle import events as lifecycle_events
+
+        found = lifecycle_events.events_after(self.rt.db, since, namespace=namespace)
         deadline = time.monotonic() + min(max(wait, 0.0), 60.0)
         while not found and time.monotonic() < deadline:
             time.sleep(0.1)
-            found = events.events_after(self.rt.db, since, namespace=namespace)
+            found = lifecycle_events.events_after(self.rt.db, since, namespace=namespace)
         return found
 
     def create_token(
@@ -91,6 +105,8 @@ class LocalLifecycle:
         namespaces: list[str] | None = None,
         expires_in_days: float | None = None,
     ) -> dict[str, Any]:
+        from registry.services import access as access_service
+
         created = access_service.create_token(
             self.rt.db,
             name=name,
@@ -102,16 +118,22 @@ class LocalLifecycle:
         return created.model_dump(mode="json")
 
     def list_tokens(self) -> list[dict[str, Any]]:
+        from registry.services import access as access_service
+
         tokens = access_service.list_tokens(self.rt.db, principal=self.principal)
         return [t.model_dump(mode="json") for t in tokens]
 
     def revoke_token(self, token_id: int) -> dict[str, Any]:
+        from registry.services import access as access_service
+
         info = access_service.revoke_token(self.rt.db, token_id, principal=self.principal)
         return info.model_dump(mode="json")
 
     def create_webhook(
         self, url: str, *, namespace: str | None = None, kinds: list[str] | None = None
     ) -> dict[str, Any]:
+        from registry.services import access as access_service
+
         created = access_service.create_webhook(
             self.rt.db,
             url=url,
@@ -123,10 +145,14 @@ class LocalLifecycle:
         return created.model_dump(mode="json")
 
     def list_webhooks(self) -> list[dict[str, Any]]:
+        from registry.services import access as access_service
+
         hooks = access_service.list_webhooks(self.rt.db, principal=self.principal)
         return [w.model_dump(mode="json") for w in hooks]
 
     def delete_webhook(self, webhook_id: int) -> None:
+        from registry.services import access as access_service
+
         access_service.delete_webhook(self.rt.db, webhook_id, principal=self.principal)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from registry.catalog import queries
 from registry.catalog.refs import parse_ref, parse_repo
@@ -24,7 +24,7 @@ from registry.domain import (
     VersionInfo,
 )
 from registry.runtime import Runtime
-from registry.storage.base import Progress, blob_key
+from registry.storage.base import BlobStore, Progress, blob_key
 
 PAGE = 1000  # adapters per read, as the API's largest page
 if TYPE_CHECKING:
@@ -100,9 +100,11 @@ class LocalClient(
         progress: Progress | None = None,
         strict: bool = False,
     ) -> PushResult:
+        from dataclasses import replace
+
         from registry.catalog.hash_index import HashIndex
         from registry.catalog.push import PushRequest, validate_metadata
-        from registry.catalog.transfer import prepare_push
+        from registry.catalog.transfer import Hashed, KnownBlobs, prepare_push
         from registry.catalog.uploads import readable_blobs, record_upload
         from registry.services.catalog import commit_push
 
@@ -124,6 +126,8 @@ class LocalClient(
         with self.rt.db.read() as s:
             registered = readable_blobs(s, {f.sha256 for f in local.files}, None)
         recorded: set[str] = set()
+        stored: dict[str, Hashed] = {}
+        sent_now: set[str] = set()
         for f in local.files:
             if f.sha256 not in registered and f.sha256 not in recorded:
                 recorded.add(f.sha256)
@@ -131,16 +135,28 @@ class LocalClient(
                 # (the object itself is never touched); the bytes are verified below or
                 # were verified when stored.
                 record_upload(self.rt.db, sha256=f.sha256, size=f.size, visible=None)
-            if self.rt.store.exists(f.sha256):
+            # put_file looks the blob up first (one request, not an exists() and a second
+            # look-up inside put_file) and stores nothing unless the bytes it sends hash to
+            # f.sha256.
+            if f.sha256 in sent_now or not self.rt.store.put_file(
+                f.sha256, local.paths[f.path], progress=progress
+            ):
                 reused += 1
                 if progress:
                     progress(f.size)
             else:
-                self.rt.store.put_file(f.sha256, local.paths[f.path], progress=progress)
                 sent += f.size
                 uploaded += 1
-        # The blobs were written by this process: nothing to claim from anyone.
-        result = commit_push(self.rt, req, strict=strict, visible=None, claim=False)
+                sent_now.add(f.sha256)
+                if f.sha256 in local.read:
+                    stored[f.sha256] = local.read[f.sha256]
+        # The blobs were written by this process: nothing to claim from anyone. Those it
+        # uploaded are validated from the bytes it hashed (the same bytes, verified by the
+        # upload), not read back from storage; reused ones are read back as before.
+        rt = self.rt
+        if stored:
+            rt = replace(rt, store=cast(BlobStore, KnownBlobs(rt.store, stored)))
+        result = commit_push(rt, req, strict=strict, visible=None, claim=False)
         return result.model_copy(
             update={"bytes_uploaded": sent, "blobs_uploaded": uploaded, "blobs_reused": reused}
         )
