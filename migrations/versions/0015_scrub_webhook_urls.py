@@ -7,7 +7,7 @@ migration rewrites the events written before that the same way. The downgrade ca
 bring the URLs back and leaves the scrubbed events as they are.
 
 Revision ID: 0015_scrub_webhook_urls
-Revises: 0012_event_notify
+Revises: 0013_regions
 Create Date: 2026-12-03 16:10:00
 """
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015_scrub_webhook_urls"
-down_revision = "0012_event_notify"
+down_revision = "0013_regions"
 branch_labels = None
 depends_on = None
 

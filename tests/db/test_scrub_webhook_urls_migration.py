@@ -13,7 +13,7 @@ from registry.db.migrate import upgrade
 from tests.db.test_migrations import empty_db  # noqa: F401  (the fixture)
 
 AFTER = "0015_scrub_webhook_urls"
-BEFORE = "0012_event_notify"
+BEFORE = "0013_regions"
 
 
 def test_old_webhook_events_keep_the_host_not_the_url(empty_db: Database) -> None:  # noqa: F811
