@@ -26,10 +26,14 @@ class LocalCompat:
         return {**doc, "created": created}
 
     def list_bases(self) -> list[dict[str, Any]]:
-        return bases.list_bases(self.rt.db)
+        from registry.services.compat import list_bases
+
+        return [b.model_dump(mode="json") for b in list_bases(self.rt.db)]
 
     def get_base(self, name: str) -> dict[str, Any]:
-        return bases.get_base(self.rt.db, name)
+        from registry.services.compat import get_base
+
+        return get_base(self.rt.db, name).model_dump(mode="json")
 
     def check(self, ref: str, *, base: str, engines: list[str] | None = None) -> dict[str, Any]:
         # The check machinery (every rule, base sources) loads only for a check.

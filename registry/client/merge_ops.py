@@ -70,9 +70,9 @@ class LocalMerge:
         return worker.run_one(job_id).to_json()
 
     def jobs(self) -> list[dict[str, Any]]:
-        from registry.merge import jobs
+        from registry.services.jobs import list_jobs
 
-        return [j.to_json() for j in jobs.list_jobs(self.rt.db)]
+        return [j.to_json() for j in list_jobs(self.rt.db)]
 
     def job(self, job_id: int) -> dict[str, Any]:
         from registry.merge import jobs

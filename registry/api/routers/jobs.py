@@ -15,6 +15,7 @@ from registry.api.schemas import MergeRequest
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.errors import Unavailable
 from registry.merge import jobs
+from registry.services import jobs as jobs_service
 from registry.timestamps import iso_z
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
@@ -67,7 +68,7 @@ def workers(rt: RuntimeDep, request: Request) -> dict[str, Any]:
 
 @router.get("/jobs", dependencies=[Reader])
 def list_jobs(rt: RuntimeDep, user: CurrentUser) -> list[dict[str, Any]]:
-    return [j.to_json() for j in jobs.list_jobs(rt.db, namespaces=user.namespaces)]
+    return [j.to_json() for j in jobs_service.list_jobs(rt.db, visible=user.namespaces)]
 
 
 @router.get("/jobs/{job_id}", dependencies=[Reader])
