@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from registry.compat.adapter_layout import strip_prefix
 from registry.compat.findings import Finding, Severity
-from registry.compat.layout import strip_prefix
 from registry.compat.rules import CheckContext, rule
 
 RESAVE = "re-save the adapter with PEFT's save_pretrained"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from registry.db.database import Database
-from registry.merge import jobs
-from registry.merge.jobs import JobInfo
+from registry.merge import job_queue
+from registry.merge.job_queue import JobInfo
 from registry.merge.worker import JobRunner
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -39,7 +39,9 @@ def job_page(
     """A page of the jobs a viewer scoped to ``visible`` namespaces (None: all) may see,
     newest first, older than ``before``, in ``state`` when given."""
     with db.read() as s:
-        items, more = jobs.job_page(s, state=state, before=before, limit=limit, namespaces=visible)
+        items, more = job_queue.job_page(
+            s, state=state, before=before, limit=limit, namespaces=visible
+        )
     return JobPage(
         items=items,
         next_before=items[-1].id if more and items else None,
@@ -54,11 +56,11 @@ def list_jobs(db: Database, *, visible: frozenset[str] | None = None) -> list[Jo
 
 def get_job(db: Database, job_id: int, *, visible: frozenset[str] | None = None) -> JobInfo:
     """The job; NotFound also when a viewer scoped to ``visible`` may not see it."""
-    return jobs.get_job(db, job_id, namespaces=visible)
+    return job_queue.get_job(db, job_id, namespaces=visible)
 
 
 def job_runners() -> dict[str, JobRunner]:
     """Every job kind other than ``merge``, by kind: compositions of the adapter library."""
-    from registry.library.jobs import run_compose
+    from registry.library.compose_jobs import run_compose
 
     return {"compose": run_compose}

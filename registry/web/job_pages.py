@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from registry.catalog.refs import parse_ref
 from registry.errors import InvalidInput, LoraregError
 from registry.http_deps import MAX_ID, CurrentUser, IdPath, Reader, RuntimeDep
-from registry.merge.jobs import TERMINAL, JobInfo
+from registry.merge.job_queue import TERMINAL, JobInfo
 from registry.services import jobs as jobs_service
 from registry.services.jobs import STATES
 from registry.web.format import human_size

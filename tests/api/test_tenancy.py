@@ -18,7 +18,7 @@ import pytest
 from registry.catalog.lineage import lineage
 from registry.lifecycle import events
 from registry.lifecycle.access import Principal, create_token
-from registry.merge import jobs
+from registry.merge import job_queue
 from registry.runtime import Runtime
 from registry.server import create_app
 from tests.api.tenants import ACME_ADAPTER, Tenants, build_tenants
@@ -124,7 +124,7 @@ def test_jobs_are_visible_only_when_every_namespace_is(world: tuple[Tenants, str
         assert page.status_code == 404 and ACME_ADAPTER not in page.text
     page = httpx.get(f"{url}/ui/-/jobs", headers=h)
     assert page.status_code == 200 and "acme" not in page.text
-    assert jobs.get_job(t.runtime.db, t.mixed_job_id).state == "queued"
+    assert job_queue.get_job(t.runtime.db, t.mixed_job_id).state == "queued"
     # A token that reads both namespaces sees the mixed job.
     both, _ = create_token(
         t.runtime.db, name="both", role="reader", actor="t", namespaces=["acme", "beta"]
@@ -136,7 +136,7 @@ def test_jobs_are_visible_only_when_every_namespace_is(world: tuple[Tenants, str
 def test_job_scope_is_applied_before_the_limit(world: tuple[Tenants, str]) -> None:
     t, _ = world
     for _ in range(3):  # newer than beta's job: a LIMIT first would leave beta nothing
-        jobs.enqueue(t.runtime.db, {"output": "acme/x", "inputs": []}, actor="root")
+        job_queue.enqueue(t.runtime.db, {"output": "acme/x", "inputs": []}, actor="root")
     beta = frozenset({"beta"})
     from registry.services.jobs import job_page
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from registry.domain import EvalRecord, VersionInfo
-from registry.merge.jobs import JobInfo
+from registry.merge.job_queue import JobInfo
 from registry.web.chart import HEIGHT, TOP, eval_charts
 from registry.web.check_views import check_views
 from registry.web.format import age, human_size, number, signed
