@@ -12,12 +12,13 @@ from typing import Any
 
 from sqlalchemy import event, select, text
 
+from registry.catalog import browse
 from registry.catalog import queries as cq
 from registry.catalog.refs import Repo
 from registry.catalog.resolve import resolve
+from registry.compat import bases
 from registry.db import models as m
 from registry.db.database import Database
-from registry.web import queries as wq
 
 
 def explain_use_cases(
@@ -111,9 +112,9 @@ def _use_cases(db: Database, rows: dict[str, int]) -> dict[str, Callable[[], obj
         # What the /ui/ route runs: a page of adapters, the namespace and base pickers.
         return read(
             lambda s: (
-                wq.adapter_page(s, wq.AdapterFilter(), after=after, limit=limit),
-                wq.namespace_names(s),
-                wq.base_model_names(s),
+                browse.adapter_page(s, browse.AdapterFilter(), after=after, limit=limit),
+                browse.namespace_names(s),
+                bases.base_names(s, limit=500),
             )
         )
 
@@ -126,7 +127,7 @@ def _use_cases(db: Database, rows: dict[str, int]) -> dict[str, Callable[[], obj
         "ui index": index(None, everything),
         "ui index keyset": index(middle, ui_keyset),
         # The first page of versions is all the /ui/{ns}/{name} route queries.
-        "ui adapter (longest history)": read(lambda s: wq.version_page(s, hot_repo, limit=50)),
+        "ui adapter (longest history)": read(lambda s: browse.version_page(s, hot_repo, limit=50)),
         "resolve production": lambda: resolve(db, Repo(prod_ns, prod_name), ref="production"),
         "resolve latest": lambda: resolve(db, hot_repo, ref="latest"),
         "resolve number": lambda: resolve(db, hot_repo, ref="7"),

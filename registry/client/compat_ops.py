@@ -27,14 +27,14 @@ class LocalCompat:
         return {**doc, "created": created}
 
     def list_bases(self) -> list[dict[str, Any]]:
-        from registry.compat import bases
+        from registry.services.compat import list_bases
 
-        return bases.list_bases(self.rt.db)
+        return [b.model_dump(mode="json") for b in list_bases(self.rt.db)]
 
     def get_base(self, name: str) -> dict[str, Any]:
-        from registry.compat import bases
+        from registry.services.compat import get_base
 
-        return bases.get_base(self.rt.db, name)
+        return get_base(self.rt.db, name).model_dump(mode="json")
 
     def check(self, ref: str, *, base: str, engines: list[str] | None = None) -> dict[str, Any]:
         # The check machinery (every rule, base sources) loads only for a check.

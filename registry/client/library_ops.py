@@ -29,7 +29,7 @@ class LocalLibrary:
         (or ``wait_job`` without a server) runs it, and the job's result is the
         ``LibraryVersion`` (``composed``)."""
         _require_torch()
-        from registry.library.jobs import request_compose
+        from registry.library.compose_jobs import request_compose
 
         job, report = request_compose(
             self.rt, refs, output=output, actor=self.actor, **_given(options)

@@ -198,11 +198,12 @@ class LocalClient(
             from registry.catalog.refs import check_name
 
             check_name(namespace, what="namespace")
+        from registry.services.catalog import list_adapters
+
         out: list[AdapterSummary] = []
         after: str | None = None
         while True:  # every adapter, a page a read, as the remote client pages the API
-            with self.rt.db.read() as s:
-                page = queries.list_adapters(s, namespace, limit=PAGE, after=after)
+            page = list_adapters(self.rt.db, namespace, limit=PAGE, after=after)
             out.extend(page)
             if len(page) < PAGE:
                 return out

@@ -31,12 +31,14 @@ class LocalMerge:
         return {"job": job.to_json(), "interference": report}
 
     def workers(self) -> dict[str, Any]:
-        from registry.merge import jobs
+        from registry.merge import job_queue
 
-        seen = jobs.worker_last_seen(self.rt.db)
+        seen = job_queue.worker_last_seen(self.rt.db)
         return {
             "last_seen_at": iso_z(seen),
-            "seconds_since_seen": round((jobs.now() - seen).total_seconds(), 1) if seen else None,
+            "seconds_since_seen": round((job_queue.now() - seen).total_seconds(), 1)
+            if seen
+            else None,
             "in_process": False,
             "refusal": None,
         }
@@ -45,7 +47,7 @@ class LocalMerge:
         self, job_id: int, *, progress: JobProgress | None = None, claim_timeout_s: float = 60.0
     ) -> dict[str, Any]:
         """Without a server, run the job in this process (``lorareg merge --wait``)."""
-        from registry.merge import jobs
+        from registry.merge import job_queue
         from registry.merge.worker import Worker
         from registry.services.jobs import job_runners
 
@@ -55,7 +57,7 @@ class LocalMerge:
 
             def watch() -> None:
                 while not done["stop"]:
-                    progress(jobs.get_job(self.rt.db, job_id).to_json())
+                    progress(job_queue.get_job(self.rt.db, job_id).to_json())
                     time.sleep(0.5)
 
             import threading
@@ -70,19 +72,19 @@ class LocalMerge:
         return worker.run_one(job_id).to_json()
 
     def jobs(self) -> list[dict[str, Any]]:
-        from registry.merge import jobs
+        from registry.services.jobs import list_jobs
 
-        return [j.to_json() for j in jobs.list_jobs(self.rt.db)]
+        return [j.to_json() for j in list_jobs(self.rt.db)]
 
     def job(self, job_id: int) -> dict[str, Any]:
-        from registry.merge import jobs
+        from registry.merge import job_queue
 
-        return jobs.get_job(self.rt.db, job_id).to_json()
+        return job_queue.get_job(self.rt.db, job_id).to_json()
 
     def cancel_job(self, job_id: int) -> dict[str, Any]:
-        from registry.merge import jobs
+        from registry.merge import job_queue
 
-        return jobs.cancel(self.rt.db, job_id, actor=self.actor).to_json()
+        return job_queue.cancel(self.rt.db, job_id, actor=self.actor).to_json()
 
 
 class RemoteMerge:
@@ -106,14 +108,14 @@ class RemoteMerge:
         """Poll the server until the job ends (a worker elsewhere runs it). A job nobody
         claims within ``claim_timeout_s`` while no worker shows signs of life is
         Unavailable, saying how to start one, instead of a wait without end."""
-        from registry.merge import jobs
+        from registry.merge import job_queue
 
         start = time.monotonic()
         while True:
             doc = self.job(job_id)
             if progress is not None:
                 progress(doc)
-            if doc["state"] in jobs.TERMINAL:
+            if doc["state"] in job_queue.TERMINAL:
                 return doc
             waited = time.monotonic() - start
             if doc["state"] == "queued" and waited >= claim_timeout_s:

@@ -7,7 +7,9 @@
 - ``tensor_loader(read, header)``: the tensor loader the numbers rules need;
 - ``get_engine(name)`` / ``ENGINES``: the engine profiles.
 
-No database and no HTTP here: the catalog stores what these return.
+These read files and headers only, with no database and no HTTP. The catalog side of the
+package keeps what they return: ``bases`` (registered base models), ``check_records`` and
+``version_checks`` (check results of versions).
 """
 
 from __future__ import annotations

@@ -103,9 +103,38 @@ def add_base(
         return base_summary(row), True
 
 
-def list_bases(db: Database) -> list[dict[str, Any]]:
-    with db.read() as s:
-        return [base_summary(r) for r in s.scalars(select(m.BaseModel).order_by(m.BaseModel.name))]
+def list_bases(session: Session) -> list[dict[str, Any]]:
+    return [
+        base_summary(r) for r in session.scalars(select(m.BaseModel).order_by(m.BaseModel.name))
+    ]
+
+
+def base_headlines(
+    session: Session, *, after: str | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Bases by name after a key, on the unique name index, and whether more follow; the
+    ``info`` JSON (every tensor's header) is left unread."""
+    B = m.BaseModel
+    q = select(B.name, B.source, B.architecture, B.total_size, B.structure_hash, B.created_at)
+    if after:
+        q = q.where(B.name > after)
+    rows = session.execute(q.order_by(B.name).limit(limit + 1)).all()
+    return [r._asdict() for r in rows[:limit]], len(rows) > limit
+
+
+def base_names(session: Session, *, limit: int) -> list[str]:
+    """Registered base model names by name: never a scan of the versions."""
+    return list(session.scalars(select(m.BaseModel.name).order_by(m.BaseModel.name).limit(limit)))
+
+
+def named_base_names(session: Session, *, visible: frozenset[str] | None, limit: int) -> list[str]:
+    """Base models that the adapters of ``visible`` namespaces (None: all) name, registered
+    or not."""
+    V = m.AdapterVersion
+    q = select(V.base_model).join(m.Adapter).join(m.Namespace).where(V.base_model.is_not(None))
+    if visible is not None:
+        q = q.where(m.Namespace.name.in_(sorted(visible)))
+    return [b for b in session.scalars(q.distinct().limit(limit)) if b]
 
 
 def base_row(session: Session, name: str) -> m.BaseModel:
@@ -118,16 +147,14 @@ def base_row(session: Session, name: str) -> m.BaseModel:
     return row
 
 
-def get_base(db: Database, name: str) -> dict[str, Any]:
-    check_base_name(name)
-    with db.read() as s:
-        row = base_row(s, name)
-        doc = base_summary(row)
-        doc["tensor_list"] = [
-            {"name": k, "dtype": v[0], "shape": v[1]}
-            for k, v in sorted((row.info or {}).get("tensors", {}).items())
-        ]
-        return doc
+def base_detail(session: Session, name: str) -> dict[str, Any]:
+    row = base_row(session, name)
+    doc = base_summary(row)
+    doc["tensor_list"] = [
+        {"name": k, "dtype": v[0], "shape": v[1]}
+        for k, v in sorted((row.info or {}).get("tensors", {}).items())
+    ]
+    return doc
 
 
 def base_info(session: Session, name: str) -> BaseModelInfo:

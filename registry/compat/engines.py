@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from registry.compat.adapter_layout import layer_template
 from registry.compat.architectures import is_head_module
 from registry.compat.engine_support import vllm_support
 from registry.compat.findings import Finding, Severity
-from registry.compat.layout import layer_template
 from registry.compat.rules import CheckContext
 from registry.compat.rules_schema import init_name
 from registry.errors import UnknownEngine

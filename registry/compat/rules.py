@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from registry.compat.findings import Finding, Severity
-from registry.compat.fingerprint import BaseFingerprint, BaseModelInfo
-from registry.compat.layout import (
+from registry.compat.adapter_layout import (
     AdapterLayout,
     Resolution,
     adapter_layout,
     resolve_modules,
     strip_prefix,
 )
+from registry.compat.findings import Finding, Severity
+from registry.compat.fingerprint import BaseFingerprint, BaseModelInfo
 from registry.formats.peft import PeftConfig
 from registry.formats.safetensors import SafetensorsHeader
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from registry.compat.adapter_layout import strip_prefix
 from registry.compat.findings import Finding, Severity
-from registry.compat.layout import strip_prefix
 from registry.compat.rules import CheckContext, rule
 from registry.compat.tensors import DECODABLE, FLOAT_DTYPES
 

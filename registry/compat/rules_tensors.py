@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from registry.compat.adapter_layout import strip_prefix
 from registry.compat.findings import Finding, Severity
-from registry.compat.layout import strip_prefix
 from registry.compat.rules import CheckContext, rule
 from registry.formats.patterns import fullmatch
 

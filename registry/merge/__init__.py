@@ -1,4 +1,8 @@
-"""Merging LoRA adapters into base weights: pure tensor work, no database, no storage.
+"""Merging LoRA adapters into base weights, and the job queue that runs merges.
+
+The engine (``engine``, ``compose``, ``methods``, ``stream``, ``verify``, ...) is pure tensor
+work, with no database and no storage; the job queue (``job_queue``), the worker
+(``worker``) and the merge use case (``inputs``) keep jobs and their outputs in the catalog.
 
 Public API (see ``engine.py`` for the promises, ``compose.py`` for the methods)::
 
@@ -6,7 +10,7 @@ Public API (see ``engine.py`` for the promises, ``compose.py`` for the methods):
     interference_report([AdapterInput(...), ...], *, top=10) -> InterferenceReport
 
 Names are imported lazily: torch is an optional dependency (the ``merge`` extra), and the
-job queue in ``registry.merge.jobs`` must import without it.
+job queue in ``registry.merge.job_queue`` must import without it.
 """
 
 from __future__ import annotations

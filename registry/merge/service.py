@@ -29,7 +29,7 @@ from registry.domain import FileEntry, VersionInfo
 from registry.errors import InvalidInput
 from registry.lifecycle.gates import latest_check
 from registry.merge.adapters import AdapterInput, load_adapters
-from registry.merge.jobs import JobInfo, enqueue
+from registry.merge.job_queue import JobInfo, enqueue
 from registry.merge.methods import METHODS, check_options
 from registry.runtime import Runtime
 

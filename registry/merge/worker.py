@@ -27,9 +27,9 @@ from registry.catalog.refs import parse_repo
 from registry.db import models as m
 from registry.domain import FileEntry
 from registry.errors import LoraregError
-from registry.merge import jobs
+from registry.merge import job_queue
 from registry.merge.engine import MergeResult, merge_adapters
-from registry.merge.jobs import JobInfo
+from registry.merge.job_queue import JobInfo
 from registry.merge.service import materialize_adapter, materialize_base
 from registry.merge.stream import MergeCancelled, MergeProgress
 from registry.observability import metrics
@@ -107,7 +107,7 @@ class Worker:
         self.sweep_orphans()
         while not self.stop.is_set():
             try:
-                job = jobs.claim(self.rt.db, self.worker_id, lease_s=self.lease_s)
+                job = job_queue.claim(self.rt.db, self.worker_id, lease_s=self.lease_s)
             except LoraregError:
                 log.exception("cannot claim jobs; retrying")
                 job = None
@@ -119,10 +119,10 @@ class Worker:
     def run_one(self, job_id: int) -> JobInfo:
         """Claim and run one given job (``lorareg merge --wait`` without a server)."""
         self.sweep_orphans()
-        job = jobs.claim(self.rt.db, self.worker_id, lease_s=self.lease_s, job_id=job_id)
+        job = job_queue.claim(self.rt.db, self.worker_id, lease_s=self.lease_s, job_id=job_id)
         if job is not None:
             self.run(job)
-        return jobs.get_job(self.rt.db, job_id)
+        return job_queue.get_job(self.rt.db, job_id)
 
     def run(self, job: JobInfo) -> None:
         """Run a claimed job to an end state (or leave it to another worker if we lose it)."""
@@ -147,22 +147,22 @@ class Worker:
             if not self._execute(job, work, beat):
                 # Cancelled (or taken over) at the last moment: the output blobs are
                 # unreferenced and gc collects them.
-                jobs.fail(self.rt.db, job.id, self.worker_id, "cancelled", cancelled=True)
+                job_queue.fail(self.rt.db, job.id, self.worker_id, "cancelled", cancelled=True)
                 log.info("job %s cancelled", job.id)
                 outcome = "cancelled"
             else:
                 log.info("job %s succeeded -> %s", job.id, spec.get("output"))
                 outcome = "succeeded"
         except MergeCancelled:
-            jobs.fail(self.rt.db, job.id, self.worker_id, "cancelled", cancelled=True)
+            job_queue.fail(self.rt.db, job.id, self.worker_id, "cancelled", cancelled=True)
             log.info("job %s cancelled", job.id)
             outcome = "cancelled"
         except LoraregError as exc:
-            jobs.fail(self.rt.db, job.id, self.worker_id, exc.message)
+            job_queue.fail(self.rt.db, job.id, self.worker_id, exc.message)
             log.warning("job %s failed: %s", job.id, exc.message)
         except Exception as exc:  # a bug must fail the job, not kill the worker
             log.exception("job %s crashed", job.id)
-            jobs.fail(
+            job_queue.fail(
                 self.rt.db, job.id, self.worker_id, f"internal error: {type(exc).__name__}: {exc}"
             )
         finally:
@@ -243,7 +243,7 @@ class Worker:
         doc = result.to_dict()
         doc.pop("out_dir", None)
         with self.rt.db.write() as s:
-            row = jobs.owns(s, job.id, self.worker_id)
+            row = job_queue.owns(s, job.id, self.worker_id)
             if row is None:
                 return False
             req = PushRequest(
@@ -284,7 +284,7 @@ class Worker:
             row.output_version_id = version.id
             row.result = doc
             row.progress = 1.0
-            jobs.finish(s, row, "succeeded")
+            job_queue.finish(s, row, "succeeded")
             return True
 
 
@@ -334,7 +334,7 @@ class _Heartbeat:
     def _beat(self) -> None:
         frac, status = self._progress
         try:
-            ok = jobs.heartbeat(
+            ok = job_queue.heartbeat(
                 self.worker.rt.db,
                 self.job_id,
                 self.worker.worker_id,

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from registry import access
+from registry.db import models as m
 from registry.db.database import Database
 from registry.lifecycle import webhooks
 from registry.principal import Principal
@@ -89,3 +93,37 @@ def webhook_deliveries(
 ) -> list[dict[str, Any]]:
     access.require_webhook_scope(db, webhook_id, principal)
     return webhooks.deliveries(db, webhook_id)
+
+
+class SessionToken(BaseModel):
+    """What a dashboard session needs of the token it stands for: the stored hash signs
+    the session, so revoking the token ends it. Never sent to a client."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    name: str
+    role: str
+    namespaces: list[str] | None
+    token_hash: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    default_region: str | None = None
+
+
+def session_token(db: Database, token_id: int) -> SessionToken | None:
+    """The token with this id, revoked or expired ones included (None: no such token)."""
+    with db.read() as s:
+        row = s.get(m.Token, token_id)
+        if row is None:
+            return None
+        return SessionToken(
+            id=row.id,
+            name=row.name,
+            role=row.role,
+            namespaces=list(row.namespaces) if row.namespaces else None,
+            token_hash=row.token_hash,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+            default_region=row.default_region,
+        )

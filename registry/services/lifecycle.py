@@ -1,12 +1,17 @@
-"""Promotions and promotion policies, once for every edge."""
+"""Promotions, their preview, and promotion policies, once for every edge."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
+from registry.catalog.queries import ref_row, to_info
 from registry.catalog.refs import Ref, Repo, check_name, parse_repo
 from registry.db.database import Database
+from registry.domain import VersionInfo
 from registry.lifecycle import policies
+from registry.lifecycle.stages import check_stage, plan_promotion
 from registry.principal import Principal
 from registry.services.models import EffectivePolicy, PolicyView, PromotionResult
 
@@ -65,3 +70,68 @@ def set_policy(
         target = str(parse_repo(target))
     parsed = policies.set_policy(db, target, policies.parse_rules(rules), actor=principal.name)
     return PolicyView(target=target, rules=parsed.model_dump())
+
+
+# Stands in for the reason while previewing: the reason is typed on the confirmation form,
+# so whether the policy asks for one is shown beside that field, not as an unmet gate.
+_REASON_ON_FORM = "(typed on the confirmation form)"
+
+
+class PromotionPreview(BaseModel):
+    """What a promotion would do, as the confirmation page shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: VersionInfo
+    to: str
+    policy: str | None  # where the policy in force is set ("acme" or "acme/voice"); None: none
+    gated: bool  # the policy's gates apply to this target stage
+    unmet: list[str]  # every gate the version fails, as ``promote`` would list them
+    reason_required: bool
+    role: str  # the role the policy asks of whoever promotes
+    allowed: bool  # the viewer holds that role
+    replaces: int | None  # the production version this would archive
+    blocked: str | None  # why it cannot happen whatever the gates say
+
+    @property
+    def passes(self) -> bool:
+        return self.allowed and self.blocked is None and not self.unmet
+
+    @property
+    def rollback(self) -> bool:
+        """Promoting an archived version back to production undoes a later promotion."""
+        return self.to == "production" and self.version.stage == "archived"
+
+    @property
+    def already(self) -> bool:
+        return self.version.stage == self.to
+
+
+def preview_promotion(db: Database, ref: Ref, *, to: str, principal: Principal) -> PromotionPreview:
+    """Evaluate the gates for promoting ``ref`` to ``to`` as ``principal``; changes nothing.
+
+    It runs ``stages.plan_promotion``, the very function ``promote`` acts on (policy,
+    production slot, every gate, the compatibility gate included), in a read-only session,
+    so the preview and the promotion cannot disagree about the rules; only the catalog can
+    change between the two, and ``promote`` plans again. Raises NotFound (also for a
+    namespace outside the principal's scope) and InvalidInput for an unknown stage.
+    """
+    check_stage(to)
+    with db.read() as s:
+        row = ref_row(s, ref)
+        principal.require_namespace(row.adapter.namespace.name)
+        plan = plan_promotion(s, row, to=to, reason=_REASON_ON_FORM)
+        replaces = plan.replaces(row, to)
+        version = to_info(s, row)
+    return PromotionPreview(
+        version=version,
+        to=to,
+        policy=plan.policy,
+        gated=plan.gated,
+        unmet=plan.unmet,
+        reason_required=plan.gated and plan.rules.require_reason,
+        role=plan.rules.role,
+        allowed=principal.can(plan.rules.role),
+        replaces=replaces,
+        blocked=plan.blocked,
+    )

@@ -15,8 +15,9 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from registry.access import authenticate
-from registry.api.deps import RuntimeDep
 from registry.errors import Unauthorized
+from registry.http_deps import RuntimeDep
+from registry.services.access import session_token
 from registry.web.csrf import require_csrf
 from registry.web.pages import PageRoute
 from registry.web.session import clear_session_cookie, set_session_cookie
@@ -81,7 +82,10 @@ def login(
         # The message names no secret: "invalid token", or the token's name when revoked.
         return _login_page(request, next_url=target, error=exc.message, status=401)
     assets: WebAssets = request.app.state.web
-    value = assets.sessions.issue(rt.db, principal)
+    found = session_token(rt.db, principal.token_id) if principal.token_id else None
+    if found is None:  # authenticate() names a token it found, unless it vanished since
+        return _login_page(request, next_url=target, error="invalid token", status=401)
+    value = assets.sessions.issue(found)
     expires = assets.sessions.expiry(value)
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(request, response, value, max_age=max(1, expires - int(time.time())))

@@ -18,15 +18,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from registry.api.deps import CurrentUser, RuntimeDep
+from registry.access import Principal
 from registry.catalog.refs import Ref, parse_ref
 from registry.domain import VersionInfo
 from registry.errors import GateFailed, InvalidReference
-from registry.principal import Principal
+from registry.http_deps import CurrentUser, RuntimeDep
 from registry.services import lifecycle as lifecycle_service
+from registry.services.lifecycle import PromotionPreview, preview_promotion
 from registry.web.csrf import require_csrf
 from registry.web.pages import PageRoute
-from registry.web.promotion import PromotionPreview, preview_promotion
 from registry.web.templating import PREFIX, render, version_path, with_query
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)

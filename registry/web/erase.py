@@ -15,11 +15,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse
 
-from registry.api.deps import CurrentUser, RuntimeDep
+from registry.access import Principal
 from registry.catalog import erase
 from registry.catalog.erase_preview import ErasurePreview, preview_erasure
 from registry.errors import InProduction, InvalidInput
-from registry.principal import Principal
+from registry.http_deps import CurrentUser, RuntimeDep
 from registry.web.csrf import require_csrf
 from registry.web.pages import PageRoute
 from registry.web.templating import PREFIX, render, with_query

@@ -16,13 +16,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from registry.api.deps import CurrentUser, Reader, RuntimeDep
 from registry.catalog.refs import Ref, Repo, parse_repo
-from registry.db.database import Database
 from registry.errors import GateFailed
 from registry.experiments import service
 from registry.experiments.domain import ExperimentInfo, ExperimentReport, MetricReport
 from registry.experiments.report import report
+from registry.http_deps import CurrentUser, Reader, RuntimeDep
+from registry.runtime import Runtime
 from registry.web.csrf import require_csrf
 from registry.web.pages import PageRoute
 from registry.web.templating import PREFIX, render, with_query
@@ -79,8 +79,9 @@ def _segments(info: ExperimentInfo) -> list[dict[str, Any]]:
 
 
 def _page(
-    request: Request, db: Database, repo: Repo, name: str, *, status: int = 200, **extra: Any
+    request: Request, rt: Runtime, repo: Repo, name: str, *, status: int = 200, **extra: Any
 ) -> HTMLResponse:
+    db = rt.db
     r: ExperimentReport = report(db, repo, name)
     viewer = getattr(request.state, "principal", None)
     previews = []
@@ -109,7 +110,7 @@ def experiment_page(
 ) -> HTMLResponse:
     target = parse_repo(repo.strip())
     user.require_namespace(target.namespace)
-    return _page(request, rt.db, target, name.strip())
+    return _page(request, rt, target, name.strip())
 
 
 @router.post(f"{PAGE}/conclude", dependencies=[Depends(require_csrf)])
@@ -134,15 +135,15 @@ def conclude(
             principal=user,
         )
     except GateFailed as exc:
-        return _page(request, rt.db, target, name, status=409, error=exc.message, reason=reason)
+        return _page(request, rt, target, name, status=409, error=exc.message, reason=reason)
     return RedirectResponse(experiment_url(str(target), name), status_code=303)
 
 
-def running_experiments(db: Database, repo: Repo) -> list[ExperimentInfo]:
+def running_experiments(rt: Runtime, repo: Repo) -> list[ExperimentInfo]:
     """For the adapter page's list."""
-    return service.list_experiments(db, repo, running_only=True)
+    return service.list_experiments(rt.db, repo, running_only=True)
 
 
-def version_experiments(db: Database, repo: Repo, number: int) -> list[ExperimentInfo]:
+def version_experiments(rt: Runtime, repo: Repo, number: int) -> list[ExperimentInfo]:
     """For the version page: experiments with a variant on it."""
-    return service.experiments_using(db, Ref(repo, number=number))
+    return service.experiments_using(rt.db, Ref(repo, number=number))

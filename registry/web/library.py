@@ -9,10 +9,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
 
-from registry.api.deps import CurrentUser, Reader, RuntimeDep
-from registry.db import models as m
+from registry.http_deps import CurrentUser, Reader, RuntimeDep
+from registry.services import compat as compat_service
 from registry.web.pages import PageRoute
 from registry.web.templating import PREFIX, render
 
@@ -36,15 +35,8 @@ def library_page(
     namespace: Annotated[str | None, Query(max_length=64)] = None,
     threshold: Annotated[float, Query(ge=0, le=1)] = 0.3,
 ) -> HTMLResponse:
-    with rt.db.read() as s:
-        bases = list(s.scalars(select(m.BaseModel.name).order_by(m.BaseModel.name).limit(200)))
-        # Bases are shared; the ones only adapters name are listed from the viewer's own.
-        q = select(m.AdapterVersion.base_model).join(m.Adapter).join(m.Namespace)
-        q = q.where(m.AdapterVersion.base_model.is_not(None))
-        if user.namespaces is not None:
-            q = q.where(m.Namespace.name.in_(sorted(user.namespaces)))
-        used = s.scalars(q.distinct().limit(200))
-        bases = sorted({*bases, *(b for b in used if b)})
+    # Bases are shared; the ones only adapters name are listed from the viewer's own.
+    bases = compat_service.named_bases(rt.db, visible=user.namespaces, limit=200)
     ctx: dict[str, Any] = {
         "bases": bases,
         "base": base,

@@ -10,9 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from registry.api.deps import CurrentUser, Reader, RuntimeDep
 from registry.catalog.refs import check_name
-from registry.web import queries as wq
+from registry.http_deps import CurrentUser, Reader, RuntimeDep
+from registry.services import catalog as catalog_service
 from registry.web.pages import PageRoute
 from registry.web.templating import PREFIX
 
@@ -28,7 +28,6 @@ def namespace_suggestions(
     prefix = prefix.strip()
     if prefix:
         check_name(prefix, what="namespace prefix")  # a name's start is a name
-    with rt.db.read() as s:
-        names = wq.namespace_names(s, prefix=prefix, visible=user.namespaces)
+    names = catalog_service.namespace_names(rt.db, prefix=prefix, visible=user.namespaces)
     # Private: suggestions follow the caller's token, so no shared cache may keep them.
     return JSONResponse({"namespaces": names}, headers={"Cache-Control": "private, no-store"})

@@ -22,9 +22,9 @@ namespace can shadow ``/api``, ``/docs``, ``/healthz``, ``/readyz`` or ``/metric
     /ui/-/namespaces?prefix=       the namespace picker's suggestions (JSON)
     /ui/-/static/...               CSS and JS
 
-Handlers only parse, query through ``rt.db.read()`` and render; shaping lives in
-``views.py``, ``checks.py`` and ``chart.py``, queries in ``catalog/queries.py``,
-``web/queries.py`` and ``web/lineage.py``. Every page takes the API's ``Reader`` check,
+Handlers only parse, call the services (``registry.services``) and render; shaping lives
+in ``views.py``, ``check_views.py`` and ``chart.py``; no page touches the database itself
+(an import contract in pyproject.toml checks it). Every page takes the API's ``Reader`` check,
 so the dashboard shows exactly what the caller may read: an open loopback server shows
 everything; a server that requires tokens shows a sign-in link until the browser has a
 session (``session.py``), then what that token may read.
@@ -41,19 +41,29 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from registry.api.deps import CurrentUser, Reader, RuntimeDep
-from registry.catalog import queries as cq
+from registry.access import Principal
+from registry.catalog.browse import FILTER_STAGES, AdapterFilter
 from registry.catalog.refs import Ref, Repo, check_name, parse_ref, parse_repo
 from registry.compat.version_checks import latest_checks
 from registry.domain import VersionInfo
 from registry.errors import AdapterNotFound, InvalidInput
-from registry.principal import Principal
-from registry.web import account, actions, bases, erase, experiments, jobs, library, pickers
-from registry.web import queries as wq
+from registry.http_deps import CurrentUser, Reader, RuntimeDep
+from registry.runtime import Runtime
+from registry.services import catalog as catalog_service
+from registry.services import compat as compat_service
+from registry.web import (
+    account,
+    actions,
+    base_pages,
+    erase,
+    experiments,
+    job_pages,
+    library,
+    pickers,
+)
 from registry.web.actions import version_actions
 from registry.web.chart import eval_charts
-from registry.web.checks import check_views
-from registry.web.lineage import lineage
+from registry.web.check_views import check_views
 from registry.web.pages import PageRoute
 from registry.web.session import SessionAuth
 from registry.web.templating import (
@@ -81,8 +91,8 @@ router = APIRouter(include_in_schema=False, route_class=PageRoute)
 for _pages in (
     account.router,
     actions.router,
-    jobs.router,
-    bases.router,
+    job_pages.router,
+    base_pages.router,
     library.router,
     erase.router,
     pickers.router,
@@ -116,7 +126,7 @@ def root() -> RedirectResponse:
 
 def _adapter_filter(
     q: str, namespace: str, base: str, tag: str, stage: str, visible: frozenset[str] | None
-) -> wq.AdapterFilter:
+) -> AdapterFilter:
     search = q.strip().lower()
     ns = namespace.strip()
     if "/" in search:  # a pasted "acme/brand" narrows the namespace too
@@ -125,10 +135,10 @@ def _adapter_filter(
     if ns:
         check_name(ns, what="namespace")
     stage = stage.strip()
-    if stage and stage not in wq.FILTER_STAGES:
-        raise InvalidInput(f"the stage filter takes {', '.join(wq.FILTER_STAGES)}, not {stage!r}")
+    if stage and stage not in FILTER_STAGES:
+        raise InvalidInput(f"the stage filter takes {', '.join(FILTER_STAGES)}, not {stage!r}")
     key, eq, value = tag.strip().partition("=")
-    return wq.AdapterFilter(
+    return AdapterFilter(
         namespace=ns or None,
         search=search or None,
         base_model=base.strip() or None,
@@ -154,10 +164,13 @@ def index(
     limit: PageSize = 50,
 ) -> HTMLResponse:
     flt = _adapter_filter(q, namespace, base, tag, stage, user.namespaces)
-    with rt.db.read() as s:
-        page = wq.adapter_page(s, flt, after=after or None, before=before or None, limit=limit)
-        namespaces = wq.namespace_names(s, prefix=flt.namespace or "", visible=user.namespaces)
-        base_names = wq.base_model_names(s)
+    page = catalog_service.adapter_page(
+        rt.db, flt, after=after or None, before=before or None, limit=limit
+    )
+    namespaces = catalog_service.namespace_names(
+        rt.db, prefix=flt.namespace or "", visible=user.namespaces
+    )
+    base_names = compat_service.base_names(rt.db)
     form = {"q": q, "namespace": namespace, "base": base, "tag": tag, "stage": stage}
     keep = {**form, "limit": limit if limit != 50 else None}
     path = f"{PREFIX}/"
@@ -171,7 +184,7 @@ def index(
             "groups": [(ns, list(rows)) for ns, rows in groupby(items, key=lambda a: a.namespace)],
             "namespaces": namespaces,  # the picker's first suggestions, bounded
             "bases": base_names,
-            "filter_stages": wq.FILTER_STAGES,
+            "filter_stages": FILTER_STAGES,
             "prev_url": with_query(path, {**keep, "before": items[0].key})
             if page.has_prev and items
             else None,
@@ -198,13 +211,14 @@ def adapter(
     limit: PageSize = 50,
 ) -> HTMLResponse:
     repo = _repo(namespace, name)
-    with rt.db.read() as s:
-        page = wq.version_page(s, repo, older_than=older, newer_than=newer, limit=limit)
-        latest = (
-            page.items[0]
-            if page.items and not page.has_prev
-            else cq.get_version(s, parse_ref(str(repo)))
-        )
+    page = catalog_service.version_page(
+        rt.db, repo, older_than=older, newer_than=newer, limit=limit
+    )
+    latest = (
+        page.items[0]
+        if page.items and not page.has_prev
+        else catalog_service.get_version(rt.db, parse_ref(str(repo)))
+    )
     versions = page.items
     checks = latest_checks(rt.db, Ref(repo, number=latest.number))
     path = f"{PREFIX}/{repo}"
@@ -220,7 +234,7 @@ def adapter(
             "metrics": key_metrics(versions),
             "scores": {v.number: latest_scores(v) for v in versions},
             "charts": eval_charts(versions, key_metrics(versions, limit=6)),
-            "experiments": experiments.running_experiments(rt.db, repo),
+            "experiments": experiments.running_experiments(rt, repo),
             "newer_url": with_query(path, {**keep, "newer": versions[0].number})
             if page.has_prev and versions
             else None,
@@ -243,11 +257,10 @@ def version(
     promoted: str = "",
 ) -> HTMLResponse:
     repo = _repo(namespace, name)
-    with rt.db.read() as s:
-        row = cq.version_row(s, repo, str(number))
-        info = cq.to_info(s, row)
-        links = lineage(s, row.id, visible=user.namespaces)
-        events = wq.event_page(s, repo, before_id=events_before, limit=50)
+    detail = catalog_service.version_detail(
+        rt.db, repo, str(number), visible=user.namespaces, events_before=events_before
+    )
+    info, events = detail.version, detail.events
     checks = latest_checks(rt.db, Ref(repo, number=info.number))
     path = f"{PREFIX}/{repo}/v{info.number}"
     return render(
@@ -257,8 +270,8 @@ def version(
             "repo": repo,
             "v": info,
             "checks": check_views(checks, trained_on=info.base_model),
-            "lineage": links,
-            "experiments": experiments.version_experiments(rt.db, repo, info.number),
+            "lineage": detail.lineage,
+            "experiments": experiments.version_experiments(rt, repo, info.number),
             "actions": version_actions(info, user),
             # Shown only while it is true: the redirect after a promotion lands here.
             "promoted": promoted if promoted and promoted == info.stage else None,
@@ -278,15 +291,15 @@ def _config_items(v: VersionInfo) -> list[tuple[str, Any]]:
     return [(k, val) for k, val in v.config.items() if val not in (None, "", [], {})]
 
 
-def _pick(s: Any, repo: Repo, value: str, user: Principal) -> VersionInfo:
+def _pick(rt: Runtime, repo: Repo, value: str, user: Principal) -> VersionInfo:
     """A compare side: a revision of this adapter (``3``, ``v3``, a label), or a full
     reference to another adapter (``other/name:2``) that the caller may read."""
     if "/" in value:
         ref = parse_ref(value)
         if not user.sees(ref.repo.namespace):
             raise AdapterNotFound(f"adapter {ref.repo} does not exist")
-        return cq.get_version(s, ref)
-    return cq.to_info(s, cq.version_row(s, repo, value))
+        return catalog_service.get_version(rt.db, ref)
+    return catalog_service.version_at(rt.db, repo, value)
 
 
 @router.get(PREFIX + "/{namespace}/{name}/compare", dependencies=[Reader])
@@ -301,14 +314,13 @@ def compare(
 ) -> HTMLResponse:
     repo = _repo(namespace, name)
     a, b = a.strip(), b.strip()
-    with rt.db.read() as s:
-        right = _pick(s, repo, b or "latest", user)
-        left: VersionInfo | None = None
-        if a:
-            left = _pick(s, repo, a, user)
-        elif right.repo == str(repo) and (right.parent or right.number - 1) >= 1:
-            # Default: the newer version against the one it was trained from.
-            left = _pick(s, repo, str(right.parent or right.number - 1), user)
+    right = _pick(rt, repo, b or "latest", user)
+    left: VersionInfo | None = None
+    if a:
+        left = _pick(rt, repo, a, user)
+    elif right.repo == str(repo) and (right.parent or right.number - 1) >= 1:
+        # Default: the newer version against the one it was trained from.
+        left = _pick(rt, repo, str(right.parent or right.number - 1), user)
     ctx: dict[str, Any] = {"repo": repo, "a": left, "b": right, "form": {"a": a, "b": b}}
     if left is not None:
         ctx.update(

@@ -22,7 +22,7 @@ server secret, anyone who can read the tokens table can mint sessions for its to
 secret closes that.
 
 ``SessionAuth`` reads the cookie when a request has no ``Authorization`` header and puts
-the principal where ``registry.api.deps.get_principal`` looks first, so pages (and the
+the principal where ``registry.http_deps.get_principal`` looks first, so pages (and the
 dashboard's JSON polling of ``GET /api/v1/jobs/{id}``) act as the signed-in token. The
 cookie authenticates only reads anywhere, and dashboard form POSTs, which all check CSRF:
 an API write always needs the bearer header, so no other page can make one with it.
@@ -33,8 +33,10 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from fastapi.concurrency import run_in_threadpool
 from itsdangerous import BadSignature, TimestampSigner
@@ -42,10 +44,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from registry.db import models as m
-from registry.db.database import Database
+from registry.access import Principal
 from registry.errors import LoraregError
-from registry.principal import Principal
+from registry.services.access import SessionToken, session_token
 
 COOKIE = "lorareg_session"
 LIFETIME_S = 12 * 3600
@@ -53,6 +54,9 @@ SALT = "lorareg.session.v2"
 MAX_COOKIE_CHARS = 256  # real values are ~80: anything longer is refused unread
 _TOKEN_ID_RE = re.compile(r"^[1-9][0-9]{0,18}$")
 _SAFE_METHODS = {"GET", "HEAD"}
+
+# The token a session names, by id: ``functools.partial(session_token, db)``.
+TokenLookup = Callable[[int], SessionToken | None]
 
 
 @dataclass(frozen=True)
@@ -83,19 +87,13 @@ class SessionCodec:
             digest_method=hashlib.sha256,
         )
 
-    def issue(self, db: Database, principal: Principal, *, now: float | None = None) -> str:
-        """A cookie value for a principal that ``authenticate`` just returned."""
-        if principal.token_id is None:
-            raise ValueError("only a token's principal can sign in")
+    def issue(self, token: SessionToken, *, now: float | None = None) -> str:
+        """A cookie value for ``token``, which ``authenticate`` just accepted."""
         t = int(now if now is not None else time.time())
-        with db.read() as s:
-            row = s.get(m.Token, principal.token_id)
-            if row is None:
-                raise ValueError("the token vanished while signing in")
-            expires = t + self.lifetime_s
-            if row.expires_at is not None:
-                expires = min(expires, int(_aware(row.expires_at).timestamp()))
-            return self._signer(row.token_hash).sign(f"{row.id}.{expires}").decode()
+        expires = t + self.lifetime_s
+        if token.expires_at is not None:
+            expires = min(expires, int(_aware(token.expires_at).timestamp()))
+        return self._signer(token.token_hash).sign(f"{token.id}.{expires}").decode()
 
     @staticmethod
     def expiry(value: str) -> int:
@@ -103,7 +101,7 @@ class SessionCodec:
         return int(value.split(".")[1])
 
     def resolve(
-        self, db: Database, value: str, *, now: float | None = None
+        self, value: str, tokens: TokenLookup, *, now: float | None = None
     ) -> tuple[Session, Principal] | None:
         """The session and its principal, or None when the cookie is malformed, forged,
         expired, or its token was revoked or has expired."""
@@ -113,8 +111,7 @@ class SessionCodec:
         if not _TOKEN_ID_RE.match(head):
             return None
         t = now if now is not None else time.time()
-        with db.read() as s:
-            row = s.get(m.Token, int(head))
+        row = tokens(int(head))
         if row is None:
             return None
         try:
@@ -188,7 +185,8 @@ class SessionAuth:
         app = scope["app"]
         codec: SessionCodec = app.state.web.sessions
         try:
-            found = await run_in_threadpool(codec.resolve, app.state.runtime.db, value)
+            tokens = partial(session_token, app.state.runtime.db)
+            found = await run_in_threadpool(codec.resolve, value, tokens)
         except LoraregError:
             return  # database down: the page's own query reports it
         state = scope.setdefault("state", {})

@@ -19,7 +19,7 @@ from registry.client.local import LocalClient
 from registry.db import models as m
 from registry.domain import EvalRecord
 from registry.lifecycle import policies
-from registry.merge import jobs
+from registry.merge import job_queue
 from registry.runtime import Runtime
 
 ACME_ADAPTER = "secret-sauce"
@@ -111,11 +111,11 @@ def build_tenants(
         s.add(
             m.MergeInput(output_id=ids["secret-merged"], input_id=ids["b"], weight=1.0, position=0)
         )
-    t.acme_job_id = jobs.enqueue(
+    t.acme_job_id = job_queue.enqueue(
         runtime.db, _spec(f"acme/{ACME_ADAPTER}-merged", f"acme/{ACME_ADAPTER}"), actor="root"
     ).id
-    t.beta_job_id = jobs.enqueue(runtime.db, _spec("beta/b-merged", "beta/b"), actor="root").id
-    t.mixed_job_id = jobs.enqueue(
+    t.beta_job_id = job_queue.enqueue(runtime.db, _spec("beta/b-merged", "beta/b"), actor="root").id
+    t.mixed_job_id = job_queue.enqueue(
         runtime.db, _spec("beta/mixed", "beta/b", f"acme/{ACME_ADAPTER}"), actor="root"
     ).id
     return t

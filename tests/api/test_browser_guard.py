@@ -15,7 +15,7 @@ import pytest
 
 from registry.access import create_token
 from registry.api.origins import loopback_host, same_origin
-from registry.merge import jobs
+from registry.merge import job_queue
 from registry.runtime import Runtime
 from registry.server import create_app
 from tests.fixtures.catalog import LiveServer, catalog_state
@@ -77,7 +77,7 @@ def test_open_server_answers_only_to_loopback_names(
 
 def test_cross_site_writes_are_refused(runtime: Runtime, open_server: tuple[str, int]) -> None:
     url, port = open_server
-    job = jobs.enqueue(runtime.db, {"output": "acme/x", "inputs": []}, actor="t")
+    job = job_queue.enqueue(runtime.db, {"output": "acme/x", "inputs": []}, actor="t")
     before = catalog_state(runtime)
     hostile = (
         {"Origin": "http://rebind.evil.example"},

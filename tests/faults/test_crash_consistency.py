@@ -29,9 +29,9 @@ from registry.client.local import LocalClient
 from registry.client.remote import RemoteClient
 from registry.config import Settings
 from registry.db import models as m
-from registry.merge import jobs
 from registry.merge.worker import Worker
 from registry.runtime import Runtime
+from registry.services.jobs import list_jobs
 from registry.storage.spool import spool_for
 from tests.fixtures.s3 import free_port
 
@@ -262,7 +262,7 @@ def test_kill_merge_worker(
         _assert_consistent(runtime)
     # Identical output every time: one merged version, and every job succeeded exactly once.
     assert len(client.versions("acme/m-merged")) == 1
-    assert all(j.state == "succeeded" for j in jobs.list_jobs(runtime.db))
+    assert all(j.state == "succeeded" for j in list_jobs(runtime.db))
     done = [e for e in client.namespace_history("acme") if e.kind == "job.succeeded"]
     assert len(done) == TRIALS
     # Whatever each kill left in the work area (inputs, a partial model) is swept: the

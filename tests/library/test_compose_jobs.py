@@ -17,8 +17,8 @@ from cli.main import cli
 from registry.client.local import LocalClient
 from registry.db import models as m
 from registry.errors import LoraregError
-from registry.library.jobs import request_compose, run_compose
-from registry.merge import jobs
+from registry.library.compose_jobs import request_compose, run_compose
+from registry.merge import job_queue
 from registry.merge.worker import Worker
 from registry.runtime import Runtime
 from registry.services.jobs import job_runners
@@ -69,7 +69,7 @@ def test_two_workers_run_a_compose_job_once(runtime: Runtime, library: LocalClie
         t.start()
     try:
         for _ in range(600):
-            if jobs.get_job(runtime.db, job.id).state in jobs.TERMINAL:
+            if job_queue.get_job(runtime.db, job.id).state in job_queue.TERMINAL:
                 break
             threading.Event().wait(0.05)
     finally:
@@ -77,7 +77,7 @@ def test_two_workers_run_a_compose_job_once(runtime: Runtime, library: LocalClie
             w.stop.set()
         for t in threads:
             t.join(timeout=30)
-    done = jobs.get_job(runtime.db, job.id)
+    done = job_queue.get_job(runtime.db, job.id)
     assert done.state == "succeeded", done.error
     assert done.attempts == 1 and done.worker_id in ("w0", "w1")
     assert done.result is not None
@@ -96,14 +96,14 @@ def test_a_worker_that_lost_its_lease_records_nothing(
     job, _ = request_compose(
         runtime, ["acme/voice:1", "acme/product:1"], output="acme/storefront", actor="t"
     )
-    slow = jobs.claim(runtime.db, "slow", lease_s=-1.0)  # claimed, lease already expired
+    slow = job_queue.claim(runtime.db, "slow", lease_s=-1.0)  # claimed, lease already expired
     assert slow is not None
-    taken = jobs.claim(runtime.db, "fast", lease_s=30.0)
+    taken = job_queue.claim(runtime.db, "fast", lease_s=30.0)
     assert taken is not None and taken.id == job.id and taken.attempts == 2
     assert run_compose(runtime, slow, "slow") is False  # rolled back with its version
     assert _versions(runtime, "storefront") == 0
     assert run_compose(runtime, taken, "fast") is True
-    done = jobs.get_job(runtime.db, job.id)
+    done = job_queue.get_job(runtime.db, job.id)
     assert done.state == "succeeded" and done.worker_id == "fast"
     assert done.output == "acme/storefront:1" and _versions(runtime, "storefront") == 1
     with runtime.db.read() as s:
@@ -113,7 +113,7 @@ def test_a_worker_that_lost_its_lease_records_nothing(
 
 def test_cancelled_queued_compose_never_runs(runtime: Runtime, library: LocalClient) -> None:
     job, _ = request_compose(runtime, ["acme/voice:1"], output="acme/solo", actor="t")
-    jobs.cancel(runtime.db, job.id, actor="t")
+    job_queue.cancel(runtime.db, job.id, actor="t")
     assert Worker(runtime, runners=job_runners()).run_one(job.id).state == "cancelled"
     assert _versions(runtime, "solo") == 0
 

@@ -9,8 +9,8 @@ import pytest
 
 from registry import errors
 from registry.client.local import LocalClient
-from registry.merge import jobs
 from registry.runtime import Runtime
+from registry.services.jobs import list_jobs
 from tests.factories import make_adapter, make_llama
 
 
@@ -33,7 +33,7 @@ def test_an_engine_check_that_fails_does_not_block_a_merge(
     job = catalog.merge(["acme/dora:1"], base="tiny-llama")["job"]
 
     assert job["state"] == "queued"
-    assert [j.id for j in jobs.list_jobs(runtime.db)] == [job["id"]]
+    assert [j.id for j in list_jobs(runtime.db)] == [job["id"]]
 
 
 def test_a_plain_check_does_not_unblock_what_cannot_be_merged(
@@ -46,4 +46,4 @@ def test_a_plain_check_does_not_unblock_what_cannot_be_merged(
         catalog.merge(["acme/dora:1"], base="wide-llama")
 
     assert "shapes.in_features" in exc.value.message and "engine." not in exc.value.message
-    assert jobs.list_jobs(runtime.db) == []
+    assert list_jobs(runtime.db) == []

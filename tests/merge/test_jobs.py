@@ -17,9 +17,10 @@ from safetensors.torch import load_file
 
 from registry import errors
 from registry.client.local import LocalClient
-from registry.merge import jobs
+from registry.merge import job_queue
 from registry.merge.worker import Worker
 from registry.runtime import Runtime
+from registry.services.jobs import list_jobs
 from tests.fixtures.catalog import catalog_state
 
 
@@ -91,7 +92,7 @@ def test_bad_merge_requests_queue_nothing(
     # An adapter that fails its checks against the base is refused (the check is recorded).
     with pytest.raises(errors.InvalidInput, match="fails its compatibility checks"):
         client.merge(["acme/voice:1"], base="wide-llama")
-    assert jobs.list_jobs(runtime.db) == []
+    assert list_jobs(runtime.db) == []
 
 
 def test_cancel_queued_and_running(registry_with_base: LocalClient, runtime: Runtime) -> None:
@@ -101,11 +102,11 @@ def test_cancel_queued_and_running(registry_with_base: LocalClient, runtime: Run
     with pytest.raises(errors.Conflict):
         c.cancel_job(queued["id"])
     running = c.merge(["acme/voice:1"], base="tiny-llama")["job"]
-    claimed = jobs.claim(runtime.db, "w1", lease_s=30)
+    claimed = job_queue.claim(runtime.db, "w1", lease_s=30)
     assert claimed is not None and claimed.id == running["id"]
     c.cancel_job(running["id"])
     assert (
-        jobs.heartbeat(runtime.db, running["id"], "w1", lease_s=30, progress=0.5, status={})
+        job_queue.heartbeat(runtime.db, running["id"], "w1", lease_s=30, progress=0.5, status={})
         is False
     )
     Worker(runtime, worker_id="w1").run(claimed)
@@ -118,14 +119,14 @@ def test_lease_expiry_hands_the_job_to_another_worker_exactly_once(
 ) -> None:
     c = registry_with_base
     job = c.merge(["acme/voice:1"], base="tiny-llama")["job"]
-    first = jobs.claim(runtime.db, "dead-worker", lease_s=0.2)
+    first = job_queue.claim(runtime.db, "dead-worker", lease_s=0.2)
     assert first is not None
     time.sleep(0.5)  # the first worker died: its lease runs out
     Worker(runtime, worker_id="second", lease_s=30).run_one(job["id"])
     done = c.job(job["id"])
     assert (done["state"], done["attempts"], done["worker_id"]) == ("succeeded", 2, "second")
     # The dead worker waking up can no longer finish or fail the job.
-    assert jobs.fail(runtime.db, job["id"], "dead-worker", "late") is False
+    assert job_queue.fail(runtime.db, job["id"], "dead-worker", "late") is False
     assert len(c.versions("acme/voice-merged")) == 1
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from registry.client.local import LocalClient
 from registry.config import Settings
-from registry.merge import jobs
+from registry.merge import job_queue
 from registry.runtime import Runtime
 from tests.observability.test_metrics import samples, value
 
@@ -100,7 +100,7 @@ def test_worker_metrics_port(settings: Settings, runtime: Runtime, tmp_path: Pat
     spec = {"method": "linear", "inputs": [], "base": "tiny-llama", "output": "acme/m"}
     argv = [LORAREG, "worker", "--metrics-port", "0", "--poll-seconds", "600"]
     with running(argv, _env(settings), tmp_path / "worker.log") as url:
-        jobs.enqueue(runtime.db, spec, actor="t")
+        job_queue.enqueue(runtime.db, spec, actor="t")
         got = scrape_until(url, lambda s: value(s, "lorareg_jobs", state="queued"))
         assert value(got, "lorareg_jobs", state="queued") == 1
         assert value(got, "lorareg_job_oldest_age_seconds", state="queued") >= 0

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from registry.access import create_token
 from registry.client.local import LocalClient
-from registry.merge import jobs
+from registry.merge import job_queue
 from registry.runtime import Runtime
 from registry.server import create_app
 
@@ -113,12 +113,12 @@ def test_job_queue_depth_and_age_are_read_at_scrape_time(runtime: Runtime) -> No
         assert value(empty, "lorareg_jobs", state="queued") == 0
         spec = {"method": "linear", "inputs": [], "base": "tiny-llama", "output": "acme/m"}
         for _ in range(2):
-            jobs.enqueue(runtime.db, spec, actor="t")
+            job_queue.enqueue(runtime.db, spec, actor="t")
         full = scrape(c)
         assert value(full, "lorareg_jobs", state="queued") == 2
         assert value(full, "lorareg_jobs", state="running") == 0
         assert value(full, "lorareg_job_oldest_age_seconds", state="queued") >= 0
-        claimed = jobs.claim(runtime.db, "w1", lease_s=30)
+        claimed = job_queue.claim(runtime.db, "w1", lease_s=30)
         assert claimed is not None
         moved = scrape(c)
         assert value(moved, "lorareg_jobs", state="queued") == 1

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from registry.client.local import LocalClient
-from registry.merge import jobs
+from registry.merge import job_queue
 from registry.merge.worker import Worker
 from registry.runtime import Runtime
 from registry.server import create_app
@@ -158,7 +158,7 @@ def test_watch_a_merge_job_progress(
     job_id = queued["id"]
     # Act as the worker by hand: claim the job, then publish progress by heartbeat.
     worker = Worker(runtime, worker_id="browser-test-worker", lease_s=600)
-    claimed = jobs.claim(runtime.db, worker.worker_id, lease_s=600, job_id=job_id)
+    claimed = job_queue.claim(runtime.db, worker.worker_id, lease_s=600, job_id=job_id)
     assert claimed is not None
 
     def beat(progress: float, done: int) -> None:
@@ -169,7 +169,7 @@ def test_watch_a_merge_job_progress(
             "rate_bytes_s": 12.5e6,
             "eta_s": 30 * (1 - progress),
         }
-        assert jobs.heartbeat(
+        assert job_queue.heartbeat(
             runtime.db, job_id, worker.worker_id, lease_s=600, progress=progress, status=status
         )
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from registry.catalog import browse
 from registry.runtime import Runtime
-from registry.web import queries as wq
 from tests.web.browsing import Tab
 from tests.web.seed import seed_catalog
 
@@ -41,7 +41,7 @@ def tab(browser: Any, server_url: str, teams: Runtime) -> Iterator[Tab]:
 
 def test_typing_asks_the_server_for_matching_namespaces(tab: Tab) -> None:
     page = tab.go("/ui/?limit=4")  # a short page for the screenshot
-    first = [f"ns{i:03d}" for i in range(wq.NAMESPACE_SUGGESTIONS)]
+    first = [f"ns{i:03d}" for i in range(browse.NAMESPACE_SUGGESTIONS)]
     assert page.evaluate(OPTIONS) == first  # server-rendered, bounded
     field = page.get_by_label("Namespace")
     field.click()

@@ -211,6 +211,7 @@ def test_server_secret_signs_sessions(
     from pydantic import SecretStr
 
     from registry.access import authenticate
+    from registry.services.access import session_token
     from registry.web.session import SessionCodec
 
     token = token_for("reader", name="bob")
@@ -225,6 +226,10 @@ def test_server_secret_signs_sessions(
         cookie = headers["set-cookie"].split(";")[0].split("=", 1)[1]
         two.cookies.set(COOKIE, cookie)
         assert "Signed in as <strong>bob</strong>" in two.get("/ui/").text
-        forged = SessionCodec().issue(runtime.db, authenticate(runtime.db, token))
+        signed_in = authenticate(runtime.db, token)
+        assert signed_in.token_id is not None
+        found = session_token(runtime.db, signed_in.token_id)
+        assert found is not None
+        forged = SessionCodec().issue(found)
         two.cookies.set(COOKIE, forged)
         assert two.get("/ui/").status_code == 401

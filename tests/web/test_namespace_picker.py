@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from registry.access import create_token
+from registry.catalog import browse
 from registry.db import models as m
 from registry.runtime import Runtime
 from registry.server import create_app
-from registry.web import queries as wq
 from tests.web.seed import seed_catalog
 
 # Names and scopes only: both catalogs, the local store.
@@ -47,22 +47,22 @@ def web(many: Runtime) -> Iterator[TestClient]:
 
 def test_suggestions_are_a_bounded_prefix_search(many: Runtime) -> None:
     with many.db.read() as s:
-        first = wq.namespace_names(s)
-        assert first == [f"ns{i:03d}" for i in range(wq.NAMESPACE_SUGGESTIONS)]
-        assert wq.namespace_names(s, prefix="ns01") == [f"ns{i:03d}" for i in range(10, 20)]
-        assert wq.namespace_names(s, prefix="ns_") == ["ns_x"]  # "_" is a letter here
-        assert wq.namespace_names(s, prefix="ns029") == ["ns029"]
-        assert wq.namespace_names(s, prefix="nsz") == []
-        assert wq.namespace_names(s, prefix="ns0", limit=3) == ["ns000", "ns001", "ns002"]
+        first = browse.namespace_names(s)
+        assert first == [f"ns{i:03d}" for i in range(browse.NAMESPACE_SUGGESTIONS)]
+        assert browse.namespace_names(s, prefix="ns01") == [f"ns{i:03d}" for i in range(10, 20)]
+        assert browse.namespace_names(s, prefix="ns_") == ["ns_x"]  # "_" is a letter here
+        assert browse.namespace_names(s, prefix="ns029") == ["ns029"]
+        assert browse.namespace_names(s, prefix="nsz") == []
+        assert browse.namespace_names(s, prefix="ns0", limit=3) == ["ns000", "ns001", "ns002"]
         scope = frozenset({"ns004", "ns017", "nsax"})
-        assert wq.namespace_names(s, prefix="ns0", visible=scope) == ["ns004", "ns017"]
+        assert browse.namespace_names(s, prefix="ns0", visible=scope) == ["ns004", "ns017"]
 
 
 def test_index_page_holds_a_bounded_picker_not_every_namespace(web: TestClient) -> None:
     html = web.get("/ui/").text
     assert '<select id="namespace"' not in html
     assert re.search(r'<input id="namespace" name="namespace" value=""', html)
-    assert datalist(html) == [f"ns{i:03d}" for i in range(wq.NAMESPACE_SUGGESTIONS)]
+    assert datalist(html) == [f"ns{i:03d}" for i in range(browse.NAMESPACE_SUGGESTIONS)]
     # The filter narrows the suggestions to what starts with it.
     html = web.get("/ui/?namespace=ns02").text
     assert datalist(html) == [f"ns{i:03d}" for i in range(20, 30)]
@@ -91,7 +91,7 @@ def test_suggestion_route_answers_json(web: TestClient) -> None:
     assert r.json() == {"namespaces": [f"ns{i:03d}" for i in range(20, 30)]}
     assert "no-store" in r.headers["cache-control"]
     everything = web.get("/ui/-/namespaces").json()["namespaces"]
-    assert len(everything) == wq.NAMESPACE_SUGGESTIONS
+    assert len(everything) == browse.NAMESPACE_SUGGESTIONS
     assert web.get("/ui/-/namespaces", params={"prefix": "  ns_"}).json() == {
         "namespaces": ["ns_x"]
     }

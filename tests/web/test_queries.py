@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select, update
 
+from registry.catalog import browse
 from registry.catalog.refs import Repo
 from registry.db import models as m
 from registry.db.database import Database
 from registry.runtime import Runtime
-from registry.web import queries as wq
 from tests.web.seed import seed_catalog
 
 
@@ -26,13 +26,13 @@ def seeded(db: Database) -> Database:
     return db
 
 
-def walk(db: Database, flt: wq.AdapterFilter, limit: int) -> tuple[list[str], list[str]]:
+def walk(db: Database, flt: browse.AdapterFilter, limit: int) -> tuple[list[str], list[str]]:
     """Every key page by page forwards, then backwards from the last page."""
     forward: list[str] = []
     after: str | None = None
     with db.read() as s:
         while True:
-            page = wq.adapter_page(s, flt, after=after, limit=limit)
+            page = browse.adapter_page(s, flt, after=after, limit=limit)
             assert page.has_prev == (after is not None)
             forward += [a.key for a in page.items]
             if not page.has_next:
@@ -41,7 +41,7 @@ def walk(db: Database, flt: wq.AdapterFilter, limit: int) -> tuple[list[str], li
         before: str | None = forward[-1] if forward else None
         backward: list[str] = forward[-1:]
         while before is not None:
-            page = wq.adapter_page(s, flt, before=before, limit=limit)
+            page = browse.adapter_page(s, flt, before=before, limit=limit)
             assert page.has_next
             backward = [a.key for a in page.items] + backward
             before = page.items[0].key if page.has_prev else None
@@ -51,21 +51,21 @@ def walk(db: Database, flt: wq.AdapterFilter, limit: int) -> tuple[list[str], li
 def test_adapter_pages_cover_every_adapter_once(seeded: Database) -> None:
     everything = [f"ns{i:03d}/adapter-{j:05d}" for i in range(3) for j in range(7)]
     for limit in (1, 4, 7, 50):
-        forward, backward = walk(seeded, wq.AdapterFilter(), limit)
+        forward, backward = walk(seeded, browse.AdapterFilter(), limit)
         assert forward == everything and backward == everything, limit
     with seeded.read() as s:
-        first = wq.adapter_page(s, wq.AdapterFilter(), limit=2).items[0]
+        first = browse.adapter_page(s, browse.AdapterFilter(), limit=2).items[0]
     assert (first.latest, first.base_model, first.author) == (5, "meta-llama/Llama-3.1-8B", "seed")
 
 
 def test_filters_page_too(seeded: Database) -> None:
-    forward, backward = walk(seeded, wq.AdapterFilter(namespace="ns001", search="0000"), 3)
+    forward, backward = walk(seeded, browse.AdapterFilter(namespace="ns001", search="0000"), 3)
     assert forward == backward == [f"ns001/adapter-{j:05d}" for j in range(7)]
-    forward, _ = walk(seeded, wq.AdapterFilter(tag_key="team", tag_value="ns002"), 2)
+    forward, _ = walk(seeded, browse.AdapterFilter(tag_key="team", tag_value="ns002"), 2)
     assert forward == [f"ns002/adapter-{j:05d}" for j in range(7)]
-    forward, _ = walk(seeded, wq.AdapterFilter(search="adapter-00003"), 2)
+    forward, _ = walk(seeded, browse.AdapterFilter(search="adapter-00003"), 2)
     assert forward == [f"ns{i:03d}/adapter-00003" for i in range(3)]
-    assert walk(seeded, wq.AdapterFilter(base_model="nope"), 2) == ([], [])
+    assert walk(seeded, browse.AdapterFilter(base_model="nope"), 2) == ([], [])
 
 
 def test_stage_filter_pages_too(seeded: Database) -> None:
@@ -85,36 +85,36 @@ def test_stage_filter_pages_too(seeded: Database) -> None:
                 select(N.name, A.name).join(N, N.id == A.namespace_id).where(A.id % 2 == 0)
             )
         )
-    flt = wq.AdapterFilter(stage="production")
+    flt = browse.AdapterFilter(stage="production")
     for limit in (1, 2, 50):
         forward, backward = walk(seeded, flt, limit)
         assert forward == backward == chosen, limit
     with seeded.read() as s:
-        page = wq.adapter_page(s, flt, limit=1)
+        page = browse.adapter_page(s, flt, limit=1)
     assert page.items[0].production == ((3, "meta-llama/Llama-3.1-8B"),)
     for limit in (1, 3):
-        forward, backward = walk(seeded, wq.AdapterFilter(stage="staging"), limit)
+        forward, backward = walk(seeded, browse.AdapterFilter(stage="staging"), limit)
         assert forward == backward == staged, limit
     with pytest.raises(ValueError, match="no index"):
-        walk(seeded, wq.AdapterFilter(stage="archived"), 2)
+        walk(seeded, browse.AdapterFilter(stage="archived"), 2)
 
 
 def test_namespace_scope_hides_other_namespaces(seeded: Database) -> None:
     scope = frozenset({"ns002"})
-    forward, _ = walk(seeded, wq.AdapterFilter(visible=scope), 4)
+    forward, _ = walk(seeded, browse.AdapterFilter(visible=scope), 4)
     assert {k.split("/")[0] for k in forward} == {"ns002"}
     with seeded.read() as s:
-        assert wq.namespace_names(s, visible=scope) == ["ns002"]
-        assert wq.namespace_names(s) == ["ns000", "ns001", "ns002"]
+        assert browse.namespace_names(s, visible=scope) == ["ns002"]
+        assert browse.namespace_names(s) == ["ns000", "ns001", "ns002"]
 
 
 def test_version_pages(seeded: Database) -> None:
     repo = Repo("ns001", "adapter-00004")
     with seeded.read() as s:
-        p1 = wq.version_page(s, repo, limit=2)
-        p2 = wq.version_page(s, repo, older_than=p1.items[-1].number, limit=2)
-        p3 = wq.version_page(s, repo, older_than=p2.items[-1].number, limit=2)
-        back = wq.version_page(s, repo, newer_than=p2.items[0].number, limit=2)
+        p1 = browse.version_page(s, repo, limit=2)
+        p2 = browse.version_page(s, repo, older_than=p1.items[-1].number, limit=2)
+        p3 = browse.version_page(s, repo, older_than=p2.items[-1].number, limit=2)
+        back = browse.version_page(s, repo, newer_than=p2.items[0].number, limit=2)
     assert [[v.number for v in p.items] for p in (p1, p2, p3, back)] == [
         [5, 4],
         [3, 2],
@@ -145,11 +145,11 @@ def statements(db: Database) -> Iterator[list[tuple[str, bool]]]:
 def test_no_offset_and_no_count(seeded: Database) -> None:
     repo = Repo("ns001", "adapter-00004")
     with statements(seeded) as seen, seeded.read() as s:
-        wq.adapter_page(s, wq.AdapterFilter(), after="ns001/adapter-00002", limit=3)
-        wq.adapter_page(s, wq.AdapterFilter(base_model="x", tag_key="team"), limit=3)
-        wq.adapter_page(s, wq.AdapterFilter(stage="production"), after="ns001/x", limit=3)
-        wq.version_page(s, repo, older_than=4, limit=2)
-        wq.event_page(s, repo, before_id=10)
+        browse.adapter_page(s, browse.AdapterFilter(), after="ns001/adapter-00002", limit=3)
+        browse.adapter_page(s, browse.AdapterFilter(base_model="x", tag_key="team"), limit=3)
+        browse.adapter_page(s, browse.AdapterFilter(stage="production"), after="ns001/x", limit=3)
+        browse.version_page(s, repo, older_than=4, limit=2)
+        browse.event_page(s, repo, before_id=10)
     assert len(seen) >= 4
     assert not [sql for sql, offset in seen if offset or "COUNT(" in sql]
 

@@ -6,16 +6,29 @@ import time
 
 from registry.access import authenticate, create_token, revoke_token
 from registry.db.database import Database
+from registry.principal import Principal
+from registry.services.access import session_token
 from registry.web.csrf import CsrfProtect
-from registry.web.session import LIFETIME_S, SessionCodec
+from registry.web.session import LIFETIME_S, SessionCodec, TokenLookup
+
+
+def tokens(db: Database) -> TokenLookup:
+    return lambda token_id: session_token(db, token_id)
+
+
+def issue(codec: SessionCodec, db: Database, principal: Principal, **kw: float) -> str:
+    assert principal.token_id is not None
+    token = session_token(db, principal.token_id)
+    assert token is not None
+    return codec.issue(token, **kw)
 
 
 def test_round_trip_and_tampering(db: Database) -> None:
     token, info = create_token(db, name="alice", role="maintainer", actor="t", namespaces=["acme"])
     codec = SessionCodec()
-    value = codec.issue(db, authenticate(db, token))
+    value = issue(codec, db, authenticate(db, token))
     assert token not in value
-    found = codec.resolve(db, value)
+    found = codec.resolve(value, tokens(db))
     assert found is not None
     session, principal = found
     assert (principal.name, principal.role, principal.namespaces) == (
@@ -28,7 +41,7 @@ def test_round_trip_and_tampering(db: Database) -> None:
     # The first character: the last one's low bits are base64 padding, ignored on decode.
     flipped = ("A" if mac[0] != "A" else "B") + mac[1:]
     other, _ = create_token(db, name="eve", role="admin", actor="t")
-    eve = codec.issue(db, authenticate(db, other))
+    eve = issue(codec, db, authenticate(db, other))
     for bad in (
         f"{tid}.{expires}.{stamp}.{flipped}",  # another signature
         f"{tid}.{int(expires) + 3600}.{stamp}.{mac}",  # a longer life than was signed
@@ -39,23 +52,23 @@ def test_round_trip_and_tampering(db: Database) -> None:
         token,  # the token itself is not a session
         "",
     ):
-        assert codec.resolve(db, bad) is None, bad
+        assert codec.resolve(bad, tokens(db)) is None, bad
     # Another server secret signs differently.
-    assert SessionCodec(secret=b"elsewhere").resolve(db, value) is None
+    assert SessionCodec(secret=b"elsewhere").resolve(value, tokens(db)) is None
 
 
 def test_lifetime_and_token_state(db: Database) -> None:
     codec = SessionCodec()
     token, info = create_token(db, name="bob", role="reader", actor="t")
     now = time.time()
-    value = codec.issue(db, authenticate(db, token), now=now)
-    assert codec.resolve(db, value, now=now + LIFETIME_S - 5) is not None
-    assert codec.resolve(db, value, now=now + LIFETIME_S + 1) is None
+    value = issue(codec, db, authenticate(db, token), now=now)
+    assert codec.resolve(value, tokens(db), now=now + LIFETIME_S - 5) is not None
+    assert codec.resolve(value, tokens(db), now=now + LIFETIME_S + 1) is None
     revoke_token(db, info.id, actor="t")
-    assert codec.resolve(db, value, now=now) is None
+    assert codec.resolve(value, tokens(db), now=now) is None
     # A session never outlives its token.
     short, _ = create_token(db, name="short", role="reader", actor="t", expires_in_days=0.01)
-    value = codec.issue(db, authenticate(db, short), now=now)
+    value = issue(codec, db, authenticate(db, short), now=now)
     expires = SessionCodec.expiry(value)
     assert expires <= now + 0.01 * 86400 + 1
 
@@ -82,7 +95,7 @@ def test_sessions_and_csrf_tokens_are_itsdangerous_values_with_their_own_salts(
 
     token, info = create_token(db, name="carol", role="reader", actor="t")
     codec = SessionCodec(secret=b"server")
-    value = codec.issue(db, authenticate(db, token))
+    value = issue(codec, db, authenticate(db, token))
     with db.read() as s:
         row = s.get(m.Token, info.id)
         assert row is not None
@@ -96,7 +109,7 @@ def test_sessions_and_csrf_tokens_are_itsdangerous_values_with_their_own_salts(
         TimestampSigner(key, salt=csrf.SALT, **kw),
         TimestampSigner(token_hash.encode(), salt=session.SALT, **kw),
     ):
-        assert codec.resolve(db, signer.sign(payload).decode()) is None
+        assert codec.resolve(signer.sign(payload).decode(), tokens(db)) is None
     # CSRF tokens: timed, salted, keyed by the secret and the session.
     protect = CsrfProtect(secret=b"server")
     minted = protect._mint(value)
@@ -104,4 +117,4 @@ def test_sessions_and_csrf_tokens_are_itsdangerous_values_with_their_own_salts(
         b"server\x00" + value.encode(), salt=csrf.SALT, signer_kwargs=kw
     ).loads(minted, max_age=60)
     assert isinstance(nonce, str) and len(nonce) == 43
-    assert codec.resolve(db, minted) is None and not protect._valid(value, value)
+    assert codec.resolve(minted, tokens(db)) is None and not protect._valid(value, value)

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from registry.domain import EvalRecord, VersionInfo
-from registry.merge.jobs import JobInfo
+from registry.merge.job_queue import JobInfo
 from registry.web.chart import HEIGHT, TOP, eval_charts
-from registry.web.checks import check_views
+from registry.web.check_views import check_views
 from registry.web.format import age, human_size, number, signed
-from registry.web.jobs import progress_text
+from registry.web.job_pages import progress_text
 from registry.web.views import config_rows, eval_deltas, key_metrics, target_diff
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)

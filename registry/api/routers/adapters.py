@@ -18,6 +18,7 @@ from registry.catalog.refs import Ref, Repo, check_name, parse_repo
 from registry.domain import AdapterSummary, EventInfo, PushResult, UploadPlan, VersionInfo
 from registry.errors import NotFound
 from registry.formats.adapter import check_relative_path
+from registry.services import catalog as catalog_service
 from registry.services.catalog import commit_push
 from registry.storage.base import check_sha256
 
@@ -38,10 +39,9 @@ def list_adapters(
 ) -> list[AdapterSummary]:
     if namespace is not None:
         check_name(namespace, what="namespace")
-    with rt.db.read() as s:
-        return queries.list_adapters(
-            s, namespace, limit=limit, after=after, visible=user.namespaces
-        )
+    return catalog_service.list_adapters(
+        rt.db, namespace, limit=limit, after=after, visible=user.namespaces
+    )
 
 
 @router.get(

@@ -12,6 +12,7 @@ from registry.catalog.queries import version_row
 from registry.catalog.refs import Ref, parse_repo
 from registry.compat import bases
 from registry.compat.version_checks import latest_checks
+from registry.services import compat as compat_service
 from registry.services.compat import run_check as run_check_service
 from registry.services.models import BaseAdded, BaseDetail, BaseSummary, CheckRun
 
@@ -43,13 +44,13 @@ def add_base(
 
 
 @router.get("/bases", response_model=list[BaseSummary], dependencies=[Reader])
-def list_bases(rt: RuntimeDep) -> list[dict[str, Any]]:
-    return bases.list_bases(rt.db)
+def list_bases(rt: RuntimeDep) -> list[BaseSummary]:
+    return compat_service.list_bases(rt.db)
 
 
 @router.get("/bases/{base:path}", response_model=BaseDetail, dependencies=[Reader])
-def get_base(rt: RuntimeDep, base: str) -> dict[str, Any]:
-    return bases.get_base(rt.db, base)
+def get_base(rt: RuntimeDep, base: str) -> BaseDetail:
+    return compat_service.get_base(rt.db, base)
 
 
 def _numbered(rt: RuntimeDep, namespace: str, name: str, revision: str) -> Ref:

@@ -14,7 +14,8 @@ from registry.api.deps import CurrentUser, IdPath, Reader, RuntimeDep, Writer
 from registry.api.schemas import MergeRequest
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.errors import Unavailable
-from registry.merge import jobs
+from registry.merge import job_queue
+from registry.services import jobs as jobs_service
 from registry.timestamps import iso_z
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
@@ -56,10 +57,10 @@ def create_merge(
 def workers(rt: RuntimeDep, request: Request) -> dict[str, Any]:
     """Whether merges can run: the last sign of life of any merge worker (a claim, a
     heartbeat or a finish), and whether this server runs one itself."""
-    seen = jobs.worker_last_seen(rt.db)
+    seen = job_queue.worker_last_seen(rt.db)
     return {
         "last_seen_at": iso_z(seen),
-        "seconds_since_seen": round((jobs.now() - seen).total_seconds(), 1) if seen else None,
+        "seconds_since_seen": round((job_queue.now() - seen).total_seconds(), 1) if seen else None,
         "in_process": bool(getattr(request.app.state, "merge_worker", False)),
         "refusal": getattr(request.app.state, "merge_refusal", None),
     }
@@ -67,15 +68,15 @@ def workers(rt: RuntimeDep, request: Request) -> dict[str, Any]:
 
 @router.get("/jobs", dependencies=[Reader])
 def list_jobs(rt: RuntimeDep, user: CurrentUser) -> list[dict[str, Any]]:
-    return [j.to_json() for j in jobs.list_jobs(rt.db, namespaces=user.namespaces)]
+    return [j.to_json() for j in jobs_service.list_jobs(rt.db, visible=user.namespaces)]
 
 
 @router.get("/jobs/{job_id}", dependencies=[Reader])
 def show_job(rt: RuntimeDep, user: CurrentUser, job_id: IdPath) -> dict[str, Any]:
-    return jobs.get_job(rt.db, job_id, namespaces=user.namespaces).to_json()
+    return job_queue.get_job(rt.db, job_id, namespaces=user.namespaces).to_json()
 
 
 @router.post("/jobs/{job_id}/cancel", dependencies=[Writer])
 def cancel_job(rt: RuntimeDep, user: CurrentUser, job_id: IdPath) -> dict[str, Any]:
-    jobs.get_job(rt.db, job_id, namespaces=user.namespaces)
-    return jobs.cancel(rt.db, job_id, actor=user.name).to_json()
+    job_queue.get_job(rt.db, job_id, namespaces=user.namespaces)
+    return job_queue.cancel(rt.db, job_id, actor=user.name).to_json()

@@ -58,7 +58,7 @@ def create_composition(
         user.require_namespace(parse_ref(ref).repo.namespace)
     user.require_namespace(parse_repo(body.output).namespace)
     _service()
-    from registry.library.jobs import request_compose
+    from registry.library.compose_jobs import request_compose
 
     job, report = request_compose(
         rt,

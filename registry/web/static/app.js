@@ -93,7 +93,7 @@ document.addEventListener("DOMContentLoaded", () => {
     while (Math.abs(v) >= 1000 && i < units.length - 1) { v /= 1000; i += 1; }
     return i === 0 ? `${v.toFixed(0)} ${units[i]}` : `${v.toFixed(1)} ${units[i]}`;
   };
-  // Same words as registry/web/jobs.py progress_text().
+  // Same words as registry/web/job_pages.py progress_text().
   const progressText = (job) => {
     const parts = [`${Math.round((job.progress || 0) * 100)}%`];
     const st = job.status || {};

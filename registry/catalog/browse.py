@@ -1,4 +1,6 @@
-"""Read-only catalog queries the dashboard needs and ``catalog/queries.py`` lacks.
+"""Browsing the catalog page by page, as the dashboard does (through
+``registry.services.catalog``): filtered adapter lists, an adapter's versions and events,
+namespace and base model suggestions.
 
 Every list pages by key (``ns/name``, version number, event id), never by OFFSET, and
 nothing counts rows over a whole table, so a page costs the same at 1M versions as at 10:
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ColumnElement, literal, select
 from sqlalchemy.orm import Session
 
@@ -37,9 +40,10 @@ from registry.domain import EventInfo, VersionInfo
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Page(Generic[T]):
+class Page(BaseModel, Generic[T]):
     """One page of a keyset-paginated list; the keys of its ends drive the links."""
+
+    model_config = ConfigDict(frozen=True)
 
     items: list[T]
     has_prev: bool
@@ -60,9 +64,10 @@ class AdapterFilter:
 FILTER_STAGES = ("production", "staging")
 
 
-@dataclass(frozen=True)
-class AdapterItem:
+class AdapterItem(BaseModel):
     """An adapter as the list shows it: its newest version's headline fields."""
+
+    model_config = ConfigDict(frozen=True)
 
     namespace: str
     name: str
@@ -214,7 +219,7 @@ def adapter_page(
                 aliases=tuple(aliases.get(aid, ())),
             )
         )
-    return Page(items, has_prev, has_next)
+    return Page(items=items, has_prev=has_prev, has_next=has_next)
 
 
 def version_page(
@@ -240,7 +245,7 @@ def version_page(
     rows, has_prev, has_next = _window(
         found, limit=limit, forward=forward, from_key=older_than is not None
     )
-    return Page(_infos(session, rows), has_prev, has_next)
+    return Page(items=_infos(session, rows), has_prev=has_prev, has_next=has_next)
 
 
 def _infos(session: Session, rows: list[m.AdapterVersion]) -> list[VersionInfo]:
@@ -283,7 +288,7 @@ def event_page(
     rows, has_prev, has_next = _window(
         found, limit=limit, forward=True, from_key=before_id is not None
     )
-    return Page([event_info(r) for r in rows], has_prev, has_next)
+    return Page(items=[event_info(r) for r in rows], has_prev=has_prev, has_next=has_next)
 
 
 NAMESPACE_SUGGESTIONS = 20
@@ -307,10 +312,3 @@ def namespace_names(
     if visible is not None:
         q = q.where(N.name.in_(sorted(visible)))
     return list(session.scalars(q).all())
-
-
-def base_model_names(session: Session, *, limit: int = 500) -> list[str]:
-    """Registered base models: suggestions for the filter, never a scan of the versions."""
-    return list(
-        session.scalars(select(m.BaseModel.name).order_by(m.BaseModel.name).limit(limit)).all()
-    )

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from registry.catalog.refs import parse_repo
 from registry.db import models as m
-from registry.merge import jobs
-from registry.merge.jobs import JobInfo
+from registry.merge import job_queue
+from registry.merge.job_queue import JobInfo
 from registry.runtime import Runtime
 
 KIND = "compose"
@@ -60,7 +60,7 @@ def request_compose(
         "output": str(parse_repo(output)),
         "interference": pairs,
     }
-    return jobs.enqueue(rt.db, spec, actor=actor, kind=KIND), pairs
+    return job_queue.enqueue(rt.db, spec, actor=actor, kind=KIND), pairs
 
 
 def run_compose(rt: Runtime, job: JobInfo, worker_id: str) -> bool:
@@ -72,13 +72,13 @@ def run_compose(rt: Runtime, job: JobInfo, worker_id: str) -> bool:
     spec = job.spec
 
     def finish(s: Session, row: m.AdapterVersion, result: LibraryVersion) -> None:
-        job_row = jobs.owns(s, job.id, worker_id)
+        job_row = job_queue.owns(s, job.id, worker_id)
         if job_row is None:
             raise JobLost()  # rolls the version back with the transaction
         job_row.output_version_id = row.id
         job_row.result = result.model_dump(mode="json")
         job_row.progress = 1.0
-        jobs.finish(s, job_row, "succeeded")
+        job_queue.finish(s, job_row, "succeeded")
 
     try:
         compose_versions(

@@ -4,9 +4,9 @@ the merged models a version went into, both from ``merge_inputs`` (indexed both 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
@@ -16,8 +16,9 @@ from registry.db import models as m
 MERGED_INTO_LIMIT = 50
 
 
-@dataclass(frozen=True)
-class LineageLink:
+class LineageLink(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     namespace: str
     name: str
     number: int
@@ -29,8 +30,9 @@ class LineageLink:
         return f"{self.namespace}/{self.name}:{self.number}"
 
 
-@dataclass(frozen=True)
-class Lineage:
+class Lineage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     merged_from: list[LineageLink]
     merged_into: list[LineageLink]
     more_merged_into: bool  # more than MERGED_INTO_LIMIT merges used this version

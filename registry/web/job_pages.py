@@ -7,21 +7,17 @@ running and moves its ``<progress>``; the session cookie authenticates those rea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from registry.access import visible_jobs
-from registry.api.deps import MAX_ID, CurrentUser, IdPath, Reader, RuntimeDep
 from registry.catalog.refs import parse_ref
-from registry.db import models as m
 from registry.errors import InvalidInput, LoraregError
-from registry.merge import jobs
-from registry.merge.jobs import JobInfo
+from registry.http_deps import MAX_ID, CurrentUser, IdPath, Reader, RuntimeDep
+from registry.merge.job_queue import TERMINAL, JobInfo
+from registry.services import jobs as jobs_service
+from registry.services.jobs import STATES
 from registry.web.format import human_size
 from registry.web.pages import PageRoute
 from registry.web.templating import PREFIX, render, version_path, with_query
@@ -29,38 +25,6 @@ from registry.web.templating import PREFIX, render, version_path, with_query
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 JOBS = f"{PREFIX}/-/jobs"
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-
-
-@dataclass(frozen=True)
-class JobPage:
-    items: list[JobInfo]
-    next_before: int | None  # the key of the next (older) page
-    has_prev: bool
-
-
-def job_page(
-    session: Session,
-    *,
-    state: str | None,
-    before: int | None,
-    limit: int,
-    visible: frozenset[str] | None,
-) -> JobPage:
-    """Jobs newest first, keyset on id (``ix_jobs_state`` when filtered by state). A scoped
-    viewer's filter runs in SQL (``ix_jobs_namespace``), so every page is full."""
-    q = select(m.Job)
-    if (scope := visible_jobs(visible)) is not None:
-        q = q.where(scope)
-    if state is not None:
-        q = q.where(m.Job.state == state)
-    if before is not None:
-        q = q.where(m.Job.id < before)
-    rows = list(session.scalars(q.order_by(m.Job.id.desc()).limit(limit + 1)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    infos = [jobs.job_info(session, r) for r in rows]
-    return JobPage(infos, rows[-1].id if more and rows else None, before is not None)
 
 
 def progress_text(job: JobInfo) -> str:
@@ -95,7 +59,7 @@ def _ctx(job: JobInfo) -> dict[str, Any]:
     return {
         "job": job,
         "progress_text": progress_text(job),
-        "poll": job.state not in jobs.TERMINAL,
+        "poll": job.state not in TERMINAL,
         "output_url": _version_link(job.output),
         "inputs": [
             {
@@ -120,8 +84,9 @@ def job_list(
 ) -> HTMLResponse:
     if state and state not in STATES:
         raise InvalidInput(f"unknown job state {state!r}; states are {', '.join(STATES)}")
-    with rt.db.read() as s:
-        page = job_page(s, state=state or None, before=before, limit=limit, visible=user.namespaces)
+    page = jobs_service.job_page(
+        rt.db, state=state or None, before=before, limit=limit, visible=user.namespaces
+    )
     keep = {"state": state, "limit": limit if limit != 50 else None}
     return render(
         request,
@@ -140,5 +105,5 @@ def job_list(
 
 @router.get(JOBS + "/{job_id}", dependencies=[Reader])
 def job_detail(request: Request, rt: RuntimeDep, user: CurrentUser, job_id: IdPath) -> HTMLResponse:
-    job = jobs.get_job(rt.db, job_id, namespaces=user.namespaces)
+    job = jobs_service.get_job(rt.db, job_id, visible=user.namespaces)
     return render(request, "job.html", _ctx(job))

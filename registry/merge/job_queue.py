@@ -130,15 +130,26 @@ def get_job(db: Database, job_id: int, *, namespaces: frozenset[str] | None = No
         return job_info(s, row)
 
 
-def list_jobs(
-    db: Database, *, limit: int = 100, namespaces: frozenset[str] | None = None
-) -> list[JobInfo]:
-    """Newest first; a scoped viewer's filter runs in SQL, before the LIMIT."""
-    q = select(m.Job).order_by(m.Job.id.desc()).limit(limit)
+def job_page(
+    session: Session,
+    *,
+    state: str | None = None,
+    before: int | None = None,
+    limit: int = 100,
+    namespaces: frozenset[str] | None = None,
+) -> tuple[list[JobInfo], bool]:
+    """Jobs newest first, keyset on id (``ix_jobs_state`` when filtered by ``state``), and
+    whether older ones follow. A scoped viewer's filter runs in SQL (``ix_jobs_namespace``),
+    before the LIMIT, so every page is full."""
+    q = select(m.Job)
     if (visible := visible_jobs(namespaces)) is not None:
         q = q.where(visible)
-    with db.read() as s:
-        return [job_info(s, r) for r in s.scalars(q).all()]
+    if state is not None:
+        q = q.where(m.Job.state == state)
+    if before is not None:
+        q = q.where(m.Job.id < before)
+    rows = list(session.scalars(q.order_by(m.Job.id.desc()).limit(limit + 1)).all())
+    return [job_info(session, r) for r in rows[:limit]], len(rows) > limit
 
 
 def claim(
