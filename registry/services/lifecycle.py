@@ -6,6 +6,7 @@ from typing import Any
 
 from registry.catalog.refs import Ref, Repo, check_name, parse_repo
 from registry.db.database import Database
+from registry.domain import Stage
 from registry.lifecycle import policies
 from registry.principal import Principal
 from registry.services.models import EffectivePolicy, PolicyView, PromotionResult
@@ -31,7 +32,7 @@ def promote(
     )
     return PromotionResult(
         version=done.version,
-        previous_stage=done.previous_stage,
+        previous_stage=Stage(done.previous_stage) if done.previous_stage else None,
         archived=done.archived,
         unchanged=done.unchanged,
         experiments_ended=ended,
