@@ -4,9 +4,40 @@ the remote client parses them back. No database rows leave registry/db."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+class Stage(StrEnum):
+    """Where a version stands in its lifecycle (at most one in production per base)."""
+
+    STAGING = "staging"
+    PRODUCTION = "production"
+    ARCHIVED = "archived"
+
+
+class JobState(StrEnum):
+    """A merge (or compose) job's state; the last three are terminal."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_JOB_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class MergeMethod(StrEnum):
+    """How a merge job combines adapters into the base weights."""
+
+    SUM = "sum"
+    LINEAR = "linear"
+    CAT = "cat"
+    SVD = "svd"
 
 
 class _Domain(BaseModel):
@@ -49,7 +80,7 @@ class VersionInfo(_Domain):
     description: str | None
     parent: int | None
     created_at: datetime
-    stage: str | None = None
+    stage: Stage | None = None
     aliases: list[str] = Field(default_factory=list)
     kind: str = "adapter"
     tags: dict[str, str] = Field(default_factory=dict)

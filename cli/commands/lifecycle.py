@@ -9,13 +9,12 @@ import click
 
 from cli.app import Context, cli, handle_errors, json_option, parse_pairs, pass_ctx
 from cli.output import emit_json, table
+from registry.domain import Stage
 
 
 @cli.command()
 @click.argument("ref")
-@click.option(
-    "--to", "stage", required=True, type=click.Choice(["staging", "production", "archived"])
-)
+@click.option("--to", "stage", required=True, type=click.Choice([s.value for s in Stage]))
 @click.option("--reason", help="Why (kept in the history; some policies require it).")
 @click.option(
     "--end-experiment", is_flag=True, help="REF is a variant of a running experiment: end it."

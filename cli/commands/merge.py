@@ -9,6 +9,7 @@ import click
 
 from cli.app import Context, cli, handle_errors, json_option, pass_ctx
 from cli.output import emit_json, human_size, table
+from registry.domain import MergeMethod
 
 
 def _floats(text: str | None) -> list[float] | None:
@@ -42,7 +43,7 @@ def _progress_line(doc: dict[str, Any]) -> str:
     "--method",
     default="sum",
     show_default=True,
-    type=click.Choice(["sum", "linear", "cat", "svd"]),
+    type=click.Choice([m.value for m in MergeMethod]),
     help="How several adapters combine. sum: the exact weighted sum of their deltas (what"
     " `linear` computed in earlier lorareg versions). linear: PEFT's add_weighted_adapter"
     " linear, A's and B's summed separately (cross terms; equal ranks only). cat: the exact"

@@ -15,8 +15,9 @@ import click
 from cli.app import Context, cli, handle_errors, json_option, pass_ctx
 from cli.metrics import metrics_options, start_metrics
 from cli.output import age, emit_json, table
+from registry.domain import Stage
 
-STAGES = ("staging", "production", "archived")
+STAGES = tuple(s.value for s in Stage)
 
 
 def _log(message: str) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from registry.domain import EvalRecord, FileEntry
+from registry.domain import EvalRecord, FileEntry, MergeMethod, Stage
 
 
 class Body(BaseModel):
@@ -52,7 +52,8 @@ class TagRequest(Body):
 
 
 class PromoteRequest(Body):
-    to: str = Field(max_length=32)
+    # Checked by the service (one clear ``invalid_input``); the schema lists the stages.
+    to: str = Field(max_length=32, json_schema_extra={"enum": [s.value for s in Stage]})
     reason: str | None = Field(default=None, max_length=2000)
     # Promote a variant of a running experiment and end that experiment.
     end_experiment: bool = False
@@ -95,7 +96,9 @@ class MergeRequest(Body):
     adapters: list[str] = Field(min_length=1, max_length=32)
     base: str = Field(max_length=200)
     weights: list[float] | None = None
-    method: str = "sum"
+    method: str = Field(
+        default=MergeMethod.SUM.value, json_schema_extra={"enum": [m.value for m in MergeMethod]}
+    )
     svd_rank: int | None = Field(default=None, ge=1, le=65536)
     output: str | None = None
     device: str = "auto"

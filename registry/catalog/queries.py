@@ -9,7 +9,7 @@ from registry.catalog.paging import adapters_in_order
 from registry.catalog.records import event_info, version_info
 from registry.catalog.refs import Ref, Repo, parse_revision
 from registry.db import models as m
-from registry.domain import AdapterSummary, EventInfo, VersionInfo
+from registry.domain import AdapterSummary, EventInfo, Stage, VersionInfo
 from registry.errors import AdapterNotFound, InvalidReference, VersionNotFound
 
 
@@ -46,7 +46,7 @@ def version_row(
     return row
 
 
-STAGES = ("staging", "production", "archived")
+STAGES: tuple[str, ...] = tuple(Stage)
 
 
 def label_row(

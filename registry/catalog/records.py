@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from registry.db import models as m
-from registry.domain import EvalRecord, EventInfo, FileEntry, VersionInfo
+from registry.domain import EvalRecord, EventInfo, FileEntry, Stage, VersionInfo
 
 
 def version_info(
@@ -26,7 +26,7 @@ def version_info(
         description=row.description,
         parent=parent_number,
         created_at=row.created_at,
-        stage=row.stage,
+        stage=Stage(row.stage) if row.stage else None,
         kind=row.kind,
         aliases=sorted(aliases or []),
         tags={t.key: t.value for t in row.tags},

@@ -29,6 +29,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from registry.domain import JobState, Stage
+
+
+def _sql_list(values: type[Stage] | type[JobState]) -> str:
+    """The enum's wire values as an SQL list for a CHECK constraint: 'a', 'b'."""
+    return ", ".join(f"'{v.value}'" for v in values)
+
+
 # Stable constraint names so Alembic migrations can refer to them on every backend.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -140,9 +148,7 @@ class AdapterVersion(Base):
         Index("ix_versions_content_id", "content_id"),
         # The dashboard's base-model filter at 1M versions.
         Index("ix_versions_base_adapter", "base_model", "adapter_id"),
-        CheckConstraint(
-            "stage IS NULL OR stage IN ('staging', 'production', 'archived')", name="stage_known"
-        ),
+        CheckConstraint(f"stage IS NULL OR stage IN ({_sql_list(Stage)})", name="stage_known"),
         # Production is per base model, so a production version must name its base.
         CheckConstraint(
             "stage IS NULL OR stage <> 'production' OR base_model IS NOT NULL",
@@ -437,7 +443,7 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint(
-            "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
+            f"state IN ({_sql_list(JobState)})",
             name="state_known",
         ),
         Index("ix_jobs_state", "state", "id"),

@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session
 from registry.catalog.refs import NAME_RE, check_name
 from registry.db import models as m
 from registry.db.database import Database
+from registry.domain import Stage
 from registry.errors import InvalidInput
 from registry.principal import ROLES
 
-STAGES = ("staging", "production", "archived")
+STAGES: tuple[str, ...] = tuple(Stage)
 
 
 class PolicyRules(BaseModel):

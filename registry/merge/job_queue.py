@@ -20,17 +20,18 @@ from sqlalchemy.orm import Session
 from registry.access import visible_jobs
 from registry.db import models as m
 from registry.db.database import Database
+from registry.domain import TERMINAL_JOB_STATES, JobState
 from registry.errors import Conflict, NotFound
 from registry.timestamps import iso_z
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL: tuple[str, ...] = TERMINAL_JOB_STATES
 
 
 @dataclass(frozen=True)
 class JobInfo:
     id: int
     kind: str
-    state: str
+    state: JobState
     spec: dict[str, Any]
     progress: float
     status: dict[str, Any]
@@ -65,7 +66,7 @@ def job_info(session: Session, row: m.Job) -> JobInfo:
     return JobInfo(
         id=row.id,
         kind=row.kind,
-        state=row.state,
+        state=JobState(row.state),
         namespace=row.namespace,
         spec=dict(row.spec),
         progress=row.progress,

@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
+from registry.domain import MergeMethod
 from registry.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from registry.merge.plan import TensorPlan
 
 Method = Literal["sum", "linear", "cat", "svd"]
-METHODS: tuple[str, ...] = ("sum", "linear", "cat", "svd")
+METHODS: tuple[str, ...] = tuple(MergeMethod)
 
 
 def check_options(

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -15,7 +14,13 @@ from registry.db import models as m
 from registry.db.database import Database
 from registry.lifecycle import webhooks
 from registry.principal import Principal
-from registry.services.models import TokenCreated, TokenView, WebhookCreated, WebhookView
+from registry.services.models import (
+    TokenCreated,
+    TokenView,
+    WebhookCreated,
+    WebhookDelivery,
+    WebhookView,
+)
 
 
 def create_token(
@@ -90,9 +95,9 @@ def delete_webhook(db: Database, webhook_id: int, *, principal: Principal) -> No
 
 def webhook_deliveries(
     db: Database, webhook_id: int, *, principal: Principal
-) -> list[dict[str, Any]]:
+) -> list[WebhookDelivery]:
     access.require_webhook_scope(db, webhook_id, principal)
-    return webhooks.deliveries(db, webhook_id)
+    return [WebhookDelivery.model_validate(d) for d in webhooks.deliveries(db, webhook_id)]
 
 
 class SessionToken(BaseModel):

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from registry.catalog.queries import ref_row, to_info
 from registry.catalog.refs import Ref, Repo, check_name, parse_repo
 from registry.db.database import Database
-from registry.domain import VersionInfo
+from registry.domain import Stage, VersionInfo
 from registry.lifecycle import policies
 from registry.lifecycle.stages import check_stage, plan_promotion
 from registry.principal import Principal
@@ -36,7 +36,7 @@ def promote(
     )
     return PromotionResult(
         version=done.version,
-        previous_stage=done.previous_stage,
+        previous_stage=Stage(done.previous_stage) if done.previous_stage else None,
         archived=done.archived,
         unchanged=done.unchanged,
         experiments_ended=ended,

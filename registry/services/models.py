@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
-from registry.domain import VersionInfo
+from registry.domain import Stage, VersionInfo
 from registry.timestamps import iso_z
 
 # One timestamp format on every wire: ISO 8601, UTC, ``Z`` (SQLite hands back naive UTC).
@@ -22,7 +22,7 @@ class PromotionResult(_Result):
     """A promotion done (or found already done: ``unchanged``)."""
 
     version: VersionInfo
-    previous_stage: str | None
+    previous_stage: Stage | None
     archived: int | None  # the production version this promotion replaced
     unchanged: bool = False
     experiments_ended: list[str] = []  # running experiments this promotion ended
@@ -148,3 +148,69 @@ class TensorEntry(_Result):
 
 class BaseDetail(BaseSummary):
     tensor_list: list[TensorEntry]
+
+
+class DeliveryAttempt(_Result):
+    at: str  # ISO 8601, UTC, Z
+    status: int | None  # the endpoint's HTTP status; None when no answer came
+    error: str | None  # a short failure code (``timeout``, ``refused``, ...)
+
+
+class WebhookDelivery(_Result):
+    """One event's delivery to a webhook: pending, delivered or failed (out of attempts)."""
+
+    event_id: int
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status: int | None
+    attempt_log: list[DeliveryAttempt]
+
+
+class CheckRecord(_Result):
+    """The newest recorded check of a version against one base model."""
+
+    base_model: str
+    verdict: Literal["pass", "warn", "fail"]
+    created_at: str | None  # ISO 8601, UTC, Z
+    created_by: str
+    report: dict[str, Any]
+
+
+class BlobStored(_Result):
+    """A blob uploaded through the server; ``created`` is always true (whether the bytes were
+    stored before is not revealed)."""
+
+    sha256: str
+    created: bool
+
+
+class ResolvedFile(_Result):
+    path: str
+    sha256: str
+    size: int
+    url: str  # presigned on S3, else this server's download route
+
+
+class ExperimentAssignment(_Result):
+    """With ``?experiment=&subject=``: which variant the subject was assigned."""
+
+    name: str
+    state: str
+    variant: str | None
+    bucket: int
+
+
+class ResolveDocument(_Result):
+    """``GET /api/v1/resolve/...``: what a serving system needs to load a version. ``config``
+    is the PEFT config summary (for a merged model: its kind, method and inputs)."""
+
+    namespace: str
+    name: str
+    version: int
+    kind: str
+    content_id: str
+    base_model: str | None
+    config: dict[str, Any]
+    size: int
+    files: list[ResolvedFile]
+    experiment: ExperimentAssignment | None = None  # only with ``?experiment=``

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from registry.catalog.refs import Repo, parse_repo
+from registry.domain import Stage
 from registry.errors import LoraregError, Unauthorized, Unavailable
 from registry.observability import metrics
 from registry.sync import fleet
@@ -29,7 +30,7 @@ from registry.sync.source import SyncSource, Target
 from registry.sync.state import Binding, LeftOut, OnDisk, Retired, SyncState, now, save_state
 
 Log = Callable[[str], None]
-STAGES = ("staging", "production", "archived")
+STAGES: tuple[str, ...] = tuple(Stage)
 # The state and manifest are rewritten at most this often while a pass runs (and at its
 # end): a pass over thousands of adapters would otherwise rewrite them thousands of times.
 SAVE_EVERY_S = 1.0

@@ -18,6 +18,7 @@ from registry.api.version_cache import VersionCache
 from registry.client.local import LocalClient
 from registry.runtime import Runtime
 from registry.server import create_app
+from registry.services.models import ResolveDocument
 from tests.fixtures.catalog import LiveServer
 
 REPO = "acme/fast"
@@ -100,6 +101,9 @@ def test_repeats_are_served_from_the_routes_bytes(
     assert first.status_code == 200 and first.json()["version"] == 1
     assert all(same_answer(first, r) for r in [second, *again])
     assert renders == [f"{REPO}:1"] * 2  # the repeats came from the fast path
+    # The route's documented model describes the bytes both paths send, member for member.
+    documented = ResolveDocument.model_validate_json(first.content)
+    assert documented.model_dump(mode="json", exclude_unset=True) == first.json()
     not_modified = http.get(URL, headers={"If-None-Match": first.headers["etag"]})
     assert not_modified.status_code == 304 and not_modified.content == b""
     assert not_modified.headers["etag"] == first.headers["etag"]

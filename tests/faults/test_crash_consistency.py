@@ -29,6 +29,7 @@ from registry.client.local import LocalClient
 from registry.client.remote import RemoteClient
 from registry.config import Settings
 from registry.db import models as m
+from registry.domain import Stage
 from registry.merge.worker import Worker
 from registry.runtime import Runtime
 from registry.services.jobs import list_jobs
@@ -231,7 +232,7 @@ def test_kill_promote(
         n = trial % 3 + 1
         _kill_at_random(["promote", f"acme/p:{n}", "--to", "production"], env, rng, horizon=3.0)
         stages = [client.show(f"acme/p:{k}").stage for k in (1, 2, 3)]
-        assert stages.count("production") <= 1
+        assert stages.count(Stage.PRODUCTION) <= 1
         client.promote(f"acme/p:{n}", to="production")
         assert client.show("acme/p@production").number == n
     _assert_consistent(runtime)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from registry import errors
-from registry.domain import EvalRecord
+from registry.domain import EvalRecord, Stage
 from registry.runtime import Runtime
 from tests.fixtures.catalog import catalog_state
 
@@ -202,4 +202,4 @@ def test_racing_promotions_never_leave_two_productions(
         t.join()
     assert errors_seen == []
     stages = [c.show(f"acme/race:{n}").stage for n in (1, 2, 3)]
-    assert stages.count("production") == 1 and stages.count("archived") == 2
+    assert stages.count(Stage.PRODUCTION) == 1 and stages.count(Stage.ARCHIVED) == 2

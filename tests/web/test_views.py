@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from registry.domain import EvalRecord, VersionInfo
+from registry.domain import EvalRecord, JobState, VersionInfo
 from registry.merge.job_queue import JobInfo
 from registry.web.chart import HEIGHT, TOP, eval_charts
 from registry.web.check_views import check_views
@@ -131,7 +131,7 @@ def test_check_findings_worst_first_and_trained_on_base_first() -> None:
 def test_job_progress_text() -> None:
     def job(state: str, progress: float, status: dict[str, Any]) -> JobInfo:
         return JobInfo(
-            id=1, kind="merge", state=state, spec={}, progress=progress, status=status,
+            id=1, kind="merge", state=JobState(state), spec={}, progress=progress, status=status,
             attempts=1, error=None, result=None, output=None, worker_id="w", created_by="t",
             created_at=NOW, started_at=NOW, finished_at=None,
         )  # fmt: skip

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from registry.api.deps import CurrentUser, NumberPath, Reader, RuntimeDep, Writer
 from registry.api.files import blob_response
 from registry.api.regions import principal_of, read_router, request_region, streaming_store
+from registry.api.responses import ERRORS, file_responses
 from registry.api.schemas import CommitRequest, TagRequest, UploadRequest
 from registry.api.uploads import receive_blob
 from registry.catalog import metadata, queries, uploads
@@ -20,9 +21,10 @@ from registry.errors import NotFound
 from registry.formats.adapter import check_relative_path
 from registry.services import catalog as catalog_service
 from registry.services.catalog import commit_push
+from registry.services.models import BlobStored
 from registry.storage.base import check_sha256
 
-router = APIRouter(prefix="/api/v1", tags=["adapters"])
+router = APIRouter(prefix="/api/v1", tags=["adapters"], responses=ERRORS)
 
 
 def _repo(namespace: str, name: str) -> Repo:
@@ -97,10 +99,10 @@ def plan_upload(
     )
 
 
-@router.put("/blobs/{sha256}", status_code=201, dependencies=[Writer])
+@router.put("/blobs/{sha256}", status_code=201, response_model=BlobStored, dependencies=[Writer])
 async def upload_blob(
     rt: RuntimeDep, user: CurrentUser, sha256: str, request: Request
-) -> dict[str, object]:
+) -> BlobStored:
     """Upload through the server (stores without presigned URLs): hashed in full and
     verified, then usable by the namespaces the token may write. ``created`` is always
     true: whether the bytes were stored before is not revealed."""
@@ -110,7 +112,7 @@ async def upload_blob(
     await run_in_threadpool(
         uploads.record_upload, rt.db, sha256=sha256, size=size, visible=user.namespaces
     )
-    return {"sha256": sha256, "created": True}
+    return BlobStored(sha256=sha256, created=True)
 
 
 @router.post(
@@ -159,7 +161,10 @@ def set_tags(
 
 
 @router.get(
-    "/adapters/{namespace}/{name}/versions/{revision}/files/{path:path}", dependencies=[Reader]
+    "/adapters/{namespace}/{name}/versions/{revision}/files/{path:path}",
+    response_class=Response,
+    responses=file_responses(),
+    dependencies=[Reader],
 )
 async def download_file(
     rt: RuntimeDep, request: Request, namespace: str, name: str, revision: str, path: str

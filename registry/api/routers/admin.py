@@ -7,16 +7,21 @@ otherwise).
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from registry.api.deps import Admin, CurrentUser, IdPath, RuntimeDep
+from registry.api.responses import ERRORS
 from registry.api.schemas import TokenRequest, WebhookRequest
 from registry.services import access as access_service
-from registry.services.models import TokenCreated, TokenView, WebhookCreated, WebhookView
+from registry.services.models import (
+    TokenCreated,
+    TokenView,
+    WebhookCreated,
+    WebhookDelivery,
+    WebhookView,
+)
 
-router = APIRouter(prefix="/api/v1", tags=["admin"])
+router = APIRouter(prefix="/api/v1", tags=["admin"], responses=ERRORS)
 
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated, dependencies=[Admin])
@@ -66,8 +71,10 @@ def delete_webhook(rt: RuntimeDep, user: CurrentUser, webhook_id: IdPath) -> Non
     access_service.delete_webhook(rt.db, webhook_id, principal=user)
 
 
-@router.get("/webhooks/{webhook_id}/deliveries", dependencies=[Admin])
+@router.get(
+    "/webhooks/{webhook_id}/deliveries", response_model=list[WebhookDelivery], dependencies=[Admin]
+)
 def webhook_deliveries(
     rt: RuntimeDep, user: CurrentUser, webhook_id: IdPath
-) -> list[dict[str, Any]]:
+) -> list[WebhookDelivery]:
     return access_service.webhook_deliveries(rt.db, webhook_id, principal=user)

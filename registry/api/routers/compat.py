@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from registry.api.deps import CurrentUser, Maintainer, Reader, RuntimeDep, Writer
+from registry.api.responses import ERRORS
 from registry.api.schemas import BaseRequest, CheckRequest
 from registry.catalog.queries import version_row
 from registry.catalog.refs import Ref, parse_repo
@@ -14,9 +15,9 @@ from registry.compat import bases
 from registry.compat.version_checks import latest_checks
 from registry.services import compat as compat_service
 from registry.services.compat import run_check as run_check_service
-from registry.services.models import BaseAdded, BaseDetail, BaseSummary, CheckRun
+from registry.services.models import BaseAdded, BaseDetail, BaseSummary, CheckRecord, CheckRun
 
-router = APIRouter(prefix="/api/v1", tags=["compatibility"])
+router = APIRouter(prefix="/api/v1", tags=["compatibility"], responses=ERRORS)
 
 
 @router.post("/bases", response_model=BaseAdded, dependencies=[Maintainer])
@@ -71,6 +72,10 @@ def run_check(
     return run_check_service(rt, ref, base=body.base, engines=body.engines, actor=user.name)
 
 
-@router.get("/adapters/{namespace}/{name}/versions/{revision}/checks", dependencies=[Reader])
+@router.get(
+    "/adapters/{namespace}/{name}/versions/{revision}/checks",
+    response_model=list[CheckRecord],
+    dependencies=[Reader],
+)
 def get_checks(rt: RuntimeDep, namespace: str, name: str, revision: str) -> list[dict[str, Any]]:
     return latest_checks(rt.db, _numbered(rt, namespace, name, revision))

@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from registry.api.deps import MAX_ID, CurrentUser, Reader, RuntimeDep
 from registry.api.feed import Audience, EventHub
+from registry.api.responses import ERRORS
 from registry.api.waits import WaitLimiter, wait_key
 from registry.catalog.refs import check_name
 from registry.db.database import Database
@@ -28,7 +29,7 @@ from registry.domain import EventInfo
 from registry.errors import InvalidInput
 from registry.lifecycle import events
 
-router = APIRouter(prefix="/api/v1", tags=["admin"])
+router = APIRouter(prefix="/api/v1", tags=["admin"], responses=ERRORS)
 
 STREAM_TYPE = "text/event-stream"
 # Events per catalog read while a stream catches up.

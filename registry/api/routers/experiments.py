@@ -16,6 +16,7 @@ from registry.api.deps import (
     RuntimeDep,
     Writer,
 )
+from registry.api.responses import ERRORS
 from registry.api.schemas import Body
 from registry.catalog.refs import Ref, Repo, parse_repo
 from registry.experiments import service
@@ -31,9 +32,13 @@ from registry.experiments.fleet import MAX_PAGE, running_experiments
 from registry.experiments.report import report
 from registry.experiments.serving import assignment_for
 
-router = APIRouter(prefix="/api/v1/adapters/{namespace}/{name}/experiments", tags=["experiments"])
-version_router = APIRouter(prefix="/api/v1/adapters/{namespace}/{name}", tags=["experiments"])
-fleet_router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
+router = APIRouter(
+    prefix="/api/v1/adapters/{namespace}/{name}/experiments", tags=["experiments"], responses=ERRORS
+)
+version_router = APIRouter(
+    prefix="/api/v1/adapters/{namespace}/{name}", tags=["experiments"], responses=ERRORS
+)
+fleet_router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"], responses=ERRORS)
 
 ExperimentPath = Annotated[str, Path(max_length=64)]
 Reason = Annotated[str | None, Field(default=None, max_length=2000)]

@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from registry.api.deps import RuntimeDep
+from registry.api.responses import ERRORS
 from registry.errors import LoraregError
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=ERRORS)
 
 
-@router.get("/healthz")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """``ok`` when every dependency answers; ``checks`` names each (``ok`` or what failed)."""
+
+    status: Literal["ok", "degraded", "unavailable"]
+    checks: dict[str, str]  # database, storage
+    # With regions: each regional store's health; one down makes the status "degraded".
+    regions: dict[str, str] | None = None
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    return Health(status="ok")
 
 
 # HEAD too: load balancers (AWS ALB, HAProxy's option httpchk HEAD) probe with it. Kept
@@ -31,7 +47,11 @@ async def readyz_head(rt: RuntimeDep, request: Request) -> Response:
     return Response(status_code=(await readyz(rt, request)).status_code)
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A dependency does not answer"}},
+)
 async def readyz(rt: RuntimeDep, request: Request) -> JSONResponse:
     """200 when the database and the primary store answer; 503 naming what does not.
 

@@ -38,7 +38,9 @@ from registry.api import hf_documents as docs
 from registry.api.deps import Reader, accept_foreign_tokens
 from registry.api.files import blob_response, parse_range
 from registry.api.hf_errors import HubRoute, hub_error
+from registry.api.hf_models import HubModelInfo, HubTreeEntry
 from registry.api.regions import principal_of, read_router, request_region, streaming_store
+from registry.api.responses import ErrorBody, HubErrorBody, Responses, file_responses
 from registry.api.routers.resolve import FastRuntime
 from registry.api.version_cache import app_singleton, cached_version
 from registry.catalog.export import ExportCache, export_version, resolve_export
@@ -183,29 +185,97 @@ def _bytes_response(
                     media_type="application/octet-stream")  # fmt: skip
 
 
+# Refusals in the Hub's terms; request validation and the request limits answer with the
+# v1 envelope, as on every route.
+_ERRORS: Responses = {
+    422: {"model": ErrorBody, "description": "Invalid request (code `invalid_request`)"},
+    "4XX": {"model": HubErrorBody | ErrorBody, "description": "Refused; X-Error-Code says why"},
+    "5XX": {"model": HubErrorBody | ErrorBody, "description": "Internal error, or unavailable"},
+}
+_FILE_HEADERS = {
+    h: {"description": d, "schema": {"type": "string"}}
+    for h, d in (
+        ("X-Repo-Commit", "The commit id: the version's content id (or its export's)"),
+        ("ETag", "The file's sha256, quoted"),
+        ("X-Linked-Size", "The file's size in bytes"),
+    )
+}
+
+
+def _file_doc(*, head: bool) -> Responses:
+    doc = file_responses(head=head)
+    for status in (200, 206, 302):
+        doc[status] = {
+            **doc[status],
+            "headers": {**doc[status].get("headers", {}), **_FILE_HEADERS},
+        }
+    return doc
+
+
+# The form huggingface_hub's ``get_paths_info`` posts; the route reads it itself, so the
+# schema is given here.
+_PATHS_INFO_BODY = {
+    "requestBody": {
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "paths": {"type": "array", "items": {"type": "string"}},
+                        "expand": {"type": "boolean", "default": False},
+                    },
+                }
+            }
+        }
+    }
+}
+
+
 def _routes(prefix: str, *, export: bool) -> APIRouter:
     r = APIRouter(
         prefix=prefix,
         route_class=HubRoute,
         tags=["huggingface"],
         dependencies=[Depends(accept_foreign_tokens), Reader],
+        responses=_ERRORS,
     )
     mode = " (export: adapter_config.json names the canonical base model)" if export else ""
 
-    @r.get("/api/models/{namespace}/{name}", summary=f"Model info at main{mode}")
+    @r.get(
+        "/api/models/{namespace}/{name}",
+        response_model=HubModelInfo,
+        summary=f"Model info at main{mode}",
+    )
     async def model_info(rt: FastRuntime, request: Request, namespace: str, name: str) -> Response:
         view = await hub_view(request, rt, namespace, name, "main", export=export)
         return JSONResponse(docs.model_info(view))
 
-    @r.get("/api/models/{namespace}/{name}/revision/{revision}", summary=f"Model info{mode}")
+    @r.get(
+        "/api/models/{namespace}/{name}/revision/{revision}",
+        response_model=HubModelInfo,
+        summary=f"Model info{mode}",
+    )
     async def model_info_at(
         rt: FastRuntime, request: Request, namespace: str, name: str, revision: str
     ) -> Response:
         view = await hub_view(request, rt, namespace, name, revision, export=export)
         return JSONResponse(docs.model_info(view))
 
-    @r.get("/api/models/{namespace}/{name}/tree/{revision}", summary=f"List files{mode}")
-    @r.get("/api/models/{namespace}/{name}/tree/{revision}/{path:path}", summary=f"List{mode}")
+    link = {"description": 'The next page: `<URL>; rel="next"`', "schema": {"type": "string"}}
+    tree_doc: Responses = {200: {"headers": {"Link": link}}}
+
+    @r.get(
+        "/api/models/{namespace}/{name}/tree/{revision}",
+        response_model=list[HubTreeEntry],
+        responses=tree_doc,
+        summary=f"List files{mode}",
+    )
+    @r.get(
+        "/api/models/{namespace}/{name}/tree/{revision}/{path:path}",
+        response_model=list[HubTreeEntry],
+        responses=tree_doc,
+        summary=f"List{mode}",
+    )
     async def tree(
         rt: FastRuntime,
         request: Request,
@@ -227,7 +297,12 @@ def _routes(prefix: str, *, export: bool) -> APIRouter:
         q = TreeQuery(f"{namespace}/{name}", folder, recursive, expand, limit)
         return _tree_page(request, view, entries, q, cursor)
 
-    @r.post("/api/models/{namespace}/{name}/paths-info/{revision}", summary=f"Paths info{mode}")
+    @r.post(
+        "/api/models/{namespace}/{name}/paths-info/{revision}",
+        response_model=list[HubTreeEntry],
+        summary=f"Paths info{mode}",
+        openapi_extra=_PATHS_INFO_BODY,
+    )
     async def paths_info(
         rt: FastRuntime, request: Request, namespace: str, name: str, revision: str
     ) -> Response:
@@ -240,8 +315,19 @@ def _routes(prefix: str, *, export: bool) -> APIRouter:
     file_path = "/{namespace}/{name}/resolve/{revision}/{path:path}"
 
     # GET and HEAD as two routes: one route with both methods repeats its OpenAPI id.
-    @r.head(file_path, name="resolve_file_head", summary=f"File metadata{mode}")
-    @r.get(file_path, summary=f"Download a file{mode}")
+    @r.head(
+        file_path,
+        name="resolve_file_head",
+        response_class=Response,
+        responses=_file_doc(head=True),
+        summary=f"File metadata{mode}",
+    )
+    @r.get(
+        file_path,
+        response_class=Response,
+        responses=_file_doc(head=False),
+        summary=f"Download a file{mode}",
+    )
     async def resolve_file(
         rt: FastRuntime, request: Request, namespace: str, name: str, revision: str, path: str
     ) -> Response:

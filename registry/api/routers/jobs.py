@@ -6,25 +6,24 @@ only jobs wholly within its namespaces, filtered in SQL, and any other id is a 4
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 
 from registry.api.deps import CurrentUser, IdPath, Reader, RuntimeDep, Writer
+from registry.api.responses import ERRORS
 from registry.api.schemas import MergeRequest
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.errors import Unavailable
 from registry.merge import job_queue
 from registry.services import jobs as jobs_service
-from registry.timestamps import iso_z
+from registry.services.job_models import JobView, MergeQueued, WorkerStatus
 
-router = APIRouter(prefix="/api/v1", tags=["jobs"])
+router = APIRouter(prefix="/api/v1", tags=["jobs"], responses=ERRORS)
 
 
-@router.post("/merges", status_code=202, dependencies=[Writer])
+@router.post("/merges", status_code=202, response_model=MergeQueued, dependencies=[Writer])
 def create_merge(
     rt: RuntimeDep, user: CurrentUser, body: MergeRequest, request: Request, response: Response
-) -> dict[str, Any]:
+) -> MergeQueued:
     """Queue a merge after checking it can be done exactly; 202 with the job and the
     interference report of the adapters. Refused when this server should run merges
     itself but started without a worker (PyTorch was missing then)."""
@@ -50,33 +49,33 @@ def create_merge(
         dtype=body.dtype,
     )
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
-    return {"job": job.to_json(), "interference": report}
+    return MergeQueued(job=JobView.of(job), interference=report)
 
 
-@router.get("/workers", dependencies=[Reader])
-def workers(rt: RuntimeDep, request: Request) -> dict[str, Any]:
+@router.get("/workers", response_model=WorkerStatus, dependencies=[Reader])
+def workers(rt: RuntimeDep, request: Request) -> WorkerStatus:
     """Whether merges can run: the last sign of life of any merge worker (a claim, a
     heartbeat or a finish), and whether this server runs one itself."""
     seen = job_queue.worker_last_seen(rt.db)
-    return {
-        "last_seen_at": iso_z(seen),
-        "seconds_since_seen": round((job_queue.now() - seen).total_seconds(), 1) if seen else None,
-        "in_process": bool(getattr(request.app.state, "merge_worker", False)),
-        "refusal": getattr(request.app.state, "merge_refusal", None),
-    }
+    return WorkerStatus(
+        last_seen_at=seen,
+        seconds_since_seen=round((job_queue.now() - seen).total_seconds(), 1) if seen else None,
+        in_process=bool(getattr(request.app.state, "merge_worker", False)),
+        refusal=getattr(request.app.state, "merge_refusal", None),
+    )
 
 
-@router.get("/jobs", dependencies=[Reader])
-def list_jobs(rt: RuntimeDep, user: CurrentUser) -> list[dict[str, Any]]:
-    return [j.to_json() for j in jobs_service.list_jobs(rt.db, visible=user.namespaces)]
+@router.get("/jobs", response_model=list[JobView], dependencies=[Reader])
+def list_jobs(rt: RuntimeDep, user: CurrentUser) -> list[JobView]:
+    return [JobView.of(j) for j in jobs_service.list_jobs(rt.db, visible=user.namespaces)]
 
 
-@router.get("/jobs/{job_id}", dependencies=[Reader])
-def show_job(rt: RuntimeDep, user: CurrentUser, job_id: IdPath) -> dict[str, Any]:
-    return job_queue.get_job(rt.db, job_id, namespaces=user.namespaces).to_json()
+@router.get("/jobs/{job_id}", response_model=JobView, dependencies=[Reader])
+def show_job(rt: RuntimeDep, user: CurrentUser, job_id: IdPath) -> JobView:
+    return JobView.of(job_queue.get_job(rt.db, job_id, namespaces=user.namespaces))
 
 
-@router.post("/jobs/{job_id}/cancel", dependencies=[Writer])
-def cancel_job(rt: RuntimeDep, user: CurrentUser, job_id: IdPath) -> dict[str, Any]:
+@router.post("/jobs/{job_id}/cancel", response_model=JobView, dependencies=[Writer])
+def cancel_job(rt: RuntimeDep, user: CurrentUser, job_id: IdPath) -> JobView:
     job_queue.get_job(rt.db, job_id, namespaces=user.namespaces)
-    return job_queue.cancel(rt.db, job_id, actor=user.name).to_json()
+    return JobView.of(job_queue.cancel(rt.db, job_id, actor=user.name))

@@ -14,11 +14,14 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from registry.api.deps import CurrentUser, Reader, RuntimeDep, Writer
+from registry.api.responses import ERRORS
 from registry.api.schemas import Body
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.errors import Unavailable
+from registry.library.results import AnalysisResult, LibraryMap, LibraryVersion
+from registry.services.job_models import CompositionQueued, JobView
 
-router = APIRouter(prefix="/api/v1", tags=["library"])
+router = APIRouter(prefix="/api/v1", tags=["library"], responses=ERRORS)
 
 
 class ComposeRequest(Body):
@@ -45,10 +48,12 @@ def _service() -> Any:
     return service
 
 
-@router.post("/compositions", status_code=202, dependencies=[Writer])
+@router.post(
+    "/compositions", status_code=202, response_model=CompositionQueued, dependencies=[Writer]
+)
 def create_composition(
     rt: RuntimeDep, user: CurrentUser, body: ComposeRequest, request: Request, response: Response
-) -> dict[str, Any]:
+) -> CompositionQueued:
     """Check a composition (cat, linear or svd) and queue it as a job; 202 with the job and
     the inputs' interference. A worker runs it; the job's result names the new version."""
     refusal = getattr(request.app.state, "merge_refusal", None)
@@ -70,10 +75,10 @@ def create_composition(
         rank=body.rank,
     )
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
-    return {"job": job.to_json(), "interference": report}
+    return CompositionQueued(job=JobView.of(job), interference=report)
 
 
-@router.get("/interference", dependencies=[Reader])
+@router.get("/interference", response_model=LibraryMap, dependencies=[Reader])
 def interference(
     rt: RuntimeDep,
     user: CurrentUser,
@@ -81,7 +86,7 @@ def interference(
     namespace: Annotated[str | None, Query(max_length=64)] = None,
     tag: Annotated[list[str] | None, Query(max_length=16)] = None,
     ref: Annotated[list[str] | None, Query(max_length=200)] = None,
-) -> dict[str, Any]:
+) -> LibraryMap:
     """Every pair of the named adapters, or of the newest version of each adapter on
     ``base`` (narrowed by ``namespace`` and ``tag=K=V``): cosines and overlaps per module."""
     from registry.errors import InvalidInput
@@ -103,26 +108,33 @@ def interference(
     doc = library_map(
         rt, refs=refs, base=base, namespace=namespace, tags=tags, visible=user.namespaces
     )
-    return dict(doc.model_dump(mode="json"))
+    return doc
 
 
-@router.get("/adapters/{namespace}/{name}/analysis", dependencies=[Reader])
+@router.get(
+    "/adapters/{namespace}/{name}/analysis", response_model=AnalysisResult, dependencies=[Reader]
+)
 def analysis(
     rt: RuntimeDep,
     namespace: str,
     name: str,
     ref: Annotated[str | None, Query(max_length=64)] = None,
-) -> dict[str, Any]:
+) -> AnalysisResult:
     """Singular values, effective ranks, relative update and engine cost of a version
     (``ref``: a number, stage or alias; default the newest)."""
     text = _ref_text(namespace, name, ref)
-    return dict(_service().analyze_version(rt, text).model_dump(mode="json"))
+    return _service().analyze_version(rt, text)
 
 
-@router.post("/adapters/{namespace}/{name}/compressions", status_code=201, dependencies=[Writer])
+@router.post(
+    "/adapters/{namespace}/{name}/compressions",
+    status_code=201,
+    response_model=LibraryVersion,
+    dependencies=[Writer],
+)
 def create_compression(
     rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, body: CompressRequest
-) -> dict[str, Any]:
+) -> LibraryVersion:
     """Truncate a version optimally per module into a new version (rank or energy)."""
     if body.output:
         user.require_namespace(parse_repo(body.output).namespace)
@@ -135,7 +147,7 @@ def create_compression(
         output=body.output,
         visible=user.namespaces,
     )
-    return dict(result.model_dump(mode="json"))
+    return result
 
 
 def _ref_text(namespace: str, name: str, ref: str | None) -> str:

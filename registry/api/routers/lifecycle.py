@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from registry.api.deps import Admin, CurrentUser, Maintainer, NumberPath, Reader, RuntimeDep, Writer
+from registry.api.responses import ERRORS
 from registry.api.schemas import AliasRequest, EvalsRequest, PromoteRequest
 from registry.catalog import metadata, queries
 from registry.catalog.diff import diff_versions
@@ -16,7 +17,7 @@ from registry.lifecycle import events, stages
 from registry.services import lifecycle as lifecycle_service
 from registry.services.models import EffectivePolicy, PolicyView, PromotionResult, VersionDiff
 
-router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
+router = APIRouter(prefix="/api/v1", tags=["lifecycle"], responses=ERRORS)
 
 
 def _repo(namespace: str, name: str) -> Repo:

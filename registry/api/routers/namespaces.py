@@ -14,13 +14,14 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from registry.api.deps import Admin, CurrentUser, NumberPath, Reader, RuntimeDep
+from registry.api.responses import ERRORS
 from registry.api.schemas import Body
 from registry.catalog import erase, quotas
 from registry.catalog.erase import ErasureReport
 from registry.catalog.quotas import KEEP, MAX_LIMIT, NamespaceInfo
 from registry.catalog.refs import Repo, check_name
 
-router = APIRouter(prefix="/api/v1", tags=["namespaces"])
+router = APIRouter(prefix="/api/v1", tags=["namespaces"], responses=ERRORS)
 
 
 class EraseRequest(Body):

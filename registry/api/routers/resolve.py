@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from registry.api.deps import allow, get_principal
 from registry.api.experiment_resolve import resolve_with_experiment
 from registry.api.regions import choose, read_router, request_region
+from registry.api.responses import ERRORS
 from registry.api.version_cache import cached_version, start_refresh, version_cache
 from registry.catalog.refs import parse_repo
 from registry.catalog.resolve import resolve, resolve_document
@@ -31,9 +32,10 @@ from registry.observability.metrics import RESOLVE_CACHE
 from registry.principal import OPEN_ACCESS, Principal
 from registry.regions.router import ReadChoice
 from registry.runtime import Runtime
+from registry.services.models import ResolveDocument
 from registry.storage.base import BlobStore
 
-router = APIRouter(prefix="/api/v1", tags=["resolve"])
+router = APIRouter(prefix="/api/v1", tags=["resolve"], responses=ERRORS)
 # allow() is typed for Depends; called directly here (see resolve_route).
 _READER = cast(Callable[[Request, Principal], Awaitable[Principal]], allow("reader"))
 
@@ -185,7 +187,18 @@ _RESOLVE_PARAMS = [
 ]  # fmt: skip
 
 
-@router.get("/resolve/{namespace}/{name}", openapi_extra={"parameters": _RESOLVE_PARAMS})
+_NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified: the `If-None-Match` ETag is the version's"}
+}
+
+
+# The body is rendered by ``_render`` (bytes the fast path reuses); the model documents it.
+@router.get(
+    "/resolve/{namespace}/{name}",
+    response_model=ResolveDocument,
+    responses=_NOT_MODIFIED,
+    openapi_extra={"parameters": _RESOLVE_PARAMS},
+)
 async def resolve_route(request: Request) -> Response:
     """The version ``ref`` names (``latest``, ``3``/``v3``, a content id, a stage or alias),
     with its content id, config summary and download URLs. ``If-None-Match`` gives 304.
