@@ -167,3 +167,33 @@ def test_two_workers_at_once_copy_each_blob_once(runtime: Runtime, adapter_dir: 
         t.join(timeout=120)
     assert set(copies(runtime, "eu").values()) == {"present"}
     assert copied() - before == len({f.sha256 for f in version.files})
+
+
+def test_large_blobs_stream_in_parts_and_bad_primary_bytes_are_refused(
+    runtime: Runtime, buckets: dict[str, str], eu_link: Relay, tmp_path: Path
+) -> None:
+    import hashlib
+    import os
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(12 * 1024 * 1024 + 17))  # three 5 MiB parts (test part size)
+    good = hashlib.sha256(big.read_bytes()).hexdigest()
+    runtime.store.put_file(good, big)
+    # A primary object whose bytes do not match its name (bit rot, a bad restore).
+    bad = hashlib.sha256(b"what the name promises").hexdigest()
+    primary = s3(runtime.settings.s3_endpoint_url)  # type: ignore[arg-type]
+    primary.put_object(Bucket=buckets["primary"], Key=key(bad), Body=b"something else entirely")
+    with runtime.db.write() as s:
+        from registry.db import models as m
+
+        s.add_all([m.Blob(sha256=good, size=big.stat().st_size), m.Blob(sha256=bad, size=22)])
+    catalog.record_needed(runtime.db, [good, bad], ["eu"])
+
+    worker(runtime, retry_base_s=60.0).run_once()
+
+    assert copies(runtime, "eu") == {good: "present", bad: "failed"}
+    eu = s3(eu_link.url)
+    assert object_sha(eu, buckets["eu"], good) == good
+    assert eu.list_objects_v2(Bucket=buckets["eu"], Prefix=key(bad)).get("KeyCount", 0) == 0
+    (failure,) = catalog.failures(runtime.db, region="eu")
+    assert failure.sha256 == bad and "do not match" in (failure.last_error or "")
