@@ -112,6 +112,9 @@ def test_a_region_that_is_down_is_degraded_and_read_around(
 ) -> None:
     version = push(runtime, adapter_dir)
     drain(worker(runtime))
+    for _ in range(2):  # the second answer comes from the fast path's cache
+        doc = http.get(f"/api/v1/resolve/{REPO}", params={"region": "eu"}).json()
+        assert ports(doc) == {eu_link.port}
     eu_link.cut()
     ready = http.get("/readyz")
     assert ready.status_code == 200
