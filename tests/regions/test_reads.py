@@ -14,9 +14,9 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
+from registry.access import create_token
 from registry.client.local import LocalClient
 from registry.db import models as m
-from registry.lifecycle.access import create_token
 from registry.runtime import Runtime
 from registry.server import create_app
 from tests.fixtures.catalog import LiveServer

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from registry.domain import VersionInfo
 from registry.regions import copies as catalog
 from registry.runtime import Runtime
 from tests.regions.conftest import Relay, s3
@@ -45,19 +46,15 @@ def test_replicate_end_to_end(
     assert copies(runtime, "eu") == {sha: "present" for sha in shas}
 
 
-def _version_id(rt: Runtime, version: object) -> int:
+def _version_id(rt: Runtime, version: VersionInfo) -> int:
     from sqlalchemy import select
 
     from registry.db import models as m
 
     with rt.db.read() as s:
-        return int(
-            s.scalar(
-                select(m.AdapterVersion.id).where(
-                    m.AdapterVersion.content_id == version.content_id  # type: ignore[attr-defined]
-                )
-            )
-        )
+        return s.scalars(
+            select(m.AdapterVersion.id).where(m.AdapterVersion.content_id == version.content_id)
+        ).one()
 
 
 def test_external_region_is_checked_not_copied(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import pytest
 
@@ -14,7 +15,7 @@ from registry.storage.local import LocalBlobStore
 EU = {"name": "eu", "storage_url": "s3://eu-bucket/blobs", "endpoint_url": "http://127.0.0.1:9000"}
 
 
-def regions(*items: dict[str, object]) -> str:
+def regions(*items: Mapping[str, object]) -> str:
     return json.dumps(list(items))
 
 
