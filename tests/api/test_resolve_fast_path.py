@@ -48,7 +48,7 @@ def http(runtime: Runtime) -> Iterator[httpx.Client]:
     app.state.version_cache = VersionCache(runtime.db, check_interval_s=600, max_stale_s=600)
     with (
         LiveServer(app) as server,
-        httpx.Client(base_url=server.url) as client,
+        httpx.Client(base_url=server.url, timeout=30) as client,
     ):
         yield client
 
@@ -58,7 +58,7 @@ def fresh_answer(runtime: Runtime, params: dict[str, str], *, seen_at: str) -> h
     rewritten to the server at ``seen_at``."""
     with (
         LiveServer(create_app(runtime, background=False)) as server,
-        httpx.Client(base_url=server.url) as client,
+        httpx.Client(base_url=server.url, timeout=30) as client,
     ):
         r = client.get(URL, params=params)
     body = r.content.replace(server.url.encode(), seen_at.rstrip("/").encode())

@@ -33,8 +33,8 @@ def tenants(runtime: Runtime, adapter_library: dict[str, Path]) -> Iterator[dict
     with LiveServer(app) as srv:
         auth = {"b": f"Bearer {beta}", "a": f"Bearer {acme}"}
         with (
-            httpx.Client(base_url=srv.url, headers={"Authorization": auth["b"]}) as b,
-            httpx.Client(base_url=srv.url, headers={"Authorization": auth["a"]}) as a,
+            httpx.Client(base_url=srv.url, headers={"Authorization": auth["b"]}, timeout=30) as b,
+            httpx.Client(base_url=srv.url, headers={"Authorization": auth["a"]}, timeout=30) as a,
         ):
             yield {"url": srv.url, "beta": b, "acme": a, "v1": acme_v1, "beta_token": beta}
 

@@ -34,7 +34,7 @@ def local(runtime: Runtime, adapter_library: dict[str, Path]) -> LocalClient:
 def test_resolve_answers_the_assigned_variant_with_etags(
     local: LocalClient, server_url: str
 ) -> None:
-    with httpx.Client(base_url=server_url) as http:
+    with httpx.Client(base_url=server_url, timeout=30) as http:
         seen = set()
         for i in range(60):
             subject = f"client-{i}"

@@ -46,7 +46,7 @@ def test_changes_through_one_replica_reach_the_other_within_a_second(
         with (
             LiveServer(create_app(runtime, background=False)) as a,
             LiveServer(create_app(other, background=False)) as b,
-            httpx.Client(base_url=b.url) as replica_b,
+            httpx.Client(base_url=b.url, timeout=30) as replica_b,
         ):
 
             def version_at_b(ref: str = "latest") -> int | None:
@@ -75,7 +75,7 @@ def test_own_writes_are_seen_at_once_and_etags_still_work(
 ) -> None:
     client = LocalClient(runtime)
     v1 = client.push(adapter_library["v1"], REPO).version
-    with httpx.Client(base_url=server_url) as http:
+    with httpx.Client(base_url=server_url, timeout=30) as http:
         first = http.get(URL)
         assert first.json()["version"] == 1 and first.headers["etag"] == f'"{v1.content_id}"'
         cached = http.get(URL, headers={"If-None-Match": first.headers["etag"]})

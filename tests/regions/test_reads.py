@@ -147,7 +147,7 @@ def test_token_and_server_default_regions(
     with runtime.db.write() as s:
         s.execute(update(m.Token).where(m.Token.id == info.id).values(default_region="eu"))
     app = create_app(runtime, require_auth=True, background=False)
-    with LiveServer(app) as server, httpx.Client(base_url=server.url) as client:
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         headers = {"Authorization": f"Bearer {token}"}
         doc = client.get(f"/api/v1/resolve/{REPO}", headers=headers).json()
         assert ports(doc) == {eu_link.port}

@@ -245,7 +245,7 @@ def test_presign_get_serves_the_blob(blob_store: BlobStore) -> None:
         assert url is None  # local blobs are served through the registry
         return
     assert url is not None
-    with httpx.Client() as http:
+    with httpx.Client(timeout=30) as http:
         full = http.get(url)
         assert full.status_code == 200 and full.content == data
         assert "adapter_model.safetensors" in full.headers["content-disposition"]

@@ -174,7 +174,7 @@ def test_namespace_and_base_filters_and_a_scoped_token(
             assert (dest / "acme" / "voice@ab" / "b").is_dir()
             assert not (dest / "other").exists() and not (dest / "acme" / "elsewhere@ab").exists()
             # Paging: one experiment per page still lists them all, in id order.
-            with httpx.Client(base_url=srv.url) as http:
+            with httpx.Client(base_url=srv.url, timeout=30) as http:
                 admin, _ = create_token(runtime.db, name="a", role="admin", actor="test")
                 auth = {"Authorization": f"Bearer {admin}"}
                 first = http.get("/api/v1/experiments", params={"limit": 1}, headers=auth).json()
