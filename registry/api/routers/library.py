@@ -14,9 +14,9 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from registry.api.deps import CurrentUser, Reader, RuntimeDep, Writer
+from registry.api.queued_jobs import accepted, admit
 from registry.api.schemas import Body
 from registry.catalog.refs import parse_ref, parse_repo
-from registry.errors import Unavailable
 
 router = APIRouter(prefix="/api/v1", tags=["library"])
 
@@ -51,12 +51,7 @@ def create_composition(
 ) -> dict[str, Any]:
     """Check a composition (cat, linear or svd) and queue it as a job; 202 with the job and
     the inputs' interference. A worker runs it; the job's result names the new version."""
-    refusal = getattr(request.app.state, "merge_refusal", None)
-    if refusal:
-        raise Unavailable(refusal)
-    for ref in body.adapters:
-        user.require_namespace(parse_ref(ref).repo.namespace)
-    user.require_namespace(parse_repo(body.output).namespace)
+    admit(request, user, body.adapters, body.output)
     _service()
     from registry.library.jobs import request_compose
 
@@ -69,8 +64,7 @@ def create_composition(
         method=body.method,
         rank=body.rank,
     )
-    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
-    return {"job": job.to_json(), "interference": report}
+    return accepted(response, job, report)
 
 
 @router.get("/interference", dependencies=[Reader])
