@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
 from cli.app import Context, cli, handle_errors, json_option, parse_pairs, pass_ctx
-from cli.commands.merge import _floats, _warn_without_worker
+from cli.commands.merge import _floats
+from cli.job_wait import exit_unless_succeeded, follow_job, wait_options
 from cli.output import emit_json, human_size, table
 
 
@@ -43,17 +43,7 @@ def _modules_table(doc: dict[str, Any], limit: int = 12) -> None:
     " (A's and B's summed separately; equal ranks only).",
 )
 @click.option("--rank", type=int, help="svd: the rank to keep (default: the largest input rank).")
-@click.option(
-    "--wait", is_flag=True, help="Wait for the compose job (runs it here without a server)."
-)
-@click.option(
-    "--claim-timeout",
-    default=60.0,
-    type=click.FloatRange(min=0),
-    show_default=True,
-    help="With --wait on a server: give up when no worker claimed the job in this many"
-    " seconds and none has been seen since.",
-)
+@wait_options("compose job")
 @json_option
 @pass_ctx
 @handle_errors
@@ -84,10 +74,7 @@ def compose(
             f"job {job['id']} queued: compose ({method}) of {', '.join(ref_list)}"
             f" -> {job['spec']['output']}"
         )
-    if not (wait and not ctx.settings.url):  # else this process runs the job itself
-        _warn_without_worker(ctx.client.workers())
-    if wait:
-        job = ctx.client.wait_job(job["id"], claim_timeout_s=claim_timeout)
+    job = follow_job(ctx, job, wait=wait, claim_timeout=claim_timeout)
     if as_json:
         emit_json({**doc, "job": job})
     elif wait and job["state"] == "succeeded":
@@ -99,10 +86,8 @@ def compose(
         )
         if method == "svd":
             _modules_table(result)
-    elif wait:
-        click.echo(f"job {job['id']} {job['state']}: {job['error']}", err=True)
-    if wait and job["state"] != "succeeded":
-        sys.exit(1)
+    if wait:
+        exit_unless_succeeded(job, as_json=as_json)
 
 
 @cli.command()

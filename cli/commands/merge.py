@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
 from cli.app import Context, cli, handle_errors, json_option, pass_ctx
+from cli.job_wait import exit_unless_succeeded, follow_job, wait_options
 from cli.output import emit_json, human_size, table
 from registry.domain import MergeMethod
 
@@ -53,15 +53,7 @@ def _progress_line(doc: dict[str, Any]) -> str:
 @click.option("--output", help="Repository for the merged model (default: NS/NAME-merged).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--dtype", help="Cast the output (e.g. bfloat16); default keeps the base's.")
-@click.option("--wait", is_flag=True, help="Wait for the merge (runs it here without a server).")
-@click.option(
-    "--claim-timeout",
-    default=60.0,
-    type=click.FloatRange(min=0),
-    show_default=True,
-    help="With --wait on a server: give up when no worker claimed the job in this many"
-    " seconds and none has been seen since.",
-)
+@wait_options("merge")
 @json_option
 @pass_ctx
 @handle_errors
@@ -99,45 +91,26 @@ def merge(
             f"job {job['id']} queued: {method} of {', '.join(ref_list)} into {base}"
             f" -> {job['spec']['output']}"
         )
-    if not (wait and not ctx.settings.url):  # else this process runs the job itself
-        _warn_without_worker(ctx.client.workers())
-    if wait:
-        last = [""]
+    last = [""]
 
-        def show(d: dict[str, Any]) -> None:
-            line = _progress_line(d)
-            if line != last[0] and not as_json:
-                click.echo(line, err=True)
-                last[0] = line
+    def show(d: dict[str, Any]) -> None:
+        line = _progress_line(d)
+        if line != last[0] and not as_json:
+            click.echo(line, err=True)
+            last[0] = line
 
-        job = ctx.client.wait_job(job["id"], progress=show, claim_timeout_s=claim_timeout)
-        if not as_json:
-            if job["state"] == "succeeded":
-                r = job["result"] or {}
-                ver = (r.get("verification") or {}).get("max_abs_error")
-                err = f"{ver:.1e}" if isinstance(ver, int | float) else ver
-                click.echo(
-                    f"merged: {job['output']}  ({r.get('elapsed_s', 0):.1f}s,"
-                    f" verification max error {err})"
-                )
-            else:
-                click.echo(f"job {job['id']} {job['state']}: {job['error']}", err=True)
+    job = follow_job(ctx, job, wait=wait, claim_timeout=claim_timeout, progress=show)
     if as_json:
         emit_json({**doc, "job": job})
-    if wait and job["state"] != "succeeded":
-        sys.exit(1)
-
-
-def _warn_without_worker(workers: dict[str, Any]) -> None:
-    seen = workers.get("seconds_since_seen")
-    if workers.get("in_process") or (seen is not None and seen < 600):
-        return
-    last = "ever" if seen is None else f"for {seen:.0f} s"
-    click.echo(
-        f"warning: no merge worker has been seen {last}; the job stays queued until"
-        " `lorareg worker` (or an embedded `lorareg serve`) runs",
-        err=True,
-    )
+    elif wait and job["state"] == "succeeded":
+        r = job["result"] or {}
+        ver = (r.get("verification") or {}).get("max_abs_error")
+        err = f"{ver:.1e}" if isinstance(ver, int | float) else ver
+        click.echo(
+            f"merged: {job['output']}  ({r.get('elapsed_s', 0):.1f}s, verification max error {err})"
+        )
+    if wait:
+        exit_unless_succeeded(job, as_json=as_json)
 
 
 @cli.group(invoke_without_command=True)

@@ -15,22 +15,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Callable, Hashable
 from threading import Lock
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import event
 
+from registry.db.commit_hooks import after_commits
 from registry.db.database import Database
 from registry.domain import VersionInfo
 from registry.lifecycle.events import last_event_id
 from registry.observability.metrics import RESOLVE_CACHE
 from registry.runtime import Runtime
 
-_COMMITTED = "lorareg.version_cache.committed"
 log = logging.getLogger("lorareg.api")
 
 
@@ -66,30 +64,7 @@ class VersionCache:
         self._generation = 0
         self._lock = Lock()
         self._check_lock = Lock()
-        self._watch_commits(db)
-
-    def _watch_commits(self, db: Database) -> None:
-        # The "commit" event fires before the commit lands, so it only marks the
-        # connection; the pool's "checkin" (after the commit, when the session lets go)
-        # acts on it.
-        ref = weakref.ref(self)
-
-        def on_commit(conn: Any) -> None:
-            conn.info[_COMMITTED] = True
-
-        def on_checkin(_dbapi_conn: Any, record: Any) -> None:
-            cache = ref()
-            if record is not None and record.info.pop(_COMMITTED, False) and cache is not None:
-                cache.mark_changed()
-
-        engines = [db.engine]
-        # SQLite writes go through a second engine; Database has no public name for it.
-        writer = getattr(db, "_write_engine", db.engine)
-        if writer is not db.engine:
-            engines.append(writer)
-        for engine in engines:
-            event.listen(engine, "commit", on_commit)
-            event.listen(engine, "checkin", on_checkin)
+        after_commits(db, self, VersionCache.mark_changed)
 
     def mark_changed(self) -> None:
         """Check the catalog before the next answer."""

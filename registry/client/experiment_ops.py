@@ -7,11 +7,12 @@ ranges, pinned versions) and buckets subjects itself, exactly as the server does
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from registry.catalog.refs import Ref, parse_ref, parse_repo
+from registry.catalog.refs import Ref, Repo, parse_ref, parse_repo
 from registry.experiments.domain import (
     Assignment,
     Conclusion,
@@ -30,23 +31,24 @@ if TYPE_CHECKING:
     from registry.runtime import Runtime
 
 Variants = Sequence[tuple[str, str]]
+Split = str | list[float]
 
 
-def _service() -> ModuleType:
-    """The experiments service, loaded on first use: a `lorareg list` does not pay for it."""
-    from registry.experiments import service
+@dataclass(frozen=True)
+class NewExperiment:
+    """What starting an experiment asks for, normalised once for both clients: the
+    experiments service's arguments, and (variants aside) the route's body."""
 
-    return service
+    name: str
+    variants: list[tuple[str, str]]  # (variant, ref), control first
+    split: Split
+    metric: str
+    reason: str | None
 
 
-class LocalExperiments:
-    """Mixin for LocalClient: acts as the local admin, like the lifecycle operations."""
-
-    rt: Runtime
-
-    @property
-    def principal(self) -> Principal:  # pragma: no cover - LocalLifecycle provides it
-        raise NotImplementedError
+class _ExperimentRequests:
+    """``experiment_create``'s arguments, read once: each client sends the same
+    ``NewExperiment`` its own way (``_create``)."""
 
     def experiment_create(
         self,
@@ -58,16 +60,36 @@ class LocalExperiments:
         metric: str,
         reason: str | None = None,
     ) -> ExperimentInfo:
-        return _service().create(
-            self.rt.db,
-            parse_repo(repo),
-            name,
-            variants=list(variants),
-            split=split,
-            metric=metric,
-            reason=reason,
-            principal=self.principal,
-        )
+        pairs = [(v, r) for v, r in variants]
+        spec = NewExperiment(name, pairs, _split(split), metric, reason)
+        return self._create(parse_repo(repo), spec)
+
+    def _create(self, repo: Repo, spec: NewExperiment) -> ExperimentInfo:  # pragma: no cover
+        raise NotImplementedError
+
+
+def _split(split: str | Sequence[float]) -> Split:
+    return split if isinstance(split, str) else list(split)
+
+
+def _service() -> ModuleType:
+    """The experiments service, loaded on first use: a `lorareg list` does not pay for it."""
+    from registry.experiments import service
+
+    return service
+
+
+class LocalExperiments(_ExperimentRequests):
+    """Mixin for LocalClient: acts as the local admin, like the lifecycle operations."""
+
+    rt: Runtime
+
+    @property
+    def principal(self) -> Principal:  # pragma: no cover - LocalLifecycle provides it
+        raise NotImplementedError
+
+    def _create(self, repo: Repo, spec: NewExperiment) -> ExperimentInfo:
+        return _service().create(self.rt.db, repo, principal=self.principal, **asdict(spec))
 
     def experiment_list(self, repo: str, *, running: bool = False) -> list[ExperimentInfo]:
         return _service().list_experiments(self.rt.db, parse_repo(repo), running_only=running)
@@ -135,7 +157,7 @@ class LocalExperiments:
         return out
 
 
-class RemoteExperiments:
+class RemoteExperiments(_ExperimentRequests):
     """Mixin for RemoteClient, over ``/api/v1/adapters/{ns}/{name}/experiments``."""
 
     def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:  # pragma: no cover
@@ -152,25 +174,10 @@ class RemoteExperiments:
     def _experiment(self, repo: str, name: str) -> str:
         return f"{self._experiments(repo)}/{quote(name, safe='')}"
 
-    def experiment_create(
-        self,
-        repo: str,
-        name: str,
-        *,
-        variants: Variants,
-        split: str | Sequence[float],
-        metric: str,
-        reason: str | None = None,
-    ) -> ExperimentInfo:
-        body = {
-            "name": name,
-            "variants": [{"name": v, "ref": r} for v, r in variants],
-            "split": split if isinstance(split, str) else list(split),
-            "metric": metric,
-            "reason": reason,
-        }
+    def _create(self, repo: Repo, spec: NewExperiment) -> ExperimentInfo:
+        body = {**asdict(spec), "variants": [{"name": v, "ref": r} for v, r in spec.variants]}
         return ExperimentInfo.model_validate(
-            self._call("POST", self._experiments(repo), json=body).json()
+            self._call("POST", self._experiments(str(repo)), json=body).json()
         )
 
     def experiment_list(self, repo: str, *, running: bool = False) -> list[ExperimentInfo]:
@@ -185,7 +192,7 @@ class RemoteExperiments:
     def experiment_ramp(
         self, repo: str, name: str, *, split: str | Sequence[float], reason: str | None = None
     ) -> ExperimentInfo:
-        body = {"split": split if isinstance(split, str) else list(split), "reason": reason}
+        body = {"split": _split(split), "reason": reason}
         resp = self._call("POST", f"{self._experiment(repo, name)}/ramp", json=body)
         return ExperimentInfo.model_validate(resp.json())
 

@@ -13,23 +13,17 @@ ranks match the tensors, safe paths), and identical content creates nothing.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from registry.catalog.refs import parse_repo
 from registry.client.base import RegistryClient
+from registry.compat.hub_errors import hub_errors
 from registry.compat.sources import parse_hf_source
 from registry.domain import PushResult
-from registry.errors import (
-    Forbidden,
-    InvalidInput,
-    LoraregError,
-    NotFound,
-    Unauthorized,
-    Unavailable,
-)
+from registry.errors import InvalidInput, Unavailable
 from registry.storage.base import Progress
 
 
@@ -52,48 +46,10 @@ def parse_hub_source(spec: str) -> tuple[str, str | None]:
     return parse_hf_source(spec)
 
 
-@contextmanager
-def _hub_errors(where: str) -> Iterator[None]:
-    """huggingface_hub's errors as domain errors, each with what to do next."""
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
+def _hub_errors(where: str, doing: str) -> AbstractContextManager[None]:
+    return hub_errors(
+        where, doing=doing, token_hint="pass --token or set HF_TOKEN", missing_file=Unavailable
     )
-
-    # huggingface_hub's HTTP errors derive from its HTTP library's base error; connection
-    # failures raise that base without a status.
-    transport: tuple[type[BaseException], ...] = (OSError, HfHubHTTPError.__mro__[1])
-    try:
-        yield
-    except LoraregError:
-        raise
-    except GatedRepoError:
-        raise Forbidden(f"{where} is gated; accept its terms on the hub and pass a token") from None
-    except RepositoryNotFoundError:
-        raise NotFound(
-            f"{where}: no such repository (or it is private: pass --token or set HF_TOKEN)"
-        ) from None
-    except RevisionNotFoundError:
-        raise NotFound(
-            f"{where}: no such revision; use a branch, tag or commit that exists"
-        ) from None
-    except (EntryNotFoundError, LocalEntryNotFoundError) as exc:
-        raise Unavailable(f"{where}: could not download every file: {exc}") from None
-    except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else None
-        if status == 401:
-            raise Unauthorized(f"{where}: the hub refused the token") from None
-        if status == 403:
-            raise Forbidden(f"{where}: access denied") from None
-        raise Unavailable(f"{where}: {exc}") from None
-    except transport as exc:
-        raise Unavailable(
-            f"{where}: {exc}; check the endpoint (HF_ENDPOINT) and the network"
-        ) from None
 
 
 def import_from_hub(
@@ -120,13 +76,13 @@ def import_from_hub(
     parse_repo(repo)  # a bad target name fails before any download
     hub = (endpoint or constants.ENDPOINT).rstrip("/")
     where = f"hf://{repo_id}@{revision or 'main'} on {hub}"
-    with _hub_errors(where):
+    with _hub_errors(where, "read the repository"):
         info = HfApi(endpoint=hub, token=token).model_info(repo_id, revision=revision)
     commit = info.sha or revision or "main"
     pinned = f"hf://{repo_id}@{commit}"
     with tempfile.TemporaryDirectory(prefix="lorareg-import-") as tmp:
         folder = Path(tmp) / "snapshot"
-        with _hub_errors(f"{pinned} on {hub}"):
+        with _hub_errors(f"{pinned} on {hub}", "download every file"):
             snapshot_download(
                 repo_id,
                 revision=commit,

@@ -18,30 +18,14 @@ fetched are counted (that helper always fetches the first 100 kB of every shard)
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from huggingface_hub import HfApi, get_session, hf_hub_download, hf_hub_url
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    GatedRepoError,
-    HfHubHTTPError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
-from registry.errors import (
-    BaseSourceNotFound,
-    Forbidden,
-    LoraregError,
-    Unauthorized,
-    Unavailable,
-)
-
-# huggingface_hub's HTTP errors derive from its HTTP library's base error (httpx2 today,
-# requests before 1.0); connection failures raise that base without a status.
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, HfHubHTTPError.__mro__[1])
+from registry.compat.hub_errors import hub_errors
+from registry.errors import BaseSourceNotFound
 
 
 class HubSource:
@@ -67,39 +51,14 @@ class HubSource:
         self._sizes: dict[str, int] = {}
         self._sha256: dict[str, str] = {}
 
-    @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        where = f"{self.url} on {self.endpoint or 'the configured hub (HF_ENDPOINT)'}"
-        try:
-            yield
-        except LoraregError:
-            raise
-        except GatedRepoError:
-            raise Forbidden(
-                f"{where} is gated; accept its terms on the hub and pass a token (HF_TOKEN)"
-            ) from None
-        except RepositoryNotFoundError:
-            raise BaseSourceNotFound(
-                f"{where}: no such repository (or it is private: pass a token with HF_TOKEN"
-                " or `hf auth login`)"
-            ) from None
-        except RevisionNotFoundError:
-            raise BaseSourceNotFound(
-                f"{where}: no revision {self.revision!r}; use a branch, tag or commit that exists"
-            ) from None
-        except EntryNotFoundError:
-            raise BaseSourceNotFound(f"{where}: could not {doing}: no such file") from None
-        except HfHubHTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else None
-            if status == 401:
-                raise Unauthorized(f"{where}: the hub refused the token ({doing})") from None
-            if status == 403:
-                raise Forbidden(f"{where}: access denied ({doing})") from None
-            raise Unavailable(f"{where}: could not {doing}: {exc}") from None
-        except _TRANSPORT_ERRORS as exc:
-            raise Unavailable(
-                f"{where}: could not {doing}: {exc}; check HF_ENDPOINT and the network"
-            ) from None
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
+        return hub_errors(
+            f"{self.url} on {self.endpoint or 'the configured hub (HF_ENDPOINT)'}",
+            doing=doing,
+            token_hint="pass a token with HF_TOKEN or `hf auth login`",
+            not_found=BaseSourceNotFound,
+            missing_file=BaseSourceNotFound,
+        )
 
     def files(self) -> dict[str, int]:
         if self.commit is None:

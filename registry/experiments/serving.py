@@ -8,15 +8,12 @@ after this process commits), like the resolve route's version cache.
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from threading import Lock
-from typing import Any
-
-from sqlalchemy import event
 
 from registry.catalog.refs import Repo
+from registry.db.commit_hooks import after_commits
 from registry.db.database import Database
 from registry.experiments.assignment import (
     BucketRange,
@@ -28,8 +25,6 @@ from registry.experiments.assignment import (
 from registry.experiments.domain import Assignment
 from registry.experiments.records import experiment_row, version_numbers
 from registry.lifecycle.events import last_event_id
-
-_COMMITTED = "lorareg.experiments.committed"
 
 
 @dataclass(frozen=True)
@@ -80,25 +75,11 @@ class DefinitionCache:
         self._stamp: int | None = None
         self._checked_at = float("-inf")
         self._lock = Lock()
-        self._watch_commits(db)
+        after_commits(db, self, DefinitionCache.recheck)
 
-    def _watch_commits(self, db: Database) -> None:
-        ref = weakref.ref(self)
-
-        def on_commit(conn: Any) -> None:
-            conn.info[_COMMITTED] = True
-
-        def on_checkin(_dbapi_conn: Any, record: Any) -> None:
-            cache = ref()
-            if record is not None and record.info.pop(_COMMITTED, False) and cache is not None:
-                cache._checked_at = float("-inf")
-
-        engines = {id(db.engine): db.engine}
-        writer = getattr(db, "_write_engine", db.engine)  # SQLite writes use a second engine
-        engines[id(writer)] = writer
-        for engine in engines.values():
-            event.listen(engine, "commit", on_commit)
-            event.listen(engine, "checkin", on_checkin)
+    def recheck(self) -> None:
+        """Check the catalog before the next answer."""
+        self._checked_at = float("-inf")
 
     def peek(self, key: Hashable) -> tuple[ExperimentDef | None, bool]:
         """(a hit that may be served without I/O, whether the caller should start

@@ -46,18 +46,22 @@ def check_compose_request(
     """Every refusal of a composition, before any job is queued or anything written: the
     checked versions, one weight each, and their pairwise interference (the report)."""
     parse_repo(output)
-    if weights is not None and len(weights) != len(refs):
-        raise WeightCountMismatch(
-            f"{len(weights)} weight(s) for {len(refs)} adapter(s); give one weight per adapter"
-        )
-    if rank is not None and rank <= 0:
-        raise InvalidRank(f"rank must be a positive integer, got {rank}")
+    _check_weights_and_rank(refs, weights, rank)
     versions = resolve_versions(rt, refs)
     with opened(rt, versions) as sources:
         ranks = input_ranks(sources)
         w = check_compose(sources, weights, method=method, rank=rank, input_ranks=ranks)
         pairs = _interference(versions, sources)
     return versions, w, pairs
+
+
+def _check_weights_and_rank(refs: list[str], weights: list[float] | None, rank: int | None) -> None:
+    if weights is not None and len(weights) != len(refs):
+        raise WeightCountMismatch(
+            f"{len(weights)} weight(s) for {len(refs)} adapter(s); give one weight per adapter"
+        )
+    if rank is not None and rank <= 0:
+        raise InvalidRank(f"rank must be a positive integer, got {rank}")
 
 
 def _interference(
@@ -89,12 +93,7 @@ def compose_versions(
     ``on_commit`` runs in the transaction that records the version, with the result (a
     compose job finishes there: the version exists exactly when its job succeeded)."""
     repo = parse_repo(output)
-    if weights is not None and len(weights) != len(refs):
-        raise WeightCountMismatch(
-            f"{len(weights)} weight(s) for {len(refs)} adapter(s); give one weight per adapter"
-        )
-    if rank is not None and rank <= 0:
-        raise InvalidRank(f"rank must be a positive integer, got {rank}")
+    _check_weights_and_rank(refs, weights, rank)
     versions = resolve_versions(rt, refs)
     with opened(rt, versions) as sources:
         ranks = input_ranks(sources)

@@ -63,14 +63,17 @@ class Worker:
         lease_s: float = 30.0,
         poll_s: float = 1.0,
         runners: Mapping[str, JobRunner] | None = None,
+        clock: job_queue.Clock = job_queue.now,
     ) -> None:
         """``runners``: how to run each job kind other than ``merge`` (the callers above the
-        merge package pass ``registry.services.jobs.job_runners()``: compositions)."""
+        merge package pass ``registry.services.jobs.job_runners()``: compositions).
+        ``clock``: the time its leases are reckoned by (tests pass a later one)."""
         self.rt = rt
         self.runners = dict(runners or {})
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_s = lease_s
         self.poll_s = poll_s
+        self.clock = clock
         self.stop = threading.Event()
 
     @property
@@ -107,7 +110,9 @@ class Worker:
         self.sweep_orphans()
         while not self.stop.is_set():
             try:
-                job = job_queue.claim(self.rt.db, self.worker_id, lease_s=self.lease_s)
+                job = job_queue.claim(
+                    self.rt.db, self.worker_id, lease_s=self.lease_s, clock=self.clock
+                )
             except LoraregError:
                 log.exception("cannot claim jobs; retrying")
                 job = None
@@ -119,7 +124,9 @@ class Worker:
     def run_one(self, job_id: int) -> JobInfo:
         """Claim and run one given job (``lorareg merge --wait`` without a server)."""
         self.sweep_orphans()
-        job = job_queue.claim(self.rt.db, self.worker_id, lease_s=self.lease_s, job_id=job_id)
+        job = job_queue.claim(
+            self.rt.db, self.worker_id, lease_s=self.lease_s, job_id=job_id, clock=self.clock
+        )
         if job is not None:
             self.run(job)
         return job_queue.get_job(self.rt.db, job_id)
@@ -341,6 +348,7 @@ class _Heartbeat:
                 lease_s=self.worker.lease_s,
                 progress=frac,
                 status=status,
+                clock=self.worker.clock,
             )
         except LoraregError:
             return  # database hiccup: try again next beat; the lease has slack

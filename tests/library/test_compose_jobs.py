@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +97,11 @@ def test_a_worker_that_lost_its_lease_records_nothing(
     job, _ = request_compose(
         runtime, ["acme/voice:1", "acme/product:1"], output="acme/storefront", actor="t"
     )
-    slow = job_queue.claim(runtime.db, "slow", lease_s=-1.0)  # claimed, lease already expired
+    slow = job_queue.claim(runtime.db, "slow", lease_s=30.0)
     assert slow is not None
-    taken = job_queue.claim(runtime.db, "fast", lease_s=30.0)
+    # "fast" comes 31 s later by its clock: slow's lease has run out.
+    later = job_queue.now() + timedelta(seconds=31)
+    taken = job_queue.claim(runtime.db, "fast", lease_s=30.0, clock=lambda: later)
     assert taken is not None and taken.id == job.id and taken.attempts == 2
     assert run_compose(runtime, slow, "slow") is False  # rolled back with its version
     assert _versions(runtime, "storefront") == 0

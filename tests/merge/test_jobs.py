@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,11 @@ def registry_with_base(
     c.push(adapter_library["v1"], "acme/voice")
     c.push(adapter_library["v2"], "acme/product")
     return c
+
+
+def _later(seconds: float) -> job_queue.Clock:
+    """A clock ``seconds`` ahead of now: a lease runs out without waiting for it."""
+    return lambda: job_queue.now() + timedelta(seconds=seconds)
 
 
 def test_merge_job_produces_a_pullable_merged_model(
@@ -119,10 +125,12 @@ def test_lease_expiry_hands_the_job_to_another_worker_exactly_once(
 ) -> None:
     c = registry_with_base
     job = c.merge(["acme/voice:1"], base="tiny-llama")["job"]
-    first = job_queue.claim(runtime.db, "dead-worker", lease_s=0.2)
+    first = job_queue.claim(runtime.db, "dead-worker", lease_s=30)
     assert first is not None
-    time.sleep(0.5)  # the first worker died: its lease runs out
-    Worker(runtime, worker_id="second", lease_s=30).run_one(job["id"])
+    # The first worker died; a clock past its lease stands in for waiting 30 s.
+    assert job_queue.claim(runtime.db, "too-soon", lease_s=30) is None
+    later = _later(31)
+    Worker(runtime, worker_id="second", lease_s=30, clock=later).run_one(job["id"])
     done = c.job(job["id"])
     assert (done["state"], done["attempts"], done["worker_id"]) == ("succeeded", 2, "second")
     # The dead worker waking up can no longer finish or fail the job.
@@ -160,10 +168,8 @@ def test_killed_worker_process(
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    state = c.job(job["id"])["state"]
-    if state == "running":
-        time.sleep(2.5)  # let the dead worker's lease expire
-    Worker(runtime, worker_id="rescuer", lease_s=30).run_one(job["id"])
+    # A clock past the dead worker's 2 s lease, instead of waiting it out.
+    Worker(runtime, worker_id="rescuer", lease_s=30, clock=_later(3)).run_one(job["id"])
     done = c.job(job["id"])
     assert done["state"] == "succeeded"
     assert len(c.versions("acme/voice-merged")) == 1

@@ -21,10 +21,9 @@ from registry.sync import Backoff, Follower, NodeLayout, SyncOptions, source_for
 from tests.fixtures.s3 import free_port
 
 BASE = "tiny-llama"
-# The heavy follow tests run on one backend pair; one-shot sync runs on all of them.
-ONE_BACKEND = pytest.mark.parametrize(
-    ("db_backend", "storage_backend"), [("sqlite", "local")], indirect=True
-)
+# The heavy follow tests run on the local store, on both databases (the catalog tests'
+# ``db_backend`` fixture); one-shot sync runs on every database and store.
+LOCAL_STORE = pytest.mark.parametrize("storage_backend", ["local"], indirect=True)
 
 
 class RestartableServer:

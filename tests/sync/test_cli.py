@@ -20,9 +20,9 @@ from registry.client.local import LocalClient
 from registry.client.remote import RemoteClient
 from registry.config import Settings
 from registry.runtime import Runtime
-from tests.sync.conftest import BASE, ONE_BACKEND, RestartableServer, synced_number, wait_for
+from tests.sync.conftest import BASE, LOCAL_STORE, RestartableServer, synced_number, wait_for
 
-pytestmark = ONE_BACKEND
+pytestmark = LOCAL_STORE
 
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.storage.base import blob_key
-from tests.sync.conftest import BASE, ONE_BACKEND, following, synced_number, wait_for
+from tests.sync.conftest import BASE, LOCAL_STORE, following, synced_number, wait_for
 from tests.sync.test_once import sync_once
 
 
@@ -39,7 +39,7 @@ def test_sync_removes_an_erased_adapter_at_once(
     assert synced_number(dest, "beta/bot") == 1  # another tenant is untouched
 
 
-@ONE_BACKEND
+@LOCAL_STORE
 def test_an_erased_version_is_not_kept_for_the_grace_period(
     client: Any, adapter_library: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -56,7 +56,7 @@ def test_an_erased_version_is_not_kept_for_the_grace_period(
     assert not os.path.exists(old)  # a plain replacement would stay for grace_s (300 s)
 
 
-@ONE_BACKEND
+@LOCAL_STORE
 def test_following_node_drops_an_offboarded_namespace(
     client: Any, adapter_library: dict[str, Path], tmp_path: Path
 ) -> None:

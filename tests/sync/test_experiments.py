@@ -23,7 +23,7 @@ from registry.runtime import Runtime
 from registry.sync import Follower, NodeLayout, SyncOptions, source_for
 from tests.sync.conftest import (
     BASE,
-    ONE_BACKEND,
+    LOCAL_STORE,
     RestartableServer,
     following,
     synced_number,
@@ -31,9 +31,6 @@ from tests.sync.conftest import (
 )
 
 REPO = "acme/voice"
-BOTH_DATABASES = pytest.mark.parametrize(
-    ("db_backend", "storage_backend"), [("sqlite", "local"), ("postgres", "local")], indirect=True
-)
 
 
 def sync_once(client: Any, dest: Path, **options: Any) -> list[str]:
@@ -90,7 +87,7 @@ def voice(client: Any, runtime: Runtime, adapter_library: dict[str, Path]) -> An
     return client
 
 
-@BOTH_DATABASES
+@LOCAL_STORE
 def test_variants_appear_assign_offline_follow_ramps_and_go_at_conclusion(
     voice: Any, runtime: Runtime, tmp_path: Path
 ) -> None:
@@ -141,7 +138,7 @@ def marker_content(runtime: Runtime, number: int) -> str:
     return str(LocalClient(runtime).show(f"{REPO}:{number}").content_id)[:12]
 
 
-@ONE_BACKEND
+@LOCAL_STORE
 def test_namespace_and_base_filters_and_a_scoped_token(
     runtime: Runtime, adapter_library: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -190,7 +187,7 @@ def test_namespace_and_base_filters_and_a_scoped_token(
         srv.stop()
 
 
-@ONE_BACKEND
+@LOCAL_STORE
 def test_follow_reacts_to_experiment_events(
     runtime: Runtime, adapter_library: dict[str, Path], tmp_path: Path
 ) -> None:

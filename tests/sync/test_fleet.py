@@ -16,9 +16,8 @@ from safetensors.torch import load_file, save_file
 
 from registry.client.local import LocalClient
 from registry.sync import Follower, NodeLayout, SyncOptions, source_for
-from tests.sync.conftest import BASE
+from tests.sync.conftest import BASE, LOCAL_STORE
 
-LOCAL_STORE = pytest.mark.parametrize("storage_backend", ["local"], indirect=True)
 WEIGHTS = "adapter_model.safetensors"
 
 

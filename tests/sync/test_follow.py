@@ -30,7 +30,7 @@ from registry.sync.source import LocalSource
 from registry.sync.state import load_state
 from tests.sync.conftest import (
     BASE,
-    ONE_BACKEND,
+    LOCAL_STORE,
     RestartableServer,
     following,
     marker,
@@ -39,7 +39,7 @@ from tests.sync.conftest import (
     wait_for,
 )
 
-pytestmark = ONE_BACKEND
+pytestmark = LOCAL_STORE
 REPO = "acme/voice"
 
 

@@ -17,7 +17,7 @@ from registry import errors
 from registry.runtime import Runtime
 from registry.storage.base import blob_key
 from registry.sync import Follower, NodeLayout, SyncOptions, folder_status, source_for
-from tests.sync.conftest import BASE, ONE_BACKEND, marker, sha256, synced_number
+from tests.sync.conftest import BASE, LOCAL_STORE, marker, sha256, synced_number
 
 
 def sync_once(client: Any, dest: Path, **options: Any) -> list[str]:
@@ -75,7 +75,7 @@ def test_sync_writes_what_engines_load_and_flips_on_promotion(
     assert [line for line in sync_once(c, dest) if not line.startswith("synced ")] == []
 
 
-@ONE_BACKEND
+@LOCAL_STORE
 def test_export_sets_served_base_name_and_files_match_marker(
     client: Any, adapter_dir: Path, tmp_path: Path
 ) -> None:
@@ -100,7 +100,7 @@ def test_export_sets_served_base_name_and_files_match_marker(
     assert cfg["base_model_name_or_path"] == "llama-prod"
 
 
-@ONE_BACKEND
+@LOCAL_STORE
 def test_alias_other_bases_and_prune(
     voice: Any, adapter_library: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -132,7 +132,7 @@ def test_alias_other_bases_and_prune(
     assert [p for p in (dest / ".lorareg/blobs").rglob("*") if p.is_file()] == []
 
 
-@ONE_BACKEND
+@LOCAL_STORE
 def test_status_reports_versions_cursor_and_lag(voice: Any, tmp_path: Path) -> None:
     voice.promote("acme/voice:2", to="production")
     dest = tmp_path / "node"
@@ -152,7 +152,7 @@ def test_status_reports_versions_cursor_and_lag(voice: Any, tmp_path: Path) -> N
     assert folder_status(dest)["adapters"][0]["state"] == "current"
 
 
-@ONE_BACKEND
+@LOCAL_STORE
 def test_folder_is_bound_to_its_base_and_stage(voice: Any, tmp_path: Path) -> None:
     dest = tmp_path / "node"
     sync_once(voice, dest)
@@ -162,7 +162,7 @@ def test_folder_is_bound_to_its_base_and_stage(voice: Any, tmp_path: Path) -> No
         sync_once(voice, dest, base="other-base")
 
 
-@ONE_BACKEND
+@LOCAL_STORE
 def test_a_folder_in_the_way_is_left_alone(voice: Any, tmp_path: Path) -> None:
     voice.promote("acme/voice:1", to="production")
     dest = tmp_path / "node"
@@ -176,7 +176,7 @@ def test_a_folder_in_the_way_is_left_alone(voice: Any, tmp_path: Path) -> None:
     assert synced_number(dest, "acme/voice") == 1
 
 
-@ONE_BACKEND
+@LOCAL_STORE
 def test_folder_reached_through_a_symlink(voice: Any, tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     via = tmp_path / "via"
@@ -193,7 +193,7 @@ def test_folder_reached_through_a_symlink(voice: Any, tmp_path: Path) -> None:
     assert (via / "acme/voice/adapter_model.safetensors").is_file()
 
 
-@ONE_BACKEND
+@LOCAL_STORE
 def test_a_damaged_blob_fails_its_adapter_only(
     voice: Any, runtime: Runtime, adapter_library: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -16,14 +16,14 @@ from registry.runtime import Runtime
 from registry.sync import Follower, NodeLayout, SyncOptions, folder_status, source_for
 from tests.sync.conftest import (
     BASE,
-    ONE_BACKEND,
+    LOCAL_STORE,
     RestartableServer,
     following,
     synced_number,
     wait_for,
 )
 
-pytestmark = ONE_BACKEND
+pytestmark = LOCAL_STORE
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Path, Query
+from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from pydantic import Field
 
 from registry.api.deps import (
@@ -57,6 +57,7 @@ class CreateExperiment(Body):
     reason: Reason = None
 
 
+# The bodies below hold exactly the service's keyword arguments: handlers pass them on whole.
 class RampRequest(Body):
     split: list[float] | str
     reason: Reason = None
@@ -81,14 +82,18 @@ def _repo(namespace: str, name: str) -> Repo:
     return parse_repo(f"{namespace}/{name}")
 
 
+# The adapter every route here is under, from its path.
+RepoDep = Annotated[Repo, Depends(_repo)]
+
+
 @router.post("", response_model=ExperimentInfo, status_code=201, dependencies=[Maintainer])
 def create_experiment(
-    rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, body: CreateExperiment
+    rt: RuntimeDep, user: CurrentUser, repo: RepoDep, body: CreateExperiment
 ) -> ExperimentInfo:
     """Start an experiment; ``split`` is ``[80, 10, 10]`` or ``"80,10,10"``."""
     return service.create(
         rt.db,
-        _repo(namespace, name),
+        repo,
         body.name,
         variants=[(v.name, v.ref) for v in body.variants],
         split=body.split,
@@ -99,123 +104,82 @@ def create_experiment(
 
 
 @router.get("", response_model=list[ExperimentInfo], dependencies=[Reader])
-def list_experiments(
-    rt: RuntimeDep, namespace: str, name: str, running: bool = False
-) -> list[ExperimentInfo]:
-    return service.list_experiments(rt.db, _repo(namespace, name), running_only=running)
+def list_experiments(rt: RuntimeDep, repo: RepoDep, running: bool = False) -> list[ExperimentInfo]:
+    return service.list_experiments(rt.db, repo, running_only=running)
 
 
 @router.get("/{experiment}", response_model=ExperimentReport, dependencies=[Reader])
-def show_experiment(
-    rt: RuntimeDep, namespace: str, name: str, experiment: ExperimentPath
-) -> ExperimentReport:
+def show_experiment(rt: RuntimeDep, repo: RepoDep, experiment: ExperimentPath) -> ExperimentReport:
     """Per metric and variant: exposures, rate or mean with its 95 % interval, lift against
     control, p-value and chance to beat control; the SRM check; the history."""
-    return report(rt.db, _repo(namespace, name), experiment)
+    return report(rt.db, repo, experiment)
 
 
 @router.get("/{experiment}/assign", response_model=Assignment, dependencies=[Reader])
 def assign(
     rt: RuntimeDep,
-    namespace: str,
-    name: str,
+    repo: RepoDep,
     experiment: ExperimentPath,
     subject: Annotated[str, Query(max_length=1024)],
 ) -> Assignment:
-    return assignment_for(rt.db, _repo(namespace, name), experiment, subject)
+    return assignment_for(rt.db, repo, experiment, subject)
 
 
 @router.post("/{experiment}/ramp", response_model=ExperimentInfo, dependencies=[Maintainer])
 def ramp(
     rt: RuntimeDep,
     user: CurrentUser,
-    namespace: str,
-    name: str,
+    repo: RepoDep,
     experiment: ExperimentPath,
     body: RampRequest,
 ) -> ExperimentInfo:
-    return service.ramp(
-        rt.db,
-        _repo(namespace, name),
-        experiment,
-        split=body.split,
-        reason=body.reason,
-        principal=user,
-    )
+    return service.ramp(rt.db, repo, experiment, principal=user, **body.model_dump())
 
 
 @router.post("/{experiment}/outcomes", response_model=ExperimentInfo, dependencies=[Writer])
 def record(
     rt: RuntimeDep,
     user: CurrentUser,
-    namespace: str,
-    name: str,
+    repo: RepoDep,
     experiment: ExperimentPath,
     body: OutcomeRequest,
 ) -> ExperimentInfo:
-    return service.record(
-        rt.db,
-        _repo(namespace, name),
-        experiment,
-        variant=body.variant,
-        metric=body.metric,
-        successes=body.successes,
-        trials=body.trials,
-        n=body.n,
-        mean=body.mean,
-        variance=body.variance,
-        principal=user,
-    )
+    return service.record(rt.db, repo, experiment, principal=user, **body.model_dump())
 
 
 @router.get("/{experiment}/preview", response_model=GatePreview, dependencies=[Reader])
 def preview(
     rt: RuntimeDep,
-    namespace: str,
-    name: str,
+    repo: RepoDep,
     experiment: ExperimentPath,
     winner: Annotated[str, Query(max_length=64)],
     reason: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> GatePreview:
     """The promotion gates concluding with ``winner`` would meet; nothing changes."""
-    return service.preview_conclusion(
-        rt.db,
-        _repo(namespace, name),
-        experiment,
-        winner=winner,
-        reason=reason,
-    )
+    return service.preview_conclusion(rt.db, repo, experiment, winner=winner, reason=reason)
 
 
 @router.post("/{experiment}/conclude", response_model=Conclusion, dependencies=[Reader])
 def conclude(
     rt: RuntimeDep,
     user: CurrentUser,
-    namespace: str,
-    name: str,
+    repo: RepoDep,
     experiment: ExperimentPath,
     body: ConcludeRequest,
 ) -> Conclusion:
     """Promote the winner through the adapter's promotion policy (its role and gates: 403
     ``forbidden``, 409 ``gate_failed``), then end the experiment."""
-    return service.conclude(
-        rt.db,
-        _repo(namespace, name),
-        experiment,
-        winner=body.winner,
-        reason=body.reason,
-        principal=user,
-    )
+    return service.conclude(rt.db, repo, experiment, principal=user, **body.model_dump())
 
 
 @version_router.get(
     "/versions/{number}/experiments", response_model=list[ExperimentInfo], dependencies=[Reader]
 )
 def experiments_of_version(
-    rt: RuntimeDep, namespace: str, name: str, number: NumberPath
+    rt: RuntimeDep, repo: RepoDep, number: NumberPath
 ) -> list[ExperimentInfo]:
     """Experiments with a variant on this version, running first."""
-    return service.experiments_using(rt.db, Ref(_repo(namespace, name), number=number))
+    return service.experiments_using(rt.db, Ref(repo, number=number))
 
 
 @fleet_router.get("", response_model=list[ServedExperiment], dependencies=[Reader])

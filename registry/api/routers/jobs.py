@@ -9,10 +9,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from registry.api.deps import CurrentUser, IdPath, Reader, RuntimeDep, Writer
+from registry.api.queued_jobs import accepted, admit
 from registry.api.responses import ERRORS
 from registry.api.schemas import MergeRequest
-from registry.catalog.refs import parse_ref, parse_repo
-from registry.errors import Unavailable
 from registry.merge import job_queue
 from registry.services import jobs as jobs_service
 from registry.services.job_models import JobView, MergeQueued, WorkerStatus
@@ -27,13 +26,7 @@ def create_merge(
     """Queue a merge after checking it can be done exactly; 202 with the job and the
     interference report of the adapters. Refused when this server should run merges
     itself but started without a worker (PyTorch was missing then)."""
-    refusal = getattr(request.app.state, "merge_refusal", None)
-    if refusal:
-        raise Unavailable(refusal)
-    for ref in body.adapters:
-        user.require_namespace(parse_ref(ref).repo.namespace)
-    if body.output:
-        user.require_namespace(parse_repo(body.output).namespace)
+    admit(request, user, body.adapters, body.output)
     from registry.merge.service import request_merge  # loads torch only when merging
 
     job, report = request_merge(
@@ -48,8 +41,7 @@ def create_merge(
         device=body.device,
         dtype=body.dtype,
     )
-    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
-    return MergeQueued(job=JobView.of(job), interference=report)
+    return accepted(response, job, report, MergeQueued)
 
 
 @router.get("/workers", response_model=WorkerStatus, dependencies=[Reader])

@@ -14,12 +14,12 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from registry.api.deps import CurrentUser, Reader, RuntimeDep, Writer
+from registry.api.queued_jobs import accepted, admit
 from registry.api.responses import ERRORS
 from registry.api.schemas import Body
 from registry.catalog.refs import parse_ref, parse_repo
-from registry.errors import Unavailable
 from registry.library.results import AnalysisResult, LibraryMap, LibraryVersion
-from registry.services.job_models import CompositionQueued, JobView
+from registry.services.job_models import CompositionQueued
 
 router = APIRouter(prefix="/api/v1", tags=["library"], responses=ERRORS)
 
@@ -56,12 +56,7 @@ def create_composition(
 ) -> CompositionQueued:
     """Check a composition (cat, linear or svd) and queue it as a job; 202 with the job and
     the inputs' interference. A worker runs it; the job's result names the new version."""
-    refusal = getattr(request.app.state, "merge_refusal", None)
-    if refusal:
-        raise Unavailable(refusal)
-    for ref in body.adapters:
-        user.require_namespace(parse_ref(ref).repo.namespace)
-    user.require_namespace(parse_repo(body.output).namespace)
+    admit(request, user, body.adapters, body.output)
     _service()
     from registry.library.compose_jobs import request_compose
 
@@ -74,8 +69,7 @@ def create_composition(
         method=body.method,
         rank=body.rank,
     )
-    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
-    return CompositionQueued(job=JobView.of(job), interference=report)
+    return accepted(response, job, report, CompositionQueued)
 
 
 @router.get("/interference", response_model=LibraryMap, dependencies=[Reader])
