@@ -20,13 +20,12 @@ from registry.experiments.domain import (
     GatePreview,
     ServedExperiment,
 )
-from registry.experiments.fleet import MAX_PAGE, running_experiments
-from registry.lifecycle.access import Principal
 
 if TYPE_CHECKING:
     import httpx
 
     from registry.experiments.serving import ExperimentDef
+    from registry.lifecycle.access import Principal
     from registry.runtime import Runtime
 
 Variants = Sequence[tuple[str, str]]
@@ -125,6 +124,8 @@ class LocalExperiments:
         self, *, namespace: str | None = None, base: str | None = None
     ) -> list[ServedExperiment]:
         """Every running experiment (on ``base``, in ``namespace``): what sync serves."""
+        from registry.experiments.fleet import MAX_PAGE, running_experiments
+
         out: list[ServedExperiment] = []
         while page := running_experiments(
             self.rt.db, namespace=namespace, base=base, after=out[-1].id if out else 0
@@ -220,6 +221,9 @@ class RemoteExperiments:
     ) -> list[ServedExperiment]:
         """Every running experiment the token may see (on ``base``, in ``namespace``), in
         pages of ``MAX_PAGE``: one call for most nodes."""
+        # The fleet module reads the catalog (SQLAlchemy): loaded by sync, not at start-up.
+        from registry.experiments.fleet import MAX_PAGE
+
         out: list[ServedExperiment] = []
         while True:
             params: dict[str, Any] = {"limit": MAX_PAGE, "after": out[-1].id if out else 0}
