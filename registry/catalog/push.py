@@ -246,6 +246,27 @@ def record_version(
     return row, True
 
 
+def identical_version(
+    session: Session, repo: Repo, files: list[FileEntry], base: str | None
+) -> m.AdapterVersion | None:
+    """The version of ``repo`` with exactly this manifest and base, when one exists: what
+    ``record_version`` would answer (``created=False``) without writing anything."""
+    adapter_id = session.scalar(
+        select(m.Adapter.id)
+        .join(m.Namespace, m.Namespace.id == m.Adapter.namespace_id)
+        .where(m.Namespace.name == repo.namespace, m.Adapter.name == repo.name)
+    )
+    if adapter_id is None:
+        return None
+    return session.scalar(
+        select(m.AdapterVersion).where(
+            m.AdapterVersion.adapter_id == adapter_id,
+            m.AdapterVersion.content_id == content_id(files),
+            _same_base(base),
+        )
+    )
+
+
 def _same_base(base: str | None):  # type: ignore[no-untyped-def]
     col = m.AdapterVersion.base_model
     return col.is_(None) if base is None else col == base

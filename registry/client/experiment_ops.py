@@ -21,13 +21,12 @@ from registry.experiments.domain import (
     GatePreview,
     ServedExperiment,
 )
-from registry.experiments.fleet import MAX_PAGE, running_experiments
-from registry.principal import Principal
 
 if TYPE_CHECKING:
     import httpx
 
     from registry.experiments.serving import ExperimentDef
+    from registry.principal import Principal
     from registry.runtime import Runtime
 
 Variants = Sequence[tuple[str, str]]
@@ -147,6 +146,8 @@ class LocalExperiments(_ExperimentRequests):
         self, *, namespace: str | None = None, base: str | None = None
     ) -> list[ServedExperiment]:
         """Every running experiment (on ``base``, in ``namespace``): what sync serves."""
+        from registry.experiments.fleet import MAX_PAGE, running_experiments
+
         out: list[ServedExperiment] = []
         while page := running_experiments(
             self.rt.db, namespace=namespace, base=base, after=out[-1].id if out else 0
@@ -227,6 +228,9 @@ class RemoteExperiments(_ExperimentRequests):
     ) -> list[ServedExperiment]:
         """Every running experiment the token may see (on ``base``, in ``namespace``), in
         pages of ``MAX_PAGE``: one call for most nodes."""
+        # The fleet module reads the catalog (SQLAlchemy): loaded by sync, not at start-up.
+        from registry.experiments.fleet import MAX_PAGE
+
         out: list[ServedExperiment] = []
         while True:
             params: dict[str, Any] = {"limit": MAX_PAGE, "after": out[-1].id if out else 0}

@@ -122,6 +122,12 @@ class LocalClient(
             evals=evals or [],
         )
         validate_metadata(req)
+        if not strict:
+            # An unchanged folder: the catalog alone answers, with no request to storage
+            # (not even the S3 client is built). Same answer as the commit would give.
+            same = self._identical(req, local.base_model)
+            if same is not None:
+                return PushResult(version=same, created=False, blobs_reused=len(local.files))
         sent = uploaded = reused = 0
         with self.rt.db.read() as s:
             registered = readable_blobs(s, {f.sha256 for f in local.files}, None)
@@ -160,6 +166,22 @@ class LocalClient(
         return result.model_copy(
             update={"bytes_uploaded": sent, "blobs_uploaded": uploaded, "blobs_reused": reused}
         )
+
+    def _identical(self, req: Any, config_base: str | None) -> VersionInfo | None:
+        """The existing version a push of ``req`` would answer with ``created=False``."""
+        from registry.catalog.push import identical_version
+        from registry.catalog.refs import check_base_name
+        from registry.errors import InvalidName
+
+        base = req.base_model or config_base
+        if base is not None and req.base_model is None:
+            try:
+                check_base_name(base)
+            except InvalidName:
+                return None  # the commit refuses it, as before
+        with self.rt.db.read() as s:
+            row = identical_version(s, req.repo, req.files, base)
+            return None if row is None else queries.to_info(s, row)
 
     def pull(
         self,

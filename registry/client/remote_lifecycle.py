@@ -6,8 +6,6 @@ from typing import Any
 
 import httpx
 
-from registry.catalog.diff import diff_versions
-from registry.catalog.push import check_eval
 from registry.catalog.refs import parse_ref, parse_repo
 from registry.domain import EvalRecord, EventInfo, VersionInfo
 
@@ -46,6 +44,9 @@ class RemoteLifecycle:
         self._call("DELETE", f"/api/v1/adapters/{parse_repo(repo)}/aliases/{label}")
 
     def add_evals(self, ref: str, evals: list[EvalRecord]) -> VersionInfo:
+        # catalog.push loads SQLAlchemy: only for the commands that need its checks.
+        from registry.catalog.push import check_eval
+
         for e in evals:
             check_eval(e)  # NaN cannot even be sent as JSON: refuse it here, clearly
         repo, n = self._number(ref)
@@ -56,6 +57,8 @@ class RemoteLifecycle:
     def diff(self, a: str, b: str) -> dict[str, Any]:
         """Both versions as the server shows them, compared here: two versions of any two
         adapters the token may read, as the local client compares them."""
+        from registry.catalog.diff import diff_versions
+
         return diff_versions(self.show(a), self.show(b))
 
     def get_policy(self, target: str) -> dict[str, Any]:

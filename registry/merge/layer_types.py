@@ -6,21 +6,68 @@ where transformers is installed (it is optional) it builds the architecture from
 on the meta device (no weights, no memory) and reads each sampled module's class: a
 ``Conv1D``, an ``nn.Linear`` or an ``nn.Embedding``. Where it is not installed, or cannot
 build the architecture (remote code), the verification falls back to the table.
+
+It runs in a short-lived child process (``python -m registry.merge.layer_types``, JSON in
+and out): importing transformers and building the skeleton takes about 160 MB that the
+merge process would otherwise keep to its end, the largest part of its peak memory after
+torch. The child's answer is the same function's (``_in_process``); a child that fails,
+or answers anything but a layer type per asked tensor, is no second opinion (``{}``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-import torch
+KINDS = frozenset({"linear", "conv1d", "embedding"})
+TIMEOUT_S = 600.0
 
 
 def layer_types(architecture: dict[str, Any], tensors: Iterable[str]) -> dict[str, str]:
     """``{tensor name: "linear" | "conv1d" | "embedding"}`` for the tensors transformers
     builds as one of those layers; empty when it cannot say."""
+    mtype = architecture.get("model_type")
+    if not isinstance(mtype, str) or importlib.util.find_spec("transformers") is None:
+        return {}
+    names = list(tensors)
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "registry.merge.layer_types"],
+            input=json.dumps({"architecture": architecture, "tensors": names}),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=TIMEOUT_S,
+        )
+    except (OSError, subprocess.SubprocessError, TypeError, ValueError):
+        return {}
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {}
+    try:
+        found = json.loads(lines[-1])
+    except ValueError:
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    asked = set(names)
+    return {k: v for k, v in found.items() if k in asked and v in KINDS}
+
+
+def _in_process(architecture: dict[str, Any], tensors: Iterable[str]) -> dict[str, str]:
+    """``layer_types``' answer, computed here (the child process runs this)."""
+    import torch
+
     mtype = architecture.get("model_type")
     if not isinstance(mtype, str) or importlib.util.find_spec("transformers") is None:
         return {}
@@ -44,6 +91,7 @@ def layer_types(architecture: dict[str, Any], tensors: Iterable[str]) -> dict[st
 
 
 def _skeleton(model_type: str, architecture: dict[str, Any]) -> Any:
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     fields = {k: v for k, v in architecture.items() if k != "model_type"}
@@ -64,3 +112,13 @@ def _lookup(modules: dict[str, Any], name: str) -> Any:
         return hits[0]
     _, _, rest = name.partition(".")
     return modules.get(rest)
+
+
+def _main() -> None:
+    doc = json.loads(sys.stdin.read())
+    found = _in_process(doc["architecture"], doc["tensors"])
+    sys.stdout.write("\n" + json.dumps(found) + "\n")
+
+
+if __name__ == "__main__":
+    _main()

@@ -154,3 +154,35 @@ def test_the_commit_from_hashed_bytes_records_what_storage_holds(
     )
     assert {k: getattr(pushed, k) for k in keys} == {k: getattr(slow, k) for k in keys}
     assert pushed.content_id == slow.content_id
+
+
+class _NoStorage:
+    """A store that must not be used."""
+
+    url = "none://"
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the store was used: {name}")
+
+
+def test_an_unchanged_push_is_answered_by_the_catalog_alone(
+    runtime: Runtime, adapter_library: dict[str, Path]
+) -> None:
+    from dataclasses import replace
+
+    folder = adapter_library["v1"]
+    client = LocalClient(runtime)
+    first = client.push(folder, "acme/same")
+    offline = LocalClient(replace(runtime, store=_NoStorage()))  # type: ignore[arg-type]
+    again = offline.push(folder, "acme/same")
+    assert not again.created and again.version == first.version
+    assert (again.bytes_uploaded, again.blobs_uploaded) == (0, 0)
+    assert again.blobs_reused == len(first.version.files)
+    # The same answer as the full path gives (which does read storage).
+    full = client.push(folder, "acme/same", strict=True)
+    assert full.model_dump() == again.model_dump()
+    # Another base is another version: the shortcut does not apply.
+    with pytest.raises(AssertionError, match="the store was used"):
+        offline.push(folder, "acme/same", base="other-base")
+    with pytest.raises(AssertionError, match="the store was used"):
+        offline.push(folder, "acme/elsewhere")
