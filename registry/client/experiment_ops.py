@@ -98,6 +98,7 @@ class LocalExperiments:
             name,
             winner=winner,
             reason=reason,
+            store=self.rt.store,
         )
 
     def experiment_conclude(
@@ -110,6 +111,7 @@ class LocalExperiments:
             winner=winner,
             reason=reason,
             principal=self.principal,
+            store=self.rt.store,
         )
 
     def experiments_of(self, ref: str) -> list[ExperimentInfo]:

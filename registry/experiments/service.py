@@ -41,7 +41,14 @@ from registry.experiments.domain import Conclusion, ExperimentInfo, GatePreview
 from registry.experiments.records import experiment_info, experiment_row, variant_row
 from registry.lifecycle.access import Principal
 from registry.lifecycle.policies import effective_policy
-from registry.lifecycle.stages import Promotion, lock_adapter, plan_promotion, promote
+from registry.lifecycle.stages import (
+    Promotion,
+    lock_adapter,
+    plan_promotion,
+    prepare_gates,
+    promote,
+)
+from registry.storage.base import BlobStore
 
 MAX_VARIANTS = 20
 MAX_REASON = 2000
@@ -228,8 +235,25 @@ def preview_conclusion(
     *,
     winner: str,
     reason: str | None = None,
+    store: BlobStore | None = None,
 ) -> GatePreview:
-    """The gates concluding with ``winner`` would meet (nothing changes)."""
+    """The gates concluding with ``winner`` would meet (nothing changes but the
+    interference cache: with ``store``, pairs the policy bounds and the cache lacks are
+    computed first, as the promotion would)."""
+    if store is not None:
+        with db.read() as s:
+            v = variant_row(experiment_row(s, repo, name), winner)
+            number = s.scalar(
+                select(m.AdapterVersion.number).where(m.AdapterVersion.id == v.version_id)
+            )
+        if number is not None:
+            prepare_gates(
+                db,
+                store,
+                Ref(repo, number=number),
+                to="production",
+                principal=None,  # the caller checked the repository's namespace
+            )
     with db.read() as s:
         row = experiment_row(s, repo, name)
         v = variant_row(row, winner)
@@ -254,6 +278,7 @@ def conclude(
     winner: str,
     principal: Principal,
     reason: str | None = None,
+    store: BlobStore | None = None,
 ) -> Conclusion:
     """Promote ``winner`` to production through the adapter's policy, then end the
     experiment with the decision and its statistics in the history. GateFailed or
@@ -280,6 +305,7 @@ def conclude(
         to="production",
         principal=principal,
         reason=f"experiment {name}: {reason}" if reason else f"experiment {name}",
+        store=store,
     )
     with db.write() as s:
         lock_adapter(s, adapter_id)
@@ -513,12 +539,13 @@ def promote_guarded(
     principal: Principal,
     reason: str | None = None,
     end_experiment: bool = False,
+    store: BlobStore | None = None,
 ) -> tuple[Promotion, list[str]]:
     """``stages.promote``, refused (ExperimentRunning) when the version is a variant of a
     running experiment unless ``end_experiment``; then those experiments end, recorded
     with the promotion as the reason. Returns the promotion and the experiments ended."""
     names = guard_promotion(db, ref, to=to, end_experiment=end_experiment)
-    result = promote(db, ref, to=to, principal=principal, reason=reason)
+    result = promote(db, ref, to=to, principal=principal, reason=reason, store=store)
     if names and not result.unchanged:
         why = f"{ref} promoted to {to} with --end-experiment" + (f": {reason}" if reason else "")
         end_experiments(db, ref.repo, names, principal=principal, why=why)

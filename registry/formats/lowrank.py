@@ -62,9 +62,9 @@ def gram_inner(bs: Sequence[Array], as_: Sequence[Array]) -> npt.NDArray[np.floa
     """The n x n matrix of ``<B_i A_i, B_j A_j>`` over every pair of one module's n adapters
     (the diagonal: the squared norms), from one Gram product per side."""
     ranks = [int(a.shape[0]) for a in as_]
-    b_all = np.concatenate(bs, axis=1)  # d_out x R
-    g_b = b_all.T @ b_all
-    del b_all
+    bt_all = np.concatenate([b.T for b in bs], axis=0)  # R x d_out: B_all^T, rows contiguous
+    g_b = bt_all @ bt_all.T
+    del bt_all
     a_all = np.concatenate(as_, axis=0)  # R x d_in
     g_a = a_all @ a_all.T
     del a_all
@@ -85,10 +85,10 @@ def cross_inner(
     adapter): one product per side, ``B_rows^T B_cols`` and ``A_rows A_cols^T``."""
     rr = [int(a.shape[0]) for a in row_as]
     cr = [int(a.shape[0]) for a in col_as]
-    b_rows = np.concatenate(row_bs, axis=1)
-    b_cols = np.concatenate(col_bs, axis=1)
-    h = (b_rows.T @ b_cols).astype(np.float64)
-    del b_rows, b_cols
+    bt_rows = np.concatenate([b.T for b in row_bs], axis=0)
+    bt_cols = np.concatenate([b.T for b in col_bs], axis=0)
+    h = (bt_rows @ bt_cols.T).astype(np.float64)
+    del bt_rows, bt_cols
     a_rows = np.concatenate(row_as, axis=0)
     a_cols = np.concatenate(col_as, axis=0)
     h *= a_rows @ a_cols.T

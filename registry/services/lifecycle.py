@@ -9,6 +9,7 @@ from registry.db.database import Database
 from registry.lifecycle import policies
 from registry.principal import Principal
 from registry.services.models import EffectivePolicy, PolicyView, PromotionResult
+from registry.storage.base import BlobStore
 
 
 def promote(
@@ -19,6 +20,7 @@ def promote(
     principal: Principal,
     reason: str | None = None,
     end_experiment: bool = False,
+    store: BlobStore | None = None,
 ) -> PromotionResult:
     """Move a pinned version to ``to`` if its policy (compatibility gate included) allows.
 
@@ -27,7 +29,13 @@ def promote(
     from registry.experiments.service import promote_guarded
 
     done, ended = promote_guarded(
-        db, ref, to=to, principal=principal, reason=reason, end_experiment=end_experiment
+        db,
+        ref,
+        to=to,
+        principal=principal,
+        reason=reason,
+        end_experiment=end_experiment,
+        store=store,
     )
     return PromotionResult(
         version=done.version,

@@ -23,6 +23,7 @@ from registry.errors import GateFailed
 from registry.experiments import service
 from registry.experiments.domain import ExperimentInfo, ExperimentReport, MetricReport
 from registry.experiments.report import report
+from registry.storage.base import BlobStore
 from registry.web.csrf import require_csrf
 from registry.web.pages import PageRoute
 from registry.web.templating import PREFIX, render, with_query
@@ -79,14 +80,22 @@ def _segments(info: ExperimentInfo) -> list[dict[str, Any]]:
 
 
 def _page(
-    request: Request, db: Database, repo: Repo, name: str, *, status: int = 200, **extra: Any
+    request: Request,
+    db: Database,
+    repo: Repo,
+    name: str,
+    *,
+    store: BlobStore | None = None,
+    status: int = 200,
+    **extra: Any,
 ) -> HTMLResponse:
     r: ExperimentReport = report(db, repo, name)
     viewer = getattr(request.state, "principal", None)
     previews = []
     if r.experiment.state == "running" and viewer is not None and viewer.can("maintainer"):
         previews = [
-            service.preview_conclusion(db, repo, name, winner=v.name) for v in r.experiment.variants
+            service.preview_conclusion(db, repo, name, winner=v.name, store=store)
+            for v in r.experiment.variants
         ]
     ctx: dict[str, Any] = {
         "repo": repo,
@@ -109,7 +118,7 @@ def experiment_page(
 ) -> HTMLResponse:
     target = parse_repo(repo.strip())
     user.require_namespace(target.namespace)
-    return _page(request, rt.db, target, name.strip())
+    return _page(request, rt.db, target, name.strip(), store=rt.store)
 
 
 @router.post(f"{PAGE}/conclude", dependencies=[Depends(require_csrf)])
@@ -132,9 +141,19 @@ def conclude(
             winner=winner,
             reason=reason.strip() or None,
             principal=user,
+            store=rt.store,
         )
     except GateFailed as exc:
-        return _page(request, rt.db, target, name, status=409, error=exc.message, reason=reason)
+        return _page(
+            request,
+            rt.db,
+            target,
+            name,
+            store=rt.store,
+            status=409,
+            error=exc.message,
+            reason=reason,
+        )
     return RedirectResponse(experiment_url(str(target), name), status_code=303)
 
 

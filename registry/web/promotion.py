@@ -14,8 +14,9 @@ from registry.catalog.queries import ref_row, to_info
 from registry.catalog.refs import Ref
 from registry.db.database import Database
 from registry.domain import VersionInfo
-from registry.lifecycle.stages import check_stage, plan_promotion
+from registry.lifecycle.stages import check_stage, plan_promotion, prepare_gates
 from registry.principal import Principal
+from registry.storage.base import BlobStore
 
 # Stands in for the reason while previewing: the reason is typed on the confirmation form,
 # so whether the policy asks for one is shown beside that field, not as an unmet gate.
@@ -49,13 +50,22 @@ class PromotionPreview:
         return self.version.stage == self.to
 
 
-def preview_promotion(db: Database, ref: Ref, *, to: str, principal: Principal) -> PromotionPreview:
+def preview_promotion(
+    db: Database,
+    ref: Ref,
+    *,
+    to: str,
+    principal: Principal,
+    store: BlobStore | None = None,
+) -> PromotionPreview:
     """Evaluate the gates for promoting ``ref`` to ``to`` as ``principal``; changes nothing.
 
     Raises NotFound (also for a namespace outside the principal's scope) and InvalidInput
     for an unknown stage.
     """
     check_stage(to)
+    if store is not None:  # interference pairs the policy bounds and the cache lacks
+        prepare_gates(db, store, ref, to=to, principal=principal)
     with db.read() as s:
         row = ref_row(s, ref)
         principal.require_namespace(row.adapter.namespace.name)

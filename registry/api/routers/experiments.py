@@ -179,6 +179,7 @@ def preview(
         experiment,
         winner=winner,
         reason=reason,
+        store=rt.store,
     )
 
 
@@ -200,6 +201,7 @@ def conclude(
         winner=body.winner,
         reason=body.reason,
         principal=user,
+        store=rt.store,
     )
 
 
