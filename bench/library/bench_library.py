@@ -101,20 +101,30 @@ def _dense_module(x: SyntheticAdapter, y: SyntheticAdapter, module: str) -> dict
     """The baseline for one module of one pair: both deltas materialised (d_out x d_in),
     then the Frobenius inner product and both norms; materialising and the products timed
     apart (for the amortised bound)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fx, fy = x.factors(module), y.factors(module)
-    gen = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    gen, gen_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
     dx = fx.dense()
     dy = fy.dense()
-    mat = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    mat, mat_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
     ip = float((dx * dy).sum(dtype=torch.float64))
     nx = float(dx.pow(2).sum(dtype=torch.float64))
     ny = float(dy.pow(2).sum(dtype=torch.float64))
-    dot = time.perf_counter() - t0
+    dot, dot_cpu = time.perf_counter() - t0, time.process_time() - c0
     del dx, dy
-    return {"inner": ip, "nx": nx, "ny": ny, "gen_s": gen, "mat_s": mat, "dot_s": dot}
+    return {
+        "inner": ip,
+        "nx": nx,
+        "ny": ny,
+        "gen_s": gen,
+        "mat_s": mat,
+        "dot_s": dot,
+        "gen_cpu": gen_cpu,
+        "mat_cpu": mat_cpu,
+        "dot_cpu": dot_cpu,
+    }
 
 
 def bench_interference(args: argparse.Namespace) -> dict[str, Any]:
@@ -151,7 +161,7 @@ def bench_interference(args: argparse.Namespace) -> dict[str, Any]:
     db = Database(f"sqlite:///{db_path}")
     upgrade(db)
     cids = [hashlib.sha1(f"bench-adapter-{i}".encode()).hexdigest() for i in range(len(lib))]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = pairwise(lib)  # auto: every pair missing, so the Gram path, module by module
     compute_s = time.perf_counter() - t0
     docs = cache_docs(cids, result)
@@ -159,10 +169,12 @@ def bench_interference(args: argparse.Namespace) -> dict[str, Any]:
     store_s = time.perf_counter() - t0 - compute_s
     back = read_pairs(db, {pair_key(cids[i], cids[j]) for i, j in result})
     total_s = time.perf_counter() - t0
+    total_cpu = time.process_time() - c0
     assert len(back) == n_pairs
     doc.update(
         {
             "library_path_s": round(total_s, 1),
+            "library_path_cpu_s": round(total_cpu, 1),
             "library_compute_s": round(compute_s, 1),
             "cache_store_s": round(store_s, 1),
             "cache_read_s": round(total_s - compute_s - store_s, 1),
@@ -218,6 +230,10 @@ def bench_interference(args: argparse.Namespace) -> dict[str, Any]:
         mean(proj, "gen_s") + mean(proj, "mat_s") + mean(proj, "dot_s") for proj in PROJ
     )
     dense_all = per_pair_layer * args.layers * n_pairs
+    per_pair_layer_cpu = sum(
+        mean(proj, "gen_cpu") + mean(proj, "mat_cpu") + mean(proj, "dot_cpu") for proj in PROJ
+    )
+    dense_all_cpu = per_pair_layer_cpu * args.layers * n_pairs
     # A lower bound no small machine can run: every delta materialised once and kept
     # (100 x 235 MB for one gate_proj), then one dense product per pair and module.
     # (100 x 235 MB for one gate_proj). The sample timed two deltas (generation and
@@ -233,6 +249,9 @@ def bench_interference(args: argparse.Namespace) -> dict[str, Any]:
             "dense_s_per_pair_and_layer": round(per_pair_layer, 2),
             "dense_all_pairs_extrapolated_s": round(dense_all),
             "speedup_vs_dense_per_pair": round(dense_all / total_s, 1),
+            "dense_cpu_s_per_pair_and_layer": round(per_pair_layer_cpu, 2),
+            "dense_all_pairs_extrapolated_cpu_s": round(dense_all_cpu),
+            "speedup_vs_dense_per_pair_cpu": round(dense_all_cpu / total_cpu, 1),
             "dense_amortised_lower_bound_s": round(amortised),
             "speedup_vs_dense_amortised": round(amortised / total_s, 1),
             "max_abs_cosine_error_vs_dense": worst_cos,
