@@ -119,6 +119,7 @@ class LocalExperiments(_ExperimentRequests):
             name,
             winner=winner,
             reason=reason,
+            store=self.rt.store,
         )
 
     def experiment_conclude(
@@ -131,6 +132,7 @@ class LocalExperiments(_ExperimentRequests):
             winner=winner,
             reason=reason,
             principal=self.principal,
+            store=self.rt.store,
         )
 
     def experiments_of(self, ref: str) -> list[ExperimentInfo]:

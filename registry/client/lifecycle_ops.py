@@ -34,6 +34,7 @@ class LocalLifecycle:
             reason=reason,
             principal=self.principal,
             end_experiment=end_experiment,
+            store=self.rt.store,
         )
         return done.model_dump(mode="json")  # the wire's shape, as the remote client returns
 

@@ -40,8 +40,15 @@ from registry.experiments.assignment import (
 from registry.experiments.domain import Conclusion, ExperimentInfo, GatePreview
 from registry.experiments.records import experiment_info, experiment_row, variant_row
 from registry.lifecycle.policies import effective_policy
-from registry.lifecycle.stages import Promotion, lock_adapter, plan_promotion, promote_in
+from registry.lifecycle.stages import (
+    Promotion,
+    lock_adapter,
+    plan_promotion,
+    prepare_gates,
+    promote_in,
+)
 from registry.principal import Principal
+from registry.storage.base import BlobStore
 
 MAX_VARIANTS = 20
 MAX_REASON = 2000
@@ -228,8 +235,25 @@ def preview_conclusion(
     *,
     winner: str,
     reason: str | None = None,
+    store: BlobStore | None = None,
 ) -> GatePreview:
-    """The gates concluding with ``winner`` would meet (nothing changes)."""
+    """The gates concluding with ``winner`` would meet (nothing changes but the
+    interference cache: with ``store``, pairs the policy bounds and the cache lacks are
+    computed first, as the promotion would)."""
+    if store is not None:
+        with db.read() as s:
+            v = variant_row(experiment_row(s, repo, name), winner)
+            number = s.scalar(
+                select(m.AdapterVersion.number).where(m.AdapterVersion.id == v.version_id)
+            )
+        if number is not None:
+            prepare_gates(
+                db,
+                store,
+                Ref(repo, number=number),
+                to="production",
+                principal=None,  # the caller checked the repository's namespace
+            )
     with db.read() as s:
         row = experiment_row(s, repo, name)
         v = variant_row(row, winner)
@@ -254,6 +278,7 @@ def conclude(
     winner: str,
     principal: Principal,
     reason: str | None = None,
+    store: BlobStore | None = None,
 ) -> Conclusion:
     """Promote ``winner`` to production through the adapter's policy, then end the
     experiment with the decision and its statistics in the history. GateFailed or
@@ -274,6 +299,8 @@ def conclude(
     if number is None:
         raise InvalidReference(f"variant {winner!r}'s version was erased; pick another winner")
     stats = report(db, repo, name, history=False)
+    if store is not None:  # interference pairs the policy bounds and the cache lacks
+        prepare_gates(db, store, Ref(repo, number=number), to="production", principal=principal)
     # One transaction: the promotion and the experiment's end commit together or not at all.
     with db.write() as s:
         lock_adapter(s, adapter_id)
@@ -496,6 +523,7 @@ def promote_guarded(
     principal: Principal,
     reason: str | None = None,
     end_experiment: bool = False,
+    store: BlobStore | None = None,
 ) -> tuple[Promotion, list[str]]:
     """``stages.promote``, refused (ExperimentRunning) when the version is a variant of a
     running experiment unless ``end_experiment``; then those experiments end, recorded
@@ -504,6 +532,8 @@ def promote_guarded(
     and the experiments ended."""
     from registry.catalog.queries import ref_row
 
+    if store is not None:  # interference pairs the policy bounds and the cache lacks
+        prepare_gates(db, store, ref, to=to, principal=principal)
     with db.write() as s:
         version = ref_row(s, ref)
         lock_adapter(s, version.adapter_id)  # serialise with experiment creation and ramps

@@ -9,12 +9,10 @@ holds numbers about content the caller can already read, never names.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import select, tuple_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 
-from registry.catalog.interference_pairs import ALGORITHM
+from registry.catalog.interference_pairs import pair_key, read_pairs, store_pairs
 from registry.catalog.queries import to_info
 from registry.catalog.refs import check_base_name, check_name
 from registry.catalog.uploads import Visible
@@ -91,7 +89,7 @@ def library_map(
         versions = library_versions(rt, base=base, namespace=namespace, tags=tags, visible=visible)
     n = len(versions)
     keys = {(i, j): _key(versions[i], versions[j]) for i in range(n) for j in range(i + 1, n)}
-    cached = _read_cache(rt, set(keys.values()))
+    cached = read_pairs(rt.db, set(keys.values()))
     missing = [p for p, k in keys.items() if k not in cached]
     computed: dict[tuple[int, int], PairModules] = {}
     if missing:
@@ -100,7 +98,7 @@ def library_map(
             local = {k: pos for pos, k in enumerate(involved)}
             found = pairwise(sources, [(local[i], local[j]) for i, j in missing])
         computed = {(involved[a], involved[b]): mods for (a, b), mods in found.items()}
-        _write_cache(rt, {keys[p]: _oriented(versions, p, mods) for p, mods in computed.items()})
+        store_pairs(rt.db, cache_docs([v.content_id for v in versions], computed))
     pairs = []
     for p, key in keys.items():
         mods = computed[p] if p in computed else _from_cache(versions, p, cached[key])
@@ -122,12 +120,18 @@ def _swapped(versions: list[VersionInfo], pair: tuple[int, int]) -> bool:
     return versions[pair[0]].content_id > versions[pair[1]].content_id
 
 
-def _oriented(
-    versions: list[VersionInfo], pair: tuple[int, int], mods: PairModules
-) -> dict[str, list[float]]:
-    """Stored with x the smaller content id."""
-    flip = _swapped(versions, pair)
-    return {k: (v.swapped() if flip else v).to_list() for k, v in mods.items()}
+def cache_docs(
+    content_ids: Sequence[str], computed: dict[tuple[int, int], PairModules]
+) -> dict[tuple[str, str], dict[str, list[float]]]:
+    """Computed pairs (positions into ``content_ids``) as cache documents: keyed by
+    ``pair_key``, x the smaller content id."""
+    out = {}
+    for (i, j), mods in computed.items():
+        flip = content_ids[i] > content_ids[j]
+        out[pair_key(content_ids[i], content_ids[j])] = {
+            k: (v.swapped() if flip else v).to_list() for k, v in mods.items()
+        }
+    return out
 
 
 def _from_cache(
@@ -136,58 +140,6 @@ def _from_cache(
     flip = _swapped(versions, pair)
     mods = {k: ModuleOverlap(*v) for k, v in doc.items()}
     return {k: v.swapped() for k, v in mods.items()} if flip else mods
-
-
-def _read_cache(rt: Runtime, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-    out: dict[tuple[str, str], Any] = {}
-    ordered = sorted(keys)
-    with rt.db.read() as s:
-        for start in range(0, len(ordered), 500):
-            chunk = ordered[start : start + 500]
-            rows = s.execute(
-                select(
-                    m.InterferencePair.content_x,
-                    m.InterferencePair.content_y,
-                    m.InterferencePair.modules,
-                ).where(
-                    m.InterferencePair.algorithm == ALGORITHM,
-                    tuple_(m.InterferencePair.content_x, m.InterferencePair.content_y).in_(chunk),
-                )
-            )
-            for cx, cy, mods in rows:
-                out[(cx, cy)] = mods
-    return out
-
-
-def _write_cache(rt: Runtime, docs: dict[tuple[str, str], dict[str, list[float]]]) -> None:
-    """Best effort: a concurrent request that stored the same pair first wins."""
-    try:
-        with rt.db.write() as s:
-            s.add_all(
-                m.InterferencePair(content_x=cx, content_y=cy, algorithm=ALGORITHM, modules=mods)
-                for (cx, cy), mods in docs.items()
-            )
-        return
-    except IntegrityError:
-        pass  # someone stored some of them meanwhile: one by one, skipping those
-    for (cx, cy), mods in docs.items():
-        try:
-            with rt.db.write() as s:
-                exists = s.scalar(
-                    select(m.InterferencePair.id).where(
-                        m.InterferencePair.content_x == cx,
-                        m.InterferencePair.content_y == cy,
-                        m.InterferencePair.algorithm == ALGORITHM,
-                    )
-                )
-                if exists is None:
-                    s.add(
-                        m.InterferencePair(
-                            content_x=cx, content_y=cy, algorithm=ALGORITHM, modules=mods
-                        )
-                    )
-        except IntegrityError:
-            continue
 
 
 def _result(versions: list[VersionInfo], pair: tuple[int, int], mods: PairModules) -> PairResult:

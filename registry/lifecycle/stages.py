@@ -22,9 +22,10 @@ from registry.db.database import Database
 from registry.domain import VersionInfo
 from registry.errors import GateFailed, InvalidInput, NotFound
 from registry.lifecycle.gates import compat_problems
-from registry.lifecycle.interference_gate import interference_problems
+from registry.lifecycle.interference_gate import fill_interference, interference_problems
 from registry.lifecycle.policies import STAGES, PolicyRules, effective_policy, unmet_conditions
 from registry.principal import Principal
+from registry.storage.base import BlobStore
 
 # Labels that mean something else in references and revisions.
 RESERVED_LABELS = set(STAGES) | {"main", "latest", "head"}
@@ -117,6 +118,21 @@ def plan_promotion(
     )
 
 
+def prepare_gates(
+    db: Database, store: BlobStore, ref: Ref, *, to: str, principal: Principal | None
+) -> None:
+    """What the gates need computed before ``plan_promotion`` reads it: the interference
+    pairs of the version with the adapters its policy bounds (``fill_interference``). The
+    version must be in the principal's scope (NotFound otherwise, as for the promotion;
+    None: the caller checked the scope)."""
+    with db.read() as s:
+        row = ref_row(s, ref)
+        if principal is not None:
+            principal.require_namespace(row.adapter.namespace.name)
+        version_id = row.id
+    fill_interference(db, store, version_id, to=to)
+
+
 def promote(
     db: Database,
     ref: Ref,
@@ -124,12 +140,17 @@ def promote(
     to: str,
     principal: Principal,
     reason: str | None = None,
+    store: BlobStore | None = None,
 ) -> Promotion:
     """Move a version to a stage, if the adapter's policy allows it (``plan_promotion``).
 
+    With ``store``, interference pairs the policy's bound needs and the cache lacks are
+    computed first (``prepare_gates``), outside the promotion's transaction.
     Raises GateFailed listing every unmet condition, Forbidden when the principal lacks the
     role the policy asks for.
     """
+    if store is not None:
+        prepare_gates(db, store, ref, to=to, principal=principal)
     with db.write() as s:
         return promote_in(s, ref, to=to, principal=principal, reason=reason)
 

@@ -11,9 +11,10 @@ from registry.catalog.refs import Ref, Repo, check_name, parse_repo
 from registry.db.database import Database
 from registry.domain import Stage, VersionInfo
 from registry.lifecycle import policies
-from registry.lifecycle.stages import check_stage, plan_promotion
+from registry.lifecycle.stages import check_stage, plan_promotion, prepare_gates
 from registry.principal import Principal
 from registry.services.models import EffectivePolicy, PolicyView, PromotionResult
+from registry.storage.base import BlobStore
 
 
 def promote(
@@ -24,6 +25,7 @@ def promote(
     principal: Principal,
     reason: str | None = None,
     end_experiment: bool = False,
+    store: BlobStore | None = None,
 ) -> PromotionResult:
     """Move a pinned version to ``to`` if its policy (compatibility gate included) allows.
 
@@ -32,7 +34,13 @@ def promote(
     from registry.experiments.service import promote_guarded
 
     done, ended = promote_guarded(
-        db, ref, to=to, principal=principal, reason=reason, end_experiment=end_experiment
+        db,
+        ref,
+        to=to,
+        principal=principal,
+        reason=reason,
+        end_experiment=end_experiment,
+        store=store,
     )
     return PromotionResult(
         version=done.version,
@@ -107,16 +115,27 @@ class PromotionPreview(BaseModel):
         return self.version.stage == self.to
 
 
-def preview_promotion(db: Database, ref: Ref, *, to: str, principal: Principal) -> PromotionPreview:
+def preview_promotion(
+    db: Database,
+    ref: Ref,
+    *,
+    to: str,
+    principal: Principal,
+    store: BlobStore | None = None,
+) -> PromotionPreview:
     """Evaluate the gates for promoting ``ref`` to ``to`` as ``principal``; changes nothing.
 
     It runs ``stages.plan_promotion``, the very function ``promote`` acts on (policy,
     production slot, every gate, the compatibility gate included), in a read-only session,
     so the preview and the promotion cannot disagree about the rules; only the catalog can
     change between the two, and ``promote`` plans again. Raises NotFound (also for a
-    namespace outside the principal's scope) and InvalidInput for an unknown stage.
+    namespace outside the principal's scope) and InvalidInput for an unknown stage. With
+    ``store``, interference pairs the policy bounds and the cache lacks are computed first,
+    as the promotion would.
     """
     check_stage(to)
+    if store is not None:
+        prepare_gates(db, store, ref, to=to, principal=principal)
     with db.read() as s:
         row = ref_row(s, ref)
         principal.require_namespace(row.adapter.namespace.name)

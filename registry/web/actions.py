@@ -58,7 +58,9 @@ def confirm(
     request: Request, rt: RuntimeDep, user: CurrentUser, ref: str = "", to: str = "production"
 ) -> HTMLResponse:
     user.require("maintainer")
-    return _confirm_page(request, preview_promotion(rt.db, _pinned(ref), to=to, principal=user))
+    return _confirm_page(
+        request, preview_promotion(rt.db, _pinned(ref), to=to, principal=user, store=rt.store)
+    )
 
 
 @router.post(PROMOTE, dependencies=[Depends(require_csrf)])
@@ -80,11 +82,12 @@ def promote(
             to=to,
             principal=user,
             reason=reason.strip() or None,
+            store=rt.store,
         )
     except GateFailed as exc:
         # The page again, with what the promotion itself found (the catalog may have
         # moved since the confirmation page was drawn) and the reason as typed.
-        preview = preview_promotion(rt.db, target, to=to, principal=user)
+        preview = preview_promotion(rt.db, target, to=to, principal=user, store=rt.store)
         failed = [str(u) for u in exc.details.get("unmet", [])]
         return _confirm_page(
             request, preview, status=409, error=exc.message, failed=failed, reason=reason

@@ -87,7 +87,8 @@ def _page(
     previews = []
     if r.experiment.state == "running" and viewer is not None and viewer.can("maintainer"):
         previews = [
-            service.preview_conclusion(db, repo, name, winner=v.name) for v in r.experiment.variants
+            service.preview_conclusion(db, repo, name, winner=v.name, store=rt.store)
+            for v in r.experiment.variants
         ]
     ctx: dict[str, Any] = {
         "repo": repo,
@@ -133,6 +134,7 @@ def conclude(
             winner=winner,
             reason=reason.strip() or None,
             principal=user,
+            store=rt.store,
         )
     except GateFailed as exc:
         return _page(request, rt, target, name, status=409, error=exc.message, reason=reason)

@@ -156,7 +156,9 @@ def preview(
     reason: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> GatePreview:
     """The promotion gates concluding with ``winner`` would meet; nothing changes."""
-    return service.preview_conclusion(rt.db, repo, experiment, winner=winner, reason=reason)
+    return service.preview_conclusion(
+        rt.db, repo, experiment, winner=winner, reason=reason, store=rt.store
+    )
 
 
 @router.post("/{experiment}/conclude", response_model=Conclusion, dependencies=[Reader])
@@ -169,7 +171,9 @@ def conclude(
 ) -> Conclusion:
     """Promote the winner through the adapter's promotion policy (its role and gates: 403
     ``forbidden``, 409 ``gate_failed``), then end the experiment."""
-    return service.conclude(rt.db, repo, experiment, principal=user, **body.model_dump())
+    return service.conclude(
+        rt.db, repo, experiment, principal=user, store=rt.store, **body.model_dump()
+    )
 
 
 @version_router.get(

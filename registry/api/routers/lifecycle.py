@@ -45,6 +45,7 @@ def promote(
         reason=body.reason,
         principal=user,
         end_experiment=body.end_experiment,
+        store=rt.store,
     )
 
 
