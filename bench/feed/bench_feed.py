@@ -2,22 +2,29 @@
 of one ``lorareg serve`` (PostgreSQL, loopback), and how fast a promotion reaches them all.
 
     bench/feed/run.sh [--followers 10000] [--before-rev 450ca2c] [--json out.json]
+    bench/feed/run.sh --only-streams --compare-rev 5f1c769 --rounds 3   # stream fan-out
 
 Each scenario builds a fresh PostgreSQL catalog (200 adapters, two versions each, v1 in
 production) with its tree's own migrations, starts that tree's ``lorareg serve`` and:
 
 1. resolves ``production`` of the 200 adapters one request at a time for ``--seconds``
    (a separate process: p50/p99 with no followers);
-2. connects the followers (``followers.py``, one asyncio process on raw sockets) and waits
-   until every one is connected and waiting;
+2. connects the followers (``followers.py``: raw sockets and ``selectors`` in ``--procs``
+   processes) and waits until every one is connected and waiting;
 3. resolves the same way again (p50/p99 with the followers; goal p99 <= 2x without);
 4. promotes ``--promotions`` times, one a second, and takes for each follower the time
    from sending the promotion to receiving its first event (goal p99 <= 1 s);
 5. stops the server with SIGINT and times how long it takes to exit with them connected.
 
+Beside each figure: the CPU time the server and the followers' processes used during the
+promotions (per promotion; heartbeats included), which a loaded machine stretches less
+than wall-clock latency, and the load average.
+
 Scenarios: the tree before this change (``--before-rev``) with 400 long polls, which
 queried the catalog every 100 ms each (the finding: resolve 4-8 ms -> 0.4-1.3 s); this
 tree with the same 400 long polls; this tree with ``--followers`` streams (SSE).
+``--compare-rev REV`` runs the stream scenario on REV's server first, then on this tree's,
+``--rounds`` times (same client, back to back), and prints the median of each.
 """
 
 from __future__ import annotations
@@ -163,6 +170,12 @@ def head(url: str) -> int:
     return last
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def scenario(
     label: str, tree: Path, mode: str, followers: int, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -175,7 +188,8 @@ def scenario(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port)], cwd=tree, env=env, stderr=subprocess.DEVNULL)  # fmt: skip
-    result: dict[str, Any] = {"label": label, "mode": mode, "followers": followers}
+    result: dict[str, Any] = {"label": label, "mode": mode, "followers": followers,
+                              "load_before": os.getloadavg()[0]}  # fmt: skip
     try:
         for _ in range(300):
             try:
@@ -187,10 +201,11 @@ def scenario(
         result["resolve_without"] = resolve_load(url, args.seconds)
         print("  resolve without followers", result["resolve_without"], flush=True)
         t = time.monotonic()
-        crowd = subprocess.Popen([sys.executable, str(Path(__file__).with_name("followers.py")), url, str(followers), "--mode", mode, "--since", str(since)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        crowd = subprocess.Popen([sys.executable, str(Path(__file__).with_name("followers.py")), url, str(followers), "--mode", mode, "--since", str(since), "--procs", str(args.procs)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
         assert crowd.stdout is not None and crowd.stdin is not None
         ready = crowd.stdout.readline().split()
         result["connected"], result["connect_failed"] = int(ready[1]), int(ready[2])
+        crowd_pids = [int(x) for x in ready[3:]]
         result["connect_s"] = round(time.monotonic() - t, 1)
         print(f"  {ready[1]} connected, {ready[2]} failed in {result['connect_s']} s", flush=True)
         time.sleep(1.0)
@@ -199,6 +214,7 @@ def scenario(
         sent: list[tuple[float, int, int]] = []  # (time sent, first event id, last event id)
         last = head(url)
         promote_s: list[float] = []
+        cpu0 = cpu_s(server.pid), sum(map(cpu_s, crowd_pids))
         with httpx.Client(base_url=url, timeout=60) as c:
             for i in range(args.promotions):
                 time.sleep(1.0)
@@ -217,6 +233,12 @@ def scenario(
         crowd.stdin.write(f"WAIT {last} 60\n")
         crowd.stdin.flush()
         result["holding_last_event"] = int(crowd.stdout.readline())
+        cpu1 = cpu_s(server.pid), sum(map(cpu_s, crowd_pids))
+        result["server_cpu_ms_per_promotion"] = round((cpu1[0] - cpu0[0]) * 1e3 / args.promotions)
+        result["followers_cpu_ms_per_promotion"] = round(
+            (cpu1[1] - cpu0[1]) * 1e3 / args.promotions
+        )
+        result["load_after"] = os.getloadavg()[0]
         crowd.stdin.close()
         got = json.loads(crowd.stdout.read())
         crowd.wait(timeout=60)
@@ -236,6 +258,12 @@ def scenario(
             "  promotion -> follower notified", result["notified"], f"missed {missed}", flush=True
         )
         print("  the promotion request itself", result["promote_request"], flush=True)
+        print(
+            f"  CPU per promotion: server {result['server_cpu_ms_per_promotion']} ms,"
+            f" followers {result['followers_cpu_ms_per_promotion']} ms;"
+            f" load {result['load_before']:.1f} -> {result['load_after']:.1f}",
+            flush=True,
+        )
         t = time.monotonic()
         server.send_signal(signal.SIGINT)
         try:
@@ -257,6 +285,10 @@ def scenario(
     return result
 
 
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--resolve-load":
         _resolve_load(sys.argv[2], float(sys.argv[3]))
@@ -268,6 +300,9 @@ def main() -> None:
     p.add_argument("--only-streams", action="store_true", help="the SSE scenario alone")
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--promotions", type=int, default=10)
+    p.add_argument("--procs", type=int, default=2, help="follower processes")
+    p.add_argument("--compare-rev", help="the stream scenario on this revision's server too")
+    p.add_argument("--rounds", type=int, default=1, help="with --compare-rev: repeat, alternating")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     results = []
@@ -275,15 +310,34 @@ def main() -> None:
         results.append(scenario("before", checkout(args.before_rev), "longpoll", 400, args))
     if not args.only_streams:
         results.append(scenario("after_longpoll", ROOT, "longpoll", 400, args))
-    results.append(scenario("after_sse", ROOT, "sse", args.followers, args))
+    if args.compare_rev:
+        old = checkout(args.compare_rev)
+        for i in range(args.rounds):
+            results.append(
+                scenario(f"sse_{args.compare_rev}_{i}", old, "sse", args.followers, args)
+            )
+            results.append(scenario(f"sse_tree_{i}", ROOT, "sse", args.followers, args))
+    else:
+        results.append(scenario("after_sse", ROOT, "sse", args.followers, args))
     print(
-        "\nscenario        followers  resolve p50/p99 without  with              p99 ratio  notified p50/p99   missed  stop"
+        "\nscenario        followers  resolve p50/p99 without  with              p99 ratio  notified p50/p99   missed  stop    CPU/promotion server, followers  load"
     )
     for r in results:
         w, f, n = r["resolve_without"], r["resolve_with"], r["notified"]
         print(
-            f"{r['label']:<15} {r['connected']:>5} {r['mode']:<8} {w['p50_ms']:>6.1f}/{w['p99_ms']:<7.1f} ms   {f['p50_ms']:>7.1f}/{f['p99_ms']:<8.1f} ms  {r['p99_ratio']:>6.2f}x   {n.get('p50_ms', 0):>6.0f}/{n.get('p99_ms', 0):<6.0f} ms  {r['notifications_missed']:>6}  {r['shutdown_s']} s"
+            f"{r['label']:<15} {r['connected']:>5} {r['mode']:<8} {w['p50_ms']:>6.1f}/{w['p99_ms']:<7.1f} ms   {f['p50_ms']:>7.1f}/{f['p99_ms']:<8.1f} ms  {r['p99_ratio']:>6.2f}x   {n.get('p50_ms', 0):>6.0f}/{n.get('p99_ms', 0):<6.0f} ms  {r['notifications_missed']:>6}  {r['shutdown_s']} s  {r['server_cpu_ms_per_promotion']:>6} ms, {r['followers_cpu_ms_per_promotion']:>5} ms  {r['load_before']:.1f}-{r['load_after']:.1f}"
         )
+    if args.compare_rev:
+        print(
+            "\nmedians over rounds    notified p50    p99   server CPU/promotion  followers CPU  load"
+        )
+        for label in (args.compare_rev, "tree"):
+            rs = [r for r in results if r["label"].startswith(f"sse_{label}_")]
+            print(
+                f"sse @ {label:<16} {_median([r['notified']['p50_ms'] for r in rs]):>8.0f} ms {_median([r['notified']['p99_ms'] for r in rs]):>6.0f} ms"
+                f"  {_median([r['server_cpu_ms_per_promotion'] for r in rs]):>14} ms  {_median([r['followers_cpu_ms_per_promotion'] for r in rs]):>10} ms"
+                f"  {_median([r['load_after'] for r in rs]):.1f}"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -174,6 +174,8 @@ class RemoteSource(ClientSource):
             return list(self.client.events(since, wait=wait, namespace=namespace))
         except StreamEnded:
             self.close()
+            if s.closed:  # closed by its owner (stopping): not a failure
+                return []
             if time.monotonic() - s.opened_at < MIN_STREAM_S:
                 msg = "the registry ended the event stream as soon as it opened"
                 raise Unavailable(msg) from None

@@ -101,8 +101,15 @@ class EventStream:
             self.since = got[-1].id
         return got
 
+    @property
+    def closed(self) -> bool:
+        """``close`` was called (by the reader's owner, not by the server)."""
+        return self._closed
+
     def close(self) -> None:
+        """Stop reading; a ``take`` waiting meanwhile returns at once."""
         self._closed = True
+        self.items.put(StreamEnded())
         if self._response is not None:
             with contextlib.suppress(Exception):  # the reader thread may be closing it too
                 self._response.close()

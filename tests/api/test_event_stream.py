@@ -302,3 +302,54 @@ def test_a_bad_last_event_id_is_one_clear_error(served: tuple[Any, str, str]) ->
         )
         assert resp.status_code in (400, 422), (bad, resp.status_code)
         assert "Last-Event-ID" in resp.text or "last-event-id" in resp.text
+
+
+def test_a_stream_that_stops_reading_holds_back_no_other_and_loses_nothing(
+    runtime: Runtime, served: tuple[Any, str, str]
+) -> None:
+    """The hub writes each event to every stream in one pass: one whose socket is full is
+    left to a task of its own (the others go on), and when it reads again it gets every
+    event, in order, once."""
+    import socket
+
+    app, url, root = served
+    host, port = url.removeprefix("http://").split(":")
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect((host, int(port)))
+    slow.settimeout(30)
+    before = events.last_event_id(runtime.db)
+    request = (
+        f"GET /api/v1/events?since={before} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {root}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    slow.sendall(request.encode())
+    assert slow.recv(1024).startswith(b"HTTP/1.1 200")
+    fast = StreamReader(url, _as(root), {"since": before})
+    try:
+        deadline = time.monotonic() + 20
+        while len(app.state.feed._subs) < 2:  # both streams joined the hub
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        big = "x" * 16_000  # 400 of these: more than the kernel and the server buffer
+        ids = []
+        for _ in range(400):
+            with runtime.db.write() as s:
+                row = m.Event(kind="test.big", namespace="acme", actor="t", payload={"b": big})
+                s.add(row)
+                s.flush()
+                ids.append(int(row.id))
+        got = fast.wait_events(400, timeout=60)
+        assert [e[0] for e in got] == ids  # while the slow one read nothing
+        received = b""
+        seen: list[int] = []
+        while len(seen) < 400:
+            chunk = slow.recv(1 << 20)
+            assert chunk, "the slow stream ended"
+            received += chunk
+            *lines, received = received.split(b"\n")
+            seen += [int(line[4:]) for line in lines if line.startswith(b"id: ")]
+        assert seen == ids
+    finally:
+        slow.close()
+        fast.close()

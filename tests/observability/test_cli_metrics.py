@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,8 @@ import pytest
 
 from registry.client.local import LocalClient
 from registry.config import Settings
+from registry.db import models
+from registry.lifecycle.events import last_event_id
 from registry.merge import job_queue
 from registry.runtime import Runtime
 from tests.observability.test_metrics import samples, value
@@ -105,3 +108,64 @@ def test_worker_metrics_port(settings: Settings, runtime: Runtime, tmp_path: Pat
         assert value(got, "lorareg_jobs", state="queued") == 1
         assert value(got, "lorareg_job_oldest_age_seconds", state="queued") >= 0
         assert ("lorareg_worker_job_duration_seconds_count", frozenset()) in got
+
+
+def test_followers_gauge_counts_streams_and_long_polls_exactly(
+    settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    """A ``lorareg serve`` of its own (nothing else moves its gauge): N streams and M long
+    polls open make ``lorareg_followers`` exactly N + M; once they are gone it is 0."""
+    streams, polls = 3, 2
+    log = tmp_path / "serve.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [LORAREG, "serve", "--port", "0"],
+            env=_env(settings),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    opened: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"serving on (http://\S+)", log.read_text())):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "no serving line in the log"
+            time.sleep(0.05)
+        url = found.group(1)
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        metrics = f"{url}/metrics"
+        httpx.get(f"{url}/healthz", timeout=30)
+        assert value(samples(httpx.get(metrics, timeout=30).text), "lorareg_followers") == 0
+
+        def request(path: str, *headers: str) -> socket.socket:
+            s = socket.create_connection((host, int(port)), timeout=30)
+            lines = [f"GET {path} HTTP/1.1", f"Host: {host}", *headers, "", ""]
+            s.sendall("\r\n".join(lines).encode())
+            opened.append(s)
+            return s
+
+        for _ in range(streams):
+            s = request("/api/v1/events", "Accept: text/event-stream")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")  # its slot is held from here
+        head = last_event_id(runtime.db)
+        for _ in range(polls):  # nothing after the head yet: they wait (up to 60 s)
+            request(f"/api/v1/events?since={head}&wait=60")
+        want = streams + polls
+        got = scrape_until(metrics, lambda s: value(s, "lorareg_followers") == want)
+        assert value(got, "lorareg_followers") == want
+        for s in opened:
+            s.close()  # the streams notice at once
+        # A long poll whose client left is noticed when it is answered: a new event does.
+        with runtime.db.write() as session:
+            session.add(models.Event(kind="test.changed", namespace="acme", actor="t", payload={}))
+        got = scrape_until(metrics, lambda s: value(s, "lorareg_followers") == 0)
+        assert value(got, "lorareg_followers") == 0
+    finally:
+        for s in opened:
+            s.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -10,8 +10,8 @@ token changes, only to unscoped tokens). Waiting readers are woken by the proces
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -20,7 +20,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from registry.api.deps import MAX_ID, CurrentUser, Reader, RuntimeDep
-from registry.api.feed import Audience, EventHub
+from registry.api.feed import PAGE, Audience, EventHub, Subscriber
 from registry.api.responses import ERRORS
 from registry.api.waits import WaitLimiter, wait_key
 from registry.catalog.refs import check_name
@@ -32,8 +32,8 @@ from registry.lifecycle import events
 router = APIRouter(prefix="/api/v1", tags=["admin"], responses=ERRORS)
 
 STREAM_TYPE = "text/event-stream"
-# Events per catalog read while a stream catches up.
-PAGE = 1000
+# How long the end of a stream may wait for the client to take it.
+END_WRITE_S = 5.0
 
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
@@ -70,8 +70,14 @@ async def follow_events(
         if last_event_id is not None:
             cursor = _event_id(last_event_id)
         release = limiter.acquire(wait_key(user), what="stream")
-        body = _stream(rt.db, hub, cursor, audience, blind=_blind(user, namespace))
-        return FeedStream(body, on_close=release)
+        return FeedStream(
+            db=rt.db,
+            hub=hub,
+            cursor=cursor,
+            audience=audience,
+            blind=_blind(user, namespace),
+            on_close=release,
+        )
     if _blind(user, namespace):
         return []
     if wait == 0:
@@ -94,60 +100,92 @@ async def follow_events(
 
 
 class FeedStream(StreamingResponse):
-    """A stream that gives its wait slot back however it ends (even if it never started)."""
+    """The stream of Server-Sent Events, as a plain ASGI response.
 
-    def __init__(self, body: AsyncIterator[bytes], *, on_close: Any) -> None:
-        super().__init__(
-            body,
-            media_type=STREAM_TYPE,
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
+    It writes the past from the catalog itself (when the hub no longer holds it), then
+    joins the hub, which writes every later event to it as it is published (see
+    ``registry.api.feed``); this task only waits for the stream to end: the client leaves,
+    the server stops, the stream reaches ``hub.stream_max_s``. Its wait slot is given back
+    however it ends (even if it never started).
+    """
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        hub: EventHub,
+        cursor: int,
+        audience: Audience,
+        blind: bool,
+        on_close: Callable[[], None],
+    ) -> None:
+        self.status_code = 200
+        self.media_type = STREAM_TYPE
+        self.background = None
+        self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        self.db, self.hub, self.cursor, self.audience = db, hub, cursor, audience
+        self.blind = blind
         self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await self._stream(receive, send)
+        except OSError:
+            pass  # the client went away mid-write
         finally:
             self.on_close()
 
+    async def _stream(self, receive: Receive, send: Send) -> None:
+        hub = self.hub
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await _body(send, f"retry: 1000\n: lorareg event feed after {self.cursor}\n\n".encode())
+        await hub.start()
+        audience = self.audience
+        if self.blind:  # asked for a namespace it may not see: heartbeats only, never an event
+            audience = Audience(frozenset())
+            self.cursor = max(self.cursor, hub.head)
+        sub = hub.subscriber(audience, self.cursor, send)
+        sub.behind = sub.cursor < hub.floor  # older than the hub holds: the catalog first
+        left = asyncio.ensure_future(_disconnected(receive))
+        try:
+            while not (sub.ended or hub.closed or left.done()):
+                if sub.behind:
+                    await self._catch_up(sub, send, left)
+                    continue
+                hub.join(sub)  # from here on, the hub writes each new event
+                await asyncio.wait((left, sub.wake), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hub.leave(sub)
+            left.cancel()
+        if not left.done():
+            # A client that stopped reading (its socket full) would hold this send forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(END_WRITE_S):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-async def _stream(
-    db: Database, hub: EventHub, cursor: int, audience: Audience, *, blind: bool
-) -> AsyncIterator[bytes]:
-    """The events after ``cursor``: first from the catalog, then live from the hub, with a
-    heartbeat comment when nothing happened for ``hub.heartbeat_s``; ends after
-    ``hub.stream_max_s`` or when the server stops."""
-    yield f"retry: 1000\n: lorareg event feed after {cursor}\n\n".encode()
-    await hub.start()
-    clock = asyncio.get_running_loop().time
-    ends = clock() + hub.stream_max_s
-    caught_up = False
-    waited_from = cursor  # where the hub takes over (past events the caller does not see)
-    if blind:  # asked for a namespace it may not see: heartbeats only, never an event
-        audience = Audience(frozenset())
-        caught_up = True
-    while not hub.closed and clock() < ends:
-        if not caught_up:
-            head = hub.head  # before the read: whatever commits after it, the hub brings
-            page = await run_in_threadpool(_read, db, cursor, audience, PAGE)
+    async def _catch_up(self, sub: Subscriber, send: Send, left: asyncio.Future[None]) -> None:
+        """Write the events after ``sub.cursor`` from the catalog, a page at a time, up to
+        where the hub takes over."""
+        while not (self.hub.closed or left.done()):
+            head = self.hub.head  # before the read: whatever commits after it, the hub brings
+            page = await run_in_threadpool(_read, self.db, sub.cursor, sub.audience, PAGE)
             if page:
-                yield b"".join(hub.frame(e) for e in page)
-                cursor = page[-1].id
+                await _body(send, b"".join(self.hub.frame(e) for e in page))
+                sub.cursor = page[-1].id
             if len(page) < PAGE:
-                caught_up, waited_from = True, max(cursor, head)
-            continue
-        # Jittered, so that thousands of streams opened together do not beat together.
-        left = min(hub.heartbeat_s * random.uniform(0.5, 1.0), ends - clock())
-        answer = await hub.wait(waited_from, audience, timeout=max(left, 0.0), limit=PAGE)
-        if answer is None:  # a burst larger than the hub holds: read it from the catalog
-            caught_up = False
-            continue
-        page, waited_from = answer
-        if page:
-            yield b"".join(hub.frame(e) for e in page)  # one write for a burst
-            cursor = page[-1].id
-        elif not hub.closed:
-            yield b": keep-alive\n\n"
+                sub.cursor = max(sub.cursor, head)
+                sub.behind = False
+                return
+
+
+async def _body(send: Send, data: bytes) -> None:
+    await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client closed the connection."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _read(db: Database, cursor: int, audience: Audience, limit: int) -> list[EventInfo]:

@@ -1,8 +1,12 @@
 """The plugin's follower: promotions reach the names vLLM already loaded.
 
 vLLM keeps a resolved name forever, so a thread in vLLM's API server process follows
-lorareg's change feed. When an event names an adapter behind a served name, the name is
-resolved again; if its version changed, the new version is fetched into its own
+lorareg's change feed, read exactly as ``lorareg sync --follow`` reads it: through the
+sync source's ``events`` (``registry.sync.source.RemoteSource``), which holds one stream
+of Server-Sent Events open, resumes it with ``Last-Event-ID`` from the follower's cursor
+whenever it breaks or the server ends it, and long-polls a server that does not stream
+(the embedded catalog is polled). When an event names an adapter behind a served name,
+the name is resolved again; if its version changed, the new version is fetched into its own
 content-id folder first (so the switch is warm), then switched in vLLM through its
 runtime endpoints (``registry.sync.engines.VllmEngine.switch``: requests in flight
 finish on the old version, new ones get the new one). A name whose reference no longer
@@ -30,15 +34,6 @@ Log = Callable[[str], None]
 # A server's resolve answers may trail its feed by up to 200 ms: look again after this.
 RECHECK_S = 0.5
 RETRY_S = 5.0
-
-
-def next_events(source: SyncSource, since: int, *, wait: float) -> list[EventInfo]:
-    """The feed after event ``since``, waiting up to ``wait`` seconds for one.
-
-    The one place the follower reads the feed: a long poll of ``/api/v1/events`` today;
-    a streaming transport can replace it here alone.
-    """
-    return source.events(since, wait=wait, namespace=None)
 
 
 class NameFollower:
@@ -73,8 +68,11 @@ class NameFollower:
         self.thread.start()
 
     def close(self) -> None:
+        """Stop following: the open stream is closed, which ends a wait on it at once."""
         self.stop.set()
+        self.source.close()
         self.thread.join(timeout=5)
+        self.source.close()  # one the thread opened just before it saw ``stop``
 
     def _run(self) -> None:
         while not self.stop.is_set():
@@ -95,7 +93,7 @@ class NameFollower:
         wait = self.poll_wait_s
         if self._due:
             wait = max(0.0, min(wait, min(self._due.values()) - time.monotonic()))
-        batch = next_events(self.source, self.cursor, wait=wait)
+        batch = self._events(self.cursor, wait=wait)
         now = time.monotonic()
         named = {Repo(e.namespace, e.adapter) for e in batch if e.namespace and e.adapter}
         due = {r for r, t in self._due.items() if t <= now}
@@ -138,6 +136,14 @@ class NameFollower:
 
     def _head(self) -> int:
         cursor = 0
-        while batch := next_events(self.source, cursor, wait=0):
+        while batch := self._events(cursor, wait=0):
             cursor = batch[-1].id
         return cursor
+
+    def _events(self, since: int, *, wait: float) -> list[EventInfo]:
+        """The feed after ``since``: with ``wait``, from the open stream (opened, or opened
+        again from ``since``, as needed); without, a plain read (or what the open stream
+        holds already)."""
+        if self.stop.is_set():
+            return []
+        return self.source.events(since, wait=wait, namespace=None)
