@@ -65,7 +65,13 @@ class LocalLifecycle:
         return lifecycle_service.get_policy(self.rt.db, target).model_dump(mode="json")
 
     def set_policy(self, target: str, rules: dict[str, Any]) -> dict[str, Any]:
-        view = lifecycle_service.set_policy(self.rt.db, target, rules, principal=self.principal)
+        view = lifecycle_service.set_policy(
+            self.rt.db,
+            target,
+            rules,
+            principal=self.principal,
+            regions=self.rt.settings.region_names,
+        )
         return view.model_dump(mode="json")
 
     def namespace_history(self, namespace: str) -> list[EventInfo]:

@@ -20,6 +20,7 @@ namespace can shadow ``/api``, ``/docs``, ``/healthz``, ``/readyz`` or ``/metric
     /ui/-/bases/{name}             one base model (the name may hold a slash)
     /ui/-/delete?ref=|namespace=   confirm an erasure, typing its name (GET), do it (POST)
     /ui/-/namespaces?prefix=       the namespace picker's suggestions (JSON)
+    /ui/-/regions                  regions: state, replication backlog, lag, failures
     /ui/-/static/...               CSS and JS
 
 Handlers only parse, query through ``rt.db.read()`` and render; shaping lives in
@@ -48,7 +49,17 @@ from registry.compat.version_checks import latest_checks
 from registry.domain import VersionInfo
 from registry.errors import AdapterNotFound, InvalidInput
 from registry.lifecycle.access import Principal
-from registry.web import account, actions, bases, erase, experiments, jobs, library, pickers
+from registry.web import (
+    account,
+    actions,
+    bases,
+    erase,
+    experiments,
+    jobs,
+    library,
+    pickers,
+    regions,
+)
 from registry.web import queries as wq
 from registry.web.actions import version_actions
 from registry.web.chart import eval_charts
@@ -87,6 +98,7 @@ for _pages in (
     erase.router,
     pickers.router,
     experiments.router,
+    regions.router,
 ):
     router.include_router(_pages)
 
@@ -248,6 +260,7 @@ def version(
         info = cq.to_info(s, row)
         links = lineage(s, row.id, visible=user.namespaces)
         events = wq.event_page(s, repo, before_id=events_before, limit=50)
+        presence = regions.version_regions(rt, s, row)
     checks = latest_checks(rt.db, Ref(repo, number=info.number))
     path = f"{PREFIX}/{repo}/v{info.number}"
     return render(
@@ -258,6 +271,7 @@ def version(
             "v": info,
             "checks": check_views(checks, trained_on=info.base_model),
             "lineage": links,
+            "regions": presence,
             "experiments": experiments.version_experiments(rt.db, repo, info.number),
             "actions": version_actions(info, user),
             # Shown only while it is true: the redirect after a promotion lands here.

@@ -92,6 +92,10 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/interference?ref=acme/a:1"): "reader",
     ("GET", f"{ADAPTER}/analysis?ref=1"): "reader",
     ("POST", f"{ADAPTER}/compressions"): "writer",
+    # Regions: the list describes the deployment; the figures span every tenant.
+    ("GET", "/api/v1/regions"): "reader",
+    ("GET", "/api/v1/regions/status"): "admin",
+    ("GET", f"{ADAPTER}/versions/1/regions"): "reader",
 }
 for prefix in HF_PREFIXES:
     ROUTES.update(
