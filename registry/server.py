@@ -6,8 +6,10 @@ nor `web/` imports the other's app.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -28,6 +30,8 @@ from registry.api.routers.namespaces import router as namespaces_router
 from registry.api.routers.regions import router as regions_router
 from registry.api.waits import WaitLimiter
 from registry.observability.exposition import forget_this_process
+from registry.regions import open_regions
+from registry.regions.router import ReadRouter, RegionHealth
 from registry.runtime import Runtime
 from registry.storage.spool import spool_for
 from registry.web.routes import install_dashboard
@@ -45,11 +49,14 @@ def create_app(
     ``require_auth``: every request needs a bearer token (default: settings.auth ==
     "required"); otherwise requests without a token act as the local admin, which
     ``lorareg serve`` allows only on a loopback address. ``background`` runs the webhook
-    delivery loop while the app is up; ``worker`` runs a merge worker thread
-    (embedded mode, so a merge needs no extra process).
+    delivery loop (and, with regions, the regional stores' health probe) while the app
+    is up; ``worker`` runs a merge worker thread and, with regions, a replication worker
+    (embedded mode, so neither needs an extra process).
     """
 
     spool = spool_for(runtime.settings.effective_cache_dir)
+    regions = open_regions(runtime.settings, runtime.store)
+    region_health = RegionHealth()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -86,9 +93,16 @@ def create_app(
             )
             thread.start()
             _app.state.merge_worker = True
+        region_threads = _start_region_threads(
+            runtime, regions, region_health, probe=background, replicate=worker
+        )
         try:
             yield
         finally:
+            for stop, t in region_threads:
+                stop.set()
+                t.join(timeout=30)
+            regions.close()
             forget_this_process()  # its live gauges leave shared metrics (multi-process)
             feed.close()  # after the connections closed; ``registry.api.server`` ends them
             if dispatcher is not None:
@@ -111,6 +125,8 @@ def create_app(
         runtime.settings.auth == "required" if require_auth is None else require_auth
     )
     app.state.presign_cache = resolve.PresignCache()
+    app.state.regions = regions
+    app.state.read_router = ReadRouter(regions, runtime.db, region_health)
     app.state.waits = WaitLimiter(runtime.settings.max_waits_per_token)
     app.state.feed = feed = EventHub(runtime.db)  # watches the catalog from the first wait
     app.state.behind_https = runtime.settings.behind_https  # dashboard cookies: Secure
@@ -140,6 +156,42 @@ def create_app(
     app.add_middleware(BrowserGuard, open_server=not app.state.auth_required)
     app.add_middleware(RequestMetrics)  # outermost of all: counts the refusals above too
     return app
+
+
+def _start_region_threads(
+    runtime: Runtime, regions: Any, health: RegionHealth, *, probe: bool, replicate: bool
+) -> list[tuple[threading.Event, threading.Thread]]:
+    """With regions configured: a thread probing the regional stores (so readers skip a
+    region that is down) and, in embedded mode, a replication worker."""
+    started: list[tuple[threading.Event, threading.Thread]] = []
+    if not regions.enabled:
+        return started
+    if probe:
+        stop = threading.Event()
+
+        def probe_loop() -> None:
+            while not stop.is_set():
+                for region in regions.replicas():
+                    health.probe(region)
+                stop.wait(runtime.settings.region_interval_s * 5)
+
+        t = threading.Thread(target=probe_loop, name="region-probe", daemon=True)
+        t.start()
+        started.append((stop, t))
+    if replicate:
+        from registry.regions.worker import ReplicationWorker
+
+        w = ReplicationWorker(
+            regions,
+            runtime.db,
+            lease_s=runtime.settings.region_lease_s,
+            interval_s=runtime.settings.region_interval_s,
+            health=health,
+        )
+        t = threading.Thread(target=w.run_forever, name="replication-worker", daemon=True)
+        t.start()
+        started.append((w.stop, t))
+    return started
 
 
 def _torch_available() -> bool:

@@ -10,6 +10,7 @@ import click
 
 from cli.app import Context, cli, handle_errors, json_option, parse_pairs, pass_ctx
 from cli.output import age, emit_json, human_size, progress, table
+from registry.config import check_region_name
 from registry.errors import InvalidInput
 
 if TYPE_CHECKING:  # pydantic's models load only for the commands that build them
@@ -111,16 +112,29 @@ def _print_check(ref: str, check: dict) -> None:  # type: ignore[type-arg]
 @click.argument("ref")
 @click.option("-o", "--output", "dest", type=click.Path(path_type=Path), help="Folder to write.")
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
+@click.option(
+    "--region",
+    default=None,
+    metavar="NAME",
+    help="Read from this region's copies (default: LORAREG_REGION); others when missing.",
+)
 @json_option
 @pass_ctx
 @handle_errors
-def pull(ctx: Context, ref: str, dest: Path | None, force: bool, as_json: bool) -> None:
+def pull(
+    ctx: Context, ref: str, dest: Path | None, force: bool, region: str | None, as_json: bool
+) -> None:
     """Download REF (ns/name, ns/name:N, ns/name@label), verifying every sha256."""
     client = ctx.client
     version = client.show(ref)
+    if region is not None:
+        try:
+            check_region_name(region)
+        except ValueError as exc:
+            raise InvalidInput(f"--region: {exc}") from None
     with progress("downloading", version.size) as bar:
         try:
-            result = client.pull(ref, dest=dest, force=force, progress=bar)
+            result = client.pull(ref, dest=dest, force=force, progress=bar, region=region)
         except OSError as exc:
             # The staging folder beside DEST is an implementation detail: name DEST.
             if dest is None or exc.filename is None or exc.errno not in _WRITE_ERRORS:

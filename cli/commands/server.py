@@ -6,6 +6,7 @@ import errno
 import socket
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -163,6 +164,11 @@ def db_upgrade(ctx: Context, revision: str, as_json: bool) -> None:
 @cli.command()
 @click.option("--lease-seconds", default=30.0, show_default=True, type=click.FloatRange(1, 3600))
 @click.option("--poll-seconds", default=1.0, show_default=True, type=click.FloatRange(0.05, 600))
+@click.option(
+    "--regions-only",
+    is_flag=True,
+    help="Only copy blobs to the regional stores (LORAREG_REGIONS); no merge jobs, no torch.",
+)
 @metrics_options
 @pass_ctx
 @handle_errors
@@ -170,28 +176,55 @@ def worker(
     ctx: Context,
     lease_seconds: float,
     poll_seconds: float,
+    regions_only: bool,
     metrics_port: int | None,
     metrics_host: str,
 ) -> None:
     """Claim and run merge jobs from the catalog until interrupted (SIGINT or SIGTERM);
-    logs each claim, success, failure and the shutdown on stderr. With --metrics-port,
-    serves Prometheus metrics (its jobs, the queue's depth and ages) on /metrics."""
+    with regions configured, also copy new blobs to the regional stores (and check the
+    externally replicated ones). Logs each claim, success, failure and the shutdown on
+    stderr. With --metrics-port, serves Prometheus metrics (its jobs, the queue's depth
+    and ages, region copies) on /metrics."""
     import logging
     import signal
+    import threading
 
-    from registry.merge.inputs import require_torch
+    from registry.errors import InvalidInput
     from registry.runtime import open_runtime
 
-    require_torch()
-    from registry.merge.worker import Worker
-    from registry.services.jobs import job_runners
+    if regions_only and not ctx.settings.regions:
+        raise InvalidInput(
+            "--regions-only: no regions are configured; set LORAREG_REGIONS (a JSON list)"
+        )
+    if not regions_only:
+        from registry.merge.inputs import require_torch
+
+        require_torch()
+    from registry.regions import open_regions
+    from registry.regions.worker import ReplicationWorker
 
     rt = open_runtime(ctx.settings)
     if metrics_port is not None:
         from registry.observability.exposition import JobQueueCollector
 
         start_metrics(metrics_host, metrics_port, [JobQueueCollector(rt.db)])
-    w = Worker(rt, lease_s=lease_seconds, poll_s=poll_seconds, runners=job_runners())
+    regions = open_regions(rt.settings, rt.store)
+    replicator = None
+    if regions.enabled:
+        replicator = ReplicationWorker(
+            regions,
+            rt.db,
+            lease_s=rt.settings.region_lease_s,
+            interval_s=rt.settings.region_interval_s,
+        )
+    if regions_only:
+        assert replicator is not None
+        w: Any = replicator
+    else:
+        from registry.merge.worker import Worker
+        from registry.services.jobs import job_runners
+
+        w = Worker(rt, lease_s=lease_seconds, poll_s=poll_seconds, runners=job_runners())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter("%(asctime)s.%(msecs)03dZ %(message)s", "%Y-%m-%dT%H:%M:%S")
@@ -201,16 +234,30 @@ def worker(
     log.addHandler(handler)
     log.setLevel(logging.INFO)
 
+    logging.getLogger("lorareg.regions").addHandler(handler)
+    logging.getLogger("lorareg.regions").setLevel(logging.INFO)
+
     def stop(*_: object) -> None:
         log.info("worker %s stopping (after the job in hand, if any)", w.worker_id)
         w.stop.set()
+        if replicator is not None:
+            replicator.stop.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("worker %s waiting for jobs", w.worker_id)
+    side = None
+    if replicator is not None and replicator is not w:
+        side = threading.Thread(target=replicator.run_forever, name="replication", daemon=True)
+        side.start()
+    if replicator is not None:
+        log.info("worker %s copying to regions %s", w.worker_id, ", ".join(regions.names[1:]))
+    log.info("worker %s waiting for %s", w.worker_id, "copies" if regions_only else "jobs")
     try:
         w.run_forever()
     finally:
+        if side is not None:
+            side.join(timeout=30)
+        regions.close()
         rt.close()
         log.info("worker %s stopped", w.worker_id)
         log.removeHandler(handler)

@@ -17,6 +17,7 @@ def connect(settings: Settings) -> RegistryClient:
             actor=settings.effective_author,
             cache_dir=settings.effective_cache_dir,
             max_header_bytes=settings.max_header_bytes,
+            region=settings.region,
         )
     from registry.client.local import LocalClient
     from registry.runtime import open_runtime

@@ -62,6 +62,7 @@ class RegistryClient(Protocol):
         dest: Path | None = None,
         force: bool = False,
         progress: Progress | None = None,
+        region: str | None = None,
     ) -> PullResult: ...
 
     def show(self, ref: str, *, base: str | None = None) -> VersionInfo: ...
@@ -75,7 +76,7 @@ class RegistryClient(Protocol):
     def tag(self, ref: str, tags: dict[str, str]) -> VersionInfo: ...
 
     def resolve(
-        self, repo: str, *, ref: str = "latest", base: str | None = None
+        self, repo: str, *, ref: str = "latest", base: str | None = None, region: str | None = None
     ) -> dict[str, Any]: ...
 
     # Stages, aliases, evals and policies.

@@ -47,6 +47,35 @@ class LocalClient(
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self._cache: BlobCache | None = None
+        self._router: Any = None
+
+    @property
+    def router(self) -> Any:
+        """The regions' read router (``registry.regions.router.ReadRouter``), on first use."""
+        if self._router is None:
+            from registry.regions import open_regions
+            from registry.regions.router import ReadRouter
+
+            self._router = ReadRouter(open_regions(self.rt.settings, self.rt.store), self.rt.db)
+        return self._router
+
+    def reader_store(self, sha256: str, region: str | None) -> Iterator[bytes]:
+        """The blob's bytes from the reader's region (``region``, else LORAREG_REGION)
+        when its copy is there and answers, else from the next region or the primary."""
+        if not (region or self.rt.settings.region) or not self.rt.settings.regions:
+            if region and region != self.rt.settings.primary_region:
+                self.router.regions.get(region)  # UnknownRegion listing the regions
+            return self.rt.store.iter_bytes(sha256)
+        from registry.errors import BlobNotFound, StorageUnavailable
+
+        reader = self.router.reader_region(region)
+        choice = self.router.store_for(reader, sha256)
+        while not choice.region.is_primary:
+            try:
+                return choice.region.store.iter_bytes(sha256)  # type: ignore[no-any-return]
+            except (StorageUnavailable, BlobNotFound):
+                choice = self.router.next_after(reader, sha256, choice.region.name)
+        return self.rt.store.iter_bytes(sha256)
 
     @property
     def cache(self) -> BlobCache:
@@ -130,6 +159,7 @@ class LocalClient(
         dest: Path | None = None,
         force: bool = False,
         progress: Progress | None = None,
+        region: str | None = None,
     ) -> PullResult:
         from registry.catalog.transfer import write_version
 
@@ -137,7 +167,7 @@ class LocalClient(
         out = dest if dest is not None else Path(version.name)
 
         def fetch(entry: FileEntry) -> Iterator[bytes]:
-            return self.rt.store.iter_bytes(entry.sha256)
+            return self.reader_store(entry.sha256, region)
 
         down, cached = write_version(
             version, out, fetch=fetch, cache=self.cache, force=force, progress=progress
@@ -178,14 +208,18 @@ class LocalClient(
 
         return metadata.set_tags(self.rt.db, parse_ref(ref), tags, actor=self.actor)
 
-    def resolve(self, repo: str, *, ref: str = "latest", base: str | None = None) -> dict[str, Any]:
+    def resolve(
+        self, repo: str, *, ref: str = "latest", base: str | None = None, region: str | None = None
+    ) -> dict[str, Any]:
         from registry.catalog.resolve import resolve, resolve_document
 
         version = resolve(self.rt.db, parse_repo(repo), ref=ref, base=base)
-        store = self.rt.store
         ttl = self.rt.settings.presign_ttl_s
+        reader = self.router.reader_region(region)
+        choices = self.router.choose(reader, [f.sha256 for f in version.files])
 
         def url_for(_v: VersionInfo, f: FileEntry) -> str:
+            store = choices[f.sha256].region.store
             return store.presign_get(f.sha256, expires_s=ttl, filename=f.path) or (
                 f"{store.url.rstrip('/')}/{blob_key(f.sha256)}"
             )

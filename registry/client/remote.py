@@ -52,6 +52,7 @@ class RemoteClient(
         cache_dir: Path | None = None,
         max_header_bytes: int = 16 * 1024 * 1024,
         transport: httpx.BaseTransport | None = None,
+        region: str | None = None,
     ) -> None:
         headers = {"X-Lorareg-Actor": actor, "User-Agent": "lorareg-client"}
         if token:
@@ -68,6 +69,8 @@ class RemoteClient(
         self.cache = BlobCache(cache_dir) if cache_dir else None
         self.actor = actor
         self.max_header_bytes = max_header_bytes
+        # The reader's region (LORAREG_REGION): downloads come from its copies there.
+        self.region = region
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -176,9 +179,12 @@ class RemoteClient(
         dest: Path | None = None,
         force: bool = False,
         progress: Progress | None = None,
+        region: str | None = None,
     ) -> PullResult:
         version = self.show(ref)
         out = dest if dest is not None else Path(version.name)
+        where = region or self.region
+        params = {"region": where} if where else None
 
         def fetch(entry: FileEntry) -> Iterator[bytes]:
             path = (
@@ -186,7 +192,7 @@ class RemoteClient(
                 f"{version.number}/files/{quote(entry.path)}"
             )
             try:
-                with self.http.stream("GET", path, follow_redirects=False) as resp:
+                with self.http.stream("GET", path, params=params, follow_redirects=False) as resp:
                     if resp.status_code in (301, 302, 303, 307, 308):
                         resp.read()
                         yield from self._stream_storage(resp.headers["location"])
@@ -254,8 +260,13 @@ class RemoteClient(
         )
         return VersionInfo.model_validate(resp.json())
 
-    def resolve(self, repo: str, *, ref: str = "latest", base: str | None = None) -> dict[str, Any]:
+    def resolve(
+        self, repo: str, *, ref: str = "latest", base: str | None = None, region: str | None = None
+    ) -> dict[str, Any]:
+        where = region or self.region
         params = {"ref": ref, **({"base": base} if base else {})}
+        if where:
+            params["region"] = where
         resp = self._call("GET", f"/api/v1/resolve/{parse_repo(repo)}", params=params)
         return dict(resp.json())
 

@@ -32,6 +32,7 @@ class RegionHealth:
     def __init__(self, down_for_s: float = DOWN_FOR_S) -> None:
         self.down_for_s = down_for_s
         self._down_until: dict[str, float] = {}
+        self._probed: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
     def mark_down(self, region: str) -> None:
@@ -53,9 +54,22 @@ class RegionHealth:
             region.store.check()
         except Exception as exc:  # a probe answers whatever broke
             self.mark_down(region.name)
-            return getattr(exc, "message", None) or f"error: {type(exc).__name__}"
-        self.mark_up(region.name)
-        return "ok"
+            answer = getattr(exc, "message", None) or f"error: {type(exc).__name__}"
+        else:
+            self.mark_up(region.name)
+            answer = "ok"
+        with self._lock:
+            self._probed[region.name] = (time.monotonic(), answer)
+        return answer
+
+    def status(self, region: Region, *, max_age_s: float = 5.0) -> str:
+        """The last probe's answer when under ``max_age_s`` old, else a new probe's (so a
+        frequent readiness check does not wait on a slow store every time)."""
+        with self._lock:
+            last = self._probed.get(region.name)
+        if last is not None and time.monotonic() - last[0] <= max_age_s:
+            return last[1]
+        return self.probe(region)
 
 
 @dataclass(frozen=True)

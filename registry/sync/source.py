@@ -134,7 +134,8 @@ class LocalSource(ClientSource):
             time.sleep(self.poll_s)
 
     def open_blob(self, f: RemoteFile) -> Iterator[bytes]:
-        return iter(self.client.rt.store.iter_bytes(f.sha256))
+        # LORAREG_REGION: this node's region's copy when there, else the fallback order.
+        return iter(self.client.reader_store(f.sha256, None))
 
     def close(self) -> None:
         pass

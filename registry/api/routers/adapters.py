@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from registry.api.deps import CurrentUser, NumberPath, Reader, RuntimeDep, Writer
 from registry.api.files import blob_response
+from registry.api.regions import principal_of, read_router, request_region, streaming_store
 from registry.api.schemas import CommitRequest, TagRequest, UploadRequest
 from registry.api.uploads import receive_blob
 from registry.catalog import metadata, queries, uploads
@@ -170,10 +171,16 @@ async def download_file(
     entry = next((f for f in version.files if f.path == path), None)
     if entry is None:
         raise NotFound(f"{version.ref} has no file {path!r}")
+    # ?region= (or the token's or server's region): its copy when present, else fallback.
+    reader = request_region(request, principal_of(request))
+    router = read_router(request.app)
+    store = rt.store
+    if reader != router.regions.primary.name:
+        store = (await run_in_threadpool(streaming_store, router, reader, entry.sha256)).store
     return await run_in_threadpool(
         blob_response,
         request,
-        rt.store,
+        store,
         sha256=entry.sha256,
         size=entry.size,
         filename=entry.path,

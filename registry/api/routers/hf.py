@@ -38,6 +38,7 @@ from registry.api import hf_documents as docs
 from registry.api.deps import Reader, accept_foreign_tokens
 from registry.api.files import blob_response, parse_range
 from registry.api.hf_errors import HubRoute, hub_error
+from registry.api.regions import principal_of, read_router, request_region, streaming_store
 from registry.api.routers.resolve import FastRuntime
 from registry.api.version_cache import app_singleton, cached_version
 from registry.catalog.export import ExportCache, export_version, resolve_export
@@ -144,7 +145,15 @@ async def _resolve_file(
     data = view.served_bytes(path)
     if data is not None:
         return _bytes_response(data, rng, headers, head=head)
-    url = request.app.state.presign_cache.get(rt, entry)
+    # The reader's region (?region=, its token's, the server's): a 302 to its copy there
+    # when present, else to the next region's (or the primary's), never an error.
+    reader = request_region(request, principal_of(request))
+    router = read_router(request.app)
+    store, region = rt.store, ""
+    if reader != router.regions.primary.name:
+        chosen = await run_in_threadpool(streaming_store, router, reader, entry.sha256)
+        store, region = chosen.store, "" if chosen.is_primary else chosen.name
+    url = request.app.state.presign_cache.get(rt, entry, store=store, region=region)
     if url is not None:
         return RedirectResponse(url, status_code=302, headers=headers)
     if head:
@@ -152,7 +161,7 @@ async def _resolve_file(
     return await run_in_threadpool(
         blob_response,
         request,
-        rt.store,
+        store,
         sha256=entry.sha256,
         size=entry.size,
         filename=entry.path,

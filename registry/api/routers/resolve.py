@@ -22,13 +22,16 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from registry.api.deps import allow, get_principal
 from registry.api.experiment_resolve import resolve_with_experiment
+from registry.api.regions import choose, read_router, request_region
 from registry.api.version_cache import cached_version, start_refresh, version_cache
 from registry.catalog.refs import parse_repo
 from registry.catalog.resolve import resolve, resolve_document
 from registry.domain import FileEntry, VersionInfo
 from registry.lifecycle.access import OPEN_ACCESS, Principal
 from registry.observability.metrics import RESOLVE_CACHE
+from registry.regions.router import ReadChoice
 from registry.runtime import Runtime
+from registry.storage.base import BlobStore
 
 router = APIRouter(prefix="/api/v1", tags=["resolve"])
 # allow() is typed for Depends; called directly here (see resolve_route).
@@ -46,21 +49,24 @@ FastRuntime = Annotated[Runtime, Depends(get_runtime)]
 
 class PresignCache:
     """Presigned URLs reused for half their lifetime: signing is cheap but not free, and a
-    stable URL lets serving nodes' HTTP caches work."""
+    stable URL lets serving nodes' HTTP caches work. Kept per region: ``store`` is the
+    region's (default: the primary)."""
 
     def __init__(self) -> None:
-        self._urls: dict[tuple[str, str], tuple[str, float]] = {}
+        self._urls: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._lock = Lock()
 
-    def get(self, rt: Runtime, f: FileEntry) -> str | None:
-        key = (f.sha256, f.path)
+    def get(
+        self, rt: Runtime, f: FileEntry, *, store: BlobStore | None = None, region: str = ""
+    ) -> str | None:
+        key = (region, f.sha256, f.path)
         now = time.monotonic()
         with self._lock:
             hit = self._urls.get(key)
             if hit and hit[1] > now:
                 return hit[0]
         ttl = rt.settings.presign_ttl_s
-        url = rt.store.presign_get(f.sha256, expires_s=ttl, filename=f.path)
+        url = (store or rt.store).presign_get(f.sha256, expires_s=ttl, filename=f.path)
         if url is not None:
             with self._lock:
                 if len(self._urls) > 100_000:
@@ -69,14 +75,23 @@ class PresignCache:
         return url
 
 
-def file_url(request: Request, rt: Runtime, v: VersionInfo, f: FileEntry) -> str:
-    presigned = request.app.state.presign_cache.get(rt, f)
+def file_url(
+    request: Request, rt: Runtime, v: VersionInfo, f: FileEntry, choice: ReadChoice | None = None
+) -> str:
+    """Where a reader downloads ``f``: a presigned URL of the chosen region's store, or
+    this server's download route (naming the region when it is not the primary)."""
+    region = choice.region if choice is not None and not choice.region.is_primary else None
+    cache = request.app.state.presign_cache
+    presigned = (
+        cache.get(rt, f)
+        if region is None
+        else cache.get(rt, f, store=region.store, region=region.name)
+    )
     if presigned:
         return str(presigned)
     base = str(request.base_url).rstrip("/")
-    return (
-        f"{base}/api/v1/adapters/{v.namespace}/{v.name}/versions/{v.number}/files/{quote(f.path)}"
-    )
+    url = f"{base}/api/v1/adapters/{v.namespace}/{v.name}/versions/{v.number}/files/{quote(f.path)}"
+    return url if region is None else f"{url}?region={region.name}"
 
 
 PREFIX = "/api/v1/resolve/"
@@ -92,7 +107,10 @@ class _FastRoute:
 
 FAST_ROUTE = _FastRoute()
 # The query parameters the fast path understands; any other goes to the route.
-_PARAMS = frozenset({"ref", "base"})
+_PARAMS = frozenset({"ref", "base", "region"})
+# A document that sends a reader to another region than its own is kept this long at
+# most, so the reader switches to its own region soon after the copy lands.
+FALLBACK_MAX_AGE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -128,19 +146,29 @@ def _origin(scope: Mapping[str, Any]) -> Hashable:
     )
 
 
-def _render(request: Request, rt: Runtime, version: VersionInfo) -> tuple[bytes, float]:
-    """The document's bytes, and for how long they may be served (presigned URLs age)."""
+def _render(
+    request: Request,
+    rt: Runtime,
+    version: VersionInfo,
+    choices: Mapping[str, ReadChoice] | None = None,
+) -> tuple[bytes, float]:
+    """The document's bytes, and for how long they may be served (presigned URLs age;
+    a regional reader's fallbacks end when the copies land). ``choices``: each blob's
+    region (default: the primary)."""
     presigned = False
 
     def url_for(v: VersionInfo, f: FileEntry) -> str:
         nonlocal presigned
-        url = file_url(request, rt, v, f)
+        url = file_url(request, rt, v, f, choices.get(f.sha256) if choices else None)
         presigned = presigned or not url.startswith(str(request.base_url))
         return url
 
     doc = resolve_document(version, url_for=url_for)
     body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-    return body, min(60.0, rt.settings.presign_ttl_s / 4) if presigned else float("inf")
+    max_age = min(60.0, rt.settings.presign_ttl_s / 4) if presigned else float("inf")
+    if choices and any(c.fallback for c in choices.values()):
+        max_age = min(max_age, FALLBACK_MAX_AGE_S)
+    return body, max_age
 
 
 _RESOLVE_PARAMS = [
@@ -151,6 +179,9 @@ _RESOLVE_PARAMS = [
      "description": "latest, N or vN, a 40-hex content id, a stage or an alias"},
     {"name": "base", "in": "query", "required": False, "schema": {"type": "string"},
      "description": "the base model, where the adapter has versions for several"},
+    {"name": "region", "in": "query", "required": False,
+     "schema": {"type": "string", "maxLength": 32},
+     "description": "the reader's region: download URLs point at its copies where present"},
 ]  # fmt: skip
 
 
@@ -163,7 +194,8 @@ async def resolve_route(request: Request) -> Response:
     straight from the request (documented above through ``openapi_extra``), because
     FastAPI's per-request dependency solving costs more than the cached lookup itself.
     """
-    await _READER(request, await get_principal(request))
+    principal = await _READER(request, await get_principal(request))
+    reader = request_region(request, principal)
     if "experiment" in request.query_params:  # A/B experiments: the subject's variant
         return await resolve_with_experiment(request, render=_render)
     namespace, name = request.path_params["namespace"], request.path_params["name"]
@@ -178,11 +210,19 @@ async def resolve_route(request: Request) -> Response:
 
     key = lookup_key(namespace, name, ref, base)
     version = await cached_version(request, key, resolver)
-    body, max_age = _render(request, rt, version)
+    if reader == read_router(request.app).regions.primary.name:
+        body, max_age = _render(request, rt, version)
+    else:
+        choices = await choose(request, reader, [f.sha256 for f in version.files])
+        body, max_age = _render(request, rt, version, choices)
     rendered = Rendered(etag=f'"{version.content_id}"', body=body)
-    if set(request.query_params) <= _PARAMS:  # what the fast path will look up
+    # What the fast path will look up: no token (its default region is not in the key).
+    if set(request.query_params) <= _PARAMS and principal.token_id is None:
         cache.keep_rendered(
-            (key, _origin(request.scope)), rendered, generation=generation, max_age_s=max_age
+            (key, _origin(request.scope), reader),
+            rendered,
+            generation=generation,
+            max_age_s=max_age,
         )
     headers = {"ETag": rendered.etag, "Cache-Control": "no-cache"}
     if rendered.etag in _etags(request.headers.get("if-none-match")):
@@ -230,8 +270,11 @@ class ResolveFastPath:
             if k == b"if-none-match":
                 if_none_match = v.decode("latin-1")
         key = lookup_key(namespace, name, params.get("ref", "latest"), params.get("base"))
+        # The reader's region as the route names it: an explicit one, else the server's.
+        region = params.get("region") or read_router(app).regions.settings.region
+        reader = region or read_router(app).regions.primary.name
         cache = version_cache(app)
-        rendered, refresh = cache.peek_rendered((key, _origin(scope)))
+        rendered, refresh = cache.peek_rendered((key, _origin(scope), reader))
         if refresh:
             start_refresh(cache)
         if rendered is None:
