@@ -28,7 +28,6 @@ def region_problems(session: Session, version: m.AdapterVersion, regions: list[s
         named = ", ".join(paths[:_LISTED])
         more = f" and {len(paths) - _LISTED} more" if len(paths) > _LISTED else ""
         problems.append(
-            f"region {region} does not hold {len(paths)} file(s) of {ref} yet ({named}{more});"
-            f" `lorareg regions status --ref {ref}` shows replication"
+            f"region {region} does not hold {len(paths)} file(s) of {ref} yet ({named}{more})"
         )
     return problems

@@ -57,7 +57,7 @@ def fsck_regions(
     hold; with ``repair`` (the default), damaged copies are deleted and every problem's
     row is set back to ``missing`` so replication fills it again."""
     with db.read() as s:
-        sizes = dict(s.execute(select(m.Blob.sha256, m.Blob.size)).tuples())
+        sizes = {sha: size for sha, size in s.execute(select(m.Blob.sha256, m.Blob.size))}
         used = set(s.scalars(select(m.VersionFile.sha256).distinct()))
         claimed: dict[str, set[str]] = {r: set() for r in stores}
         tracked: dict[str, set[str]] = {r: set() for r in stores}
@@ -65,7 +65,7 @@ def fsck_regions(
             select(m.BlobReplica.sha256, m.BlobReplica.region, m.BlobReplica.state).where(
                 m.BlobReplica.region.in_(list(stores))
             )
-        ).tuples():
+        ):
             tracked[region].add(sha)
             if state == "present":
                 claimed[region].add(sha)

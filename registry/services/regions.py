@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor, wait
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from registry.catalog.queries import ref_row
@@ -33,12 +34,9 @@ from registry.storage.base import BlobStore
 PROBE_S = 5.0  # a store that has not answered by then is reported degraded
 
 
-def region_set(rt: Runtime) -> RegionSet:
-    """The runtime's regions (opened once per runtime)."""
-    found = getattr(rt, "regions", None)
-    if isinstance(found, RegionSet):
-        return found
-    return open_regions(rt.settings, rt.store)
+def region_set(rt: Runtime, regions: RegionSet | None = None) -> RegionSet:
+    """``regions`` (a server's, opened once) or the runtime's, opened now (no I/O)."""
+    return regions if regions is not None else open_regions(rt.settings, rt.store)
 
 
 def regional_stores(rt: Runtime) -> dict[str, BlobStore]:
@@ -48,15 +46,15 @@ def regional_stores(rt: Runtime) -> dict[str, BlobStore]:
     return {r.name: r.store for r in region_set(rt).replicas()}
 
 
-def list_regions(rt: Runtime) -> list[RegionView]:
+def list_regions(rt: Runtime, *, regions: RegionSet | None = None) -> list[RegionView]:
     """Every region, the primary first, each probed (in parallel, bounded by PROBE_S)."""
-    regions = list(region_set(rt))
-    pool = ThreadPoolExecutor(max_workers=max(1, len(regions)))
-    futures = [pool.submit(r.store.check) for r in regions]
+    listed = list(region_set(rt, regions))
+    pool = ThreadPoolExecutor(max_workers=max(1, len(listed)))
+    futures = [pool.submit(r.store.check) for r in listed]
     wait(futures, timeout=PROBE_S)
     pool.shutdown(wait=False)
     out = []
-    for region, fut in zip(regions, futures, strict=True):
+    for region, fut in zip(listed, futures, strict=True):
         error: str | None = None
         if not fut.done():
             error = f"no answer within {PROBE_S:g}s"
@@ -80,16 +78,24 @@ FAILURES_LISTED = 5
 
 
 def region_status(
-    rt: Runtime, *, principal: Principal, ref: str | None = None
+    rt: Runtime,
+    *,
+    principal: Principal,
+    ref: str | None = None,
+    regions: RegionSet | None = None,
 ) -> RegionStatusReport:
     """Backlog, lag and failures per region (unscoped admins), and with ``ref`` which
     regions hold that version."""
     principal.require("admin")
     principal.require_unscoped("replication figures")
-    regions = region_set(rt)
+    configured = region_set(rt, regions)
     out = []
-    for stats in copies.region_stats(rt.db, regions):
-        primary = stats.name == regions.primary.name
+    with rt.db.read() as s:  # the primary holds every blob the catalog has
+        held = int(s.scalar(select(func.count()).select_from(m.Blob)) or 0)
+    for stats in copies.region_stats(rt.db, configured):
+        primary = stats.name == configured.primary.name
+        if primary:
+            stats = stats.model_copy(update={"present_blobs": held})
         failed = (
             copies.failures(rt.db, region=stats.name, limit=FAILURES_LISTED)
             if stats.failed_blobs

@@ -22,8 +22,9 @@ REGIONS = f"{PREFIX}/-/regions"
 
 @router.get(REGIONS, dependencies=[Admin])
 def regions_page(request: Request, rt: RuntimeDep, user: CurrentUser) -> HTMLResponse:
-    report = regions_service.region_status(rt, principal=user)
-    reachable = {v.name: v for v in regions_service.list_regions(rt)}
+    regions = getattr(request.app.state, "regions", None)
+    report = regions_service.region_status(rt, principal=user, regions=regions)
+    reachable = {v.name: v for v in regions_service.list_regions(rt, regions=regions)}
     return render(
         request,
         "regions.html",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from registry.api.deps import Admin, CurrentUser, NumberPath, Reader, RuntimeDep
@@ -19,16 +19,20 @@ RefQuery = Annotated[str | None, Query(max_length=300, description="ns/name:N, n
 
 
 @router.get("/regions", response_model=list[RegionView], dependencies=[Reader])
-async def list_regions(rt: RuntimeDep) -> list[RegionView]:
+async def list_regions(request: Request, rt: RuntimeDep) -> list[RegionView]:
     """Every region, the primary first, with whether its store answers now."""
-    return await run_in_threadpool(regions_service.list_regions, rt)
+    regions = getattr(request.app.state, "regions", None)
+    return await run_in_threadpool(lambda: regions_service.list_regions(rt, regions=regions))
 
 
 @router.get("/regions/status", response_model=RegionStatusReport, dependencies=[Admin])
-def region_status(rt: RuntimeDep, user: CurrentUser, ref: RefQuery = None) -> RegionStatusReport:
+def region_status(
+    request: Request, rt: RuntimeDep, user: CurrentUser, ref: RefQuery = None
+) -> RegionStatusReport:
     """Backlog, replication lag and failures per region; with ``ref``, which regions hold
     every file of that version and which files each other region misses."""
-    return regions_service.region_status(rt, principal=user, ref=ref)
+    regions = getattr(request.app.state, "regions", None)
+    return regions_service.region_status(rt, principal=user, ref=ref, regions=regions)
 
 
 @router.get(
