@@ -163,6 +163,8 @@ class LocalClient(
     ) -> PullResult:
         from registry.catalog.transfer import write_version
 
+        if region is not None:
+            self.router.regions.get(region)  # UnknownRegion, even when the cache has it all
         version = self.show(ref)
         out = dest if dest is not None else Path(version.name)
 

@@ -21,8 +21,9 @@ Server (``/metrics``):
 - ``REGION_FALLBACKS``  ``lorareg_region_fallbacks_total{region,reason}``: reads of a
   blob a reader in ``region`` got from another region (``reason``: ``missing`` copy, or
   the region ``unavailable``); ``REGION_COPIES``
-  ``lorareg_region_copies_total{region,outcome="copied"|"present"|"failed"}`` per
-  replication or presence check (region names are bounded by configuration).
+  ``lorareg_region_copies_total{region,outcome}`` per replication or presence check:
+  ``copied``, ``present`` (already there, verified or seen), ``absent`` (an external
+  region's blob not there yet), ``failed``; region names are bounded by configuration.
 - ``BACKEND_ERRORS``  ``lorareg_backend_errors_total{backend="storage"|"database"}``:
   requests answered 503 because storage or the catalog database failed.
 - At scrape time (``exposition.JobQueueCollector``): ``lorareg_jobs{state}`` and

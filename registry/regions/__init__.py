@@ -33,7 +33,15 @@ Interface (for the API, CLI, dashboard, lifecycle gate, fsck and erasure):
   ``RegionHealth`` (``probe(region)``, ``is_up``). Every fallback increments
   ``lorareg_region_fallbacks_total{region,reason}``.
 - Replication (``registry.regions.worker``): ``ReplicationWorker(regions, db, ...)``:
-  ``run_once() -> int`` (copies handled), ``run_forever()`` until ``.stop`` is set.
+  ``run_once() -> int`` (copies handled), ``run_forever()`` until ``.stop`` is set. Runs
+  in ``lorareg worker`` (beside merges; ``--regions-only`` without them) and in the
+  embedded ``lorareg serve``. ``copies.backoff_s(attempts, base_s=, cap_s=)``.
+- Edges already wired: ``app.state.regions`` (RegionSet) and ``app.state.read_router``
+  (ReadRouter, its ``.health`` probed in the background by ``lorareg serve``);
+  ``registry.api.regions`` (``request_region``, ``streaming_store``); ``?region=`` on
+  resolve, downloads and the Hub file routes; ``/readyz`` answers ``degraded`` with a
+  ``regions`` map; ``LocalClient.router`` / ``reader_store``; ``pull(region=)`` and
+  ``resolve(region=)`` on both clients (default ``LORAREG_REGION``).
 
 Rows: ``blob_replicas`` (``registry.db.models.BlobReplica``): one per (blob, non-primary
 region), ``state`` missing|present|failed, ``needed_since`` (push), ``present_since``,

@@ -27,21 +27,30 @@ DOWN_FOR_S = 10.0
 
 class RegionHealth:
     """Which regional stores failed recently: a failed read or probe marks a region down
-    for ``down_for_s``; a successful probe marks it up again. Thread-safe."""
+    for ``down_for_s``; a successful probe marks it up again. Thread-safe.
+
+    ``epoch`` changes whenever a region goes down or comes back: answers rendered for
+    readers (resolve documents with download URLs) are keyed by it, so none outlives
+    the state it was rendered for."""
 
     def __init__(self, down_for_s: float = DOWN_FOR_S) -> None:
         self.down_for_s = down_for_s
         self._down_until: dict[str, float] = {}
         self._probed: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
+        self.epoch = 0
 
     def mark_down(self, region: str) -> None:
         with self._lock:
-            self._down_until[region] = time.monotonic() + self.down_for_s
+            now = time.monotonic()
+            if self._down_until.get(region, 0.0) <= now:
+                self.epoch += 1
+            self._down_until[region] = now + self.down_for_s
 
     def mark_up(self, region: str) -> None:
         with self._lock:
-            self._down_until.pop(region, None)
+            if self._down_until.pop(region, None) is not None:
+                self.epoch += 1
 
     def is_up(self, region: str) -> bool:
         with self._lock:

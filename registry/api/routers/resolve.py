@@ -210,6 +210,7 @@ async def resolve_route(request: Request) -> Response:
 
     key = lookup_key(namespace, name, ref, base)
     version = await cached_version(request, key, resolver)
+    epoch = read_router(request.app).health.epoch  # before choosing: a change misses
     if reader == read_router(request.app).regions.primary.name:
         body, max_age = _render(request, rt, version)
     else:
@@ -219,7 +220,7 @@ async def resolve_route(request: Request) -> Response:
     # What the fast path will look up: no token (its default region is not in the key).
     if set(request.query_params) <= _PARAMS and principal.token_id is None:
         cache.keep_rendered(
-            (key, _origin(request.scope), reader),
+            (key, _origin(request.scope), reader, epoch),
             rendered,
             generation=generation,
             max_age_s=max_age,
@@ -272,9 +273,10 @@ class ResolveFastPath:
         key = lookup_key(namespace, name, params.get("ref", "latest"), params.get("base"))
         # The reader's region as the route names it: an explicit one, else the server's.
         region = params.get("region") or read_router(app).regions.settings.region
-        reader = region or read_router(app).regions.primary.name
+        router = read_router(app)
+        reader = region or router.regions.primary.name
         cache = version_cache(app)
-        rendered, refresh = cache.peek_rendered((key, _origin(scope), reader))
+        rendered, refresh = cache.peek_rendered((key, _origin(scope), reader, router.health.epoch))
         if refresh:
             start_refresh(cache)
         if rendered is None:
