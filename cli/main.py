@@ -12,6 +12,7 @@ from cli.commands import (  # noqa: F401  (importing registers the commands)
     lifecycle,
     merge,
     namespaces,
+    regions,
     server,
     sync,
     upkeep,

@@ -27,6 +27,7 @@ from registry.api.routers.events import router as events_router
 from registry.api.routers.experiments import include as include_experiments
 from registry.api.routers.library import router as library_router
 from registry.api.routers.namespaces import router as namespaces_router
+from registry.api.routers.regions import router as regions_router
 from registry.api.waits import WaitLimiter
 from registry.observability.exposition import forget_this_process
 from registry.regions import open_regions
@@ -147,6 +148,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(library_router)  # compose, interference, analysis, compression
     app.include_router(namespaces_router)  # offboarding and quotas
+    app.include_router(regions_router)  # regional stores and their replication
     include_experiments(app)  # A/B experiments between versions
     install_dashboard(app)  # /ui/ pages and their static files; / redirects there
     app.include_router(hf.router)  # last: /{ns}/{name}/resolve/... would shadow other routes

@@ -205,6 +205,12 @@ def policy_show(ctx: Context, target: str, as_json: bool) -> None:
     help="Refuse a version whose |cosine| with ADAPTER's production version (NAME or NS/NAME)"
     " passes BOUND on some shared module (figures from `lorareg interference`).",
 )
+@click.option(
+    "--require-regions",
+    "require_regions",
+    metavar="REGION,...",
+    help="Regions that must hold every file of the version before it is promoted ('' clears).",
+)
 @click.option("--from-json", "from_json", type=click.File(), help="Read the whole policy as JSON.")
 @json_option
 @pass_ctx
@@ -237,6 +243,10 @@ def policy_set(ctx: Context, target: str, from_json: Any, as_json: bool, **opts:
                 }
             except ValueError:
                 raise click.BadParameter("--min-eval thresholds must be numbers") from None
+        if opts["require_regions"] is not None:
+            rules["require_regions"] = [
+                r.strip() for r in opts["require_regions"].split(",") if r.strip()
+            ]
         if opts["max_interference"]:
             try:
                 rules["max_interference"] = {

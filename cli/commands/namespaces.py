@@ -137,6 +137,7 @@ def _print_erasure(report: ErasureReport, as_json: bool) -> None:
         (report.policies_removed, "polic(ies) removed"),
         (report.jobs_removed, "merge job(s) removed"),
         (report.events_scrubbed, "audit event(s) scrubbed of content"),
+        (report.regional_deleted, "regional cop(ies) deleted"),
     ]
     done = [f"{n} {label}" for n, label in extras if n]
     if done:
@@ -145,6 +146,12 @@ def _print_erasure(report: ErasureReport, as_json: bool) -> None:
         click.echo(
             "  merged models built from it stay (lineage removed): "
             + ", ".join(report.derived_kept)
+        )
+    if report.regional_pending:
+        click.echo(
+            f"warning: {report.regional_pending} regional cop(ies) could not be deleted now;"
+            " nothing references them, `lorareg gc` removes them",
+            err=True,
         )
     if report.storage_pending:
         click.echo(

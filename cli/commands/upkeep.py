@@ -43,17 +43,37 @@ def _age(seconds: float) -> str:
 @cli.command()
 @click.option("--deep", is_flag=True, help="Also read and re-hash every blob (reads all bytes).")
 @click.option("--repair", is_flag=True, help="Delete damaged blobs; say what to push for each.")
+@click.option(
+    "--regions",
+    "regions",
+    is_flag=True,
+    help="Also read and hash every regional copy; damaged or missing ones are copied again.",
+)
 @json_option
 @pass_ctx
 @handle_errors
-def fsck(ctx: Context, deep: bool, repair: bool, as_json: bool) -> None:
+def fsck(ctx: Context, deep: bool, repair: bool, regions: bool, as_json: bool) -> None:
     """Check the catalog against storage; exit 1 when a version's bytes are damaged."""
     from registry.catalog.upkeep import fsck as run_fsck
 
     rt = _runtime(ctx)
     report = run_fsck(rt.db, rt.store, deep=deep, repair=repair, spool=_spool(rt))
+    regional = None
+    if regions:
+        from registry.services.region_upkeep import fsck_regions
+        from registry.services.regions import regional_stores
+
+        stores = regional_stores(rt)
+        if not stores:
+            raise InvalidInput(
+                "fsck --regions: no regional stores are configured (LORAREG_REGIONS)"
+            )
+        regional = fsck_regions(rt.db, stores)
     if as_json:
-        emit_json(report.to_json())
+        doc = report.to_json()
+        if regional is not None:
+            doc["regions"] = {"ok": regional.ok, **regional.model_dump(mode="json")}
+        emit_json(doc)
     else:
         click.echo(
             f"checked {report.versions} version(s), {report.files} file(s), {report.blobs} blob(s)"
@@ -75,9 +95,22 @@ def fsck(ctx: Context, deep: bool, repair: bool, as_json: bool) -> None:
             )
         for line in report.repaired:
             click.echo(f"  repaired: {line}")
-        click.echo("ok" if report.ok else "problems found")
-    if not report.ok:
+        if regional is not None:
+            _echo_regional(regional)
+        click.echo("ok" if report.ok and (regional is None or regional.ok) else "problems found")
+    if not report.ok or (regional is not None and not regional.ok):
         sys.exit(1)
+
+
+def _echo_regional(regional):  # type: ignore[no-untyped-def]
+    for region, count in sorted(regional.regions.items()):
+        click.echo(f"region {region}: {count} copy(ies) read and verified")
+    for region, why in sorted(regional.unreachable.items()):
+        click.echo(f"  region {region} unreachable: {why}")
+    for p in regional.problems:
+        click.echo(f"  {p.region}: {p.problem}: {p.sha256} ({p.detail}); needed again")
+    for region, count in sorted(regional.untracked.items()):
+        click.echo(f"  {region}: {count} blob(s) had no copy recorded; now needed")
 
 
 @cli.command()
@@ -100,10 +133,26 @@ def gc(ctx: Context, grace_hours: float, dry_run: bool, as_json: bool) -> None:
         dry_run=dry_run,
         spool=_spool(rt),
     )
+    regional = None
+    from registry.services.regions import regional_stores
+
+    stores = regional_stores(rt)
+    if stores:
+        from registry.services.region_upkeep import gc_regions
+
+        regional = gc_regions(rt.db, stores, grace=timedelta(hours=grace_hours), dry_run=dry_run)
     if as_json:
-        emit_json(report.__dict__)
+        doc = dict(report.__dict__)
+        if regional is not None:
+            doc["regions"] = regional.__dict__
+        emit_json(doc)
         return
     verb = "would delete" if dry_run else "deleted"
+    if regional is not None:
+        for region, shas in sorted(regional.deleted.items()):
+            click.echo(f"region {region}: {verb} {len(shas)} unreferenced blob(s)")
+        for region, why in sorted(regional.unreachable.items()):
+            click.echo(f"region {region}: unreachable, skipped ({why})")
     click.echo(
         f"{verb} {len(report.deleted)} blob(s), {human_size(report.bytes_freed)};"
         f" kept {report.referenced} referenced and {report.kept_recent} recent"

@@ -22,6 +22,7 @@ version references, exactly what an interrupted push leaves: ``lorareg gc`` remo
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from registry.catalog import erase_rows as related
 from registry.catalog.refs import Repo, check_name
+from registry.catalog.region_upkeep import delete_copies
 from registry.db import models as m
 from registry.db.database import Database
 from registry.errors import (
@@ -69,6 +71,9 @@ class ErasureReport(BaseModel):
     # Merged models that stay although built from erased versions (their lineage row
     # goes); only those the eraser may see are named.
     derived_kept: list[str]
+    # Copies of the deleted blobs removed from regional stores, and those left for gc.
+    regional_deleted: int = 0
+    regional_pending: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,8 +135,12 @@ def erase(
     principal: Principal,
     reason: str | None,
     force: bool = False,
+    regional: Mapping[str, BlobStore] | None = None,
 ) -> ErasureReport:
     """Erase ``target`` (admins only; a scoped admin only inside its namespaces).
+
+    ``regional``: the regional stores (name -> store, the primary excepted); blobs deleted
+    from the primary ``store`` are deleted from each of them too.
 
     Raises InvalidInput without a reason, NotFound for what does not exist (or cannot be
     seen), InProduction when a version is in production and ``force`` is not set. Nothing
@@ -152,6 +161,7 @@ def erase(
                 raise
             time.sleep(0.05 * (attempt + 1))
     deleted, freed, pending, reused = _delete_blobs(db, store, done.orphans)
+    copies = delete_copies(db, regional or {}, done.orphans)
     c = done.counts
     return ErasureReport(
         target=str(target),
@@ -169,6 +179,8 @@ def erase(
         jobs_removed=c.get("jobs", 0),
         events_scrubbed=c.get("events", 0),
         derived_kept=done.derived,
+        regional_deleted=copies.deleted,
+        regional_pending=sum(copies.pending.values()),
     )
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # kept out of the CLI's start-up: these pull in the database 
         GatePreview,
     )
     from registry.library.results import AnalysisResult, LibraryMap, LibraryVersion
+    from registry.services.region_models import RegionStatusReport, RegionView
 
 # Called with each job document while ``wait_job`` polls.
 JobProgress = Callable[[dict[str, Any]], None]
@@ -215,5 +216,10 @@ class RegistryClient(Protocol):
     def experiments_of(self, ref: str) -> list[ExperimentInfo]: ...
 
     def assign(self, repo: str, name: str, subject: str) -> Assignment: ...
+
+    # Regions.
+    def regions(self) -> list[RegionView]: ...
+
+    def region_status(self, *, ref: str | None = None) -> RegionStatusReport: ...
 
     def close(self) -> None: ...

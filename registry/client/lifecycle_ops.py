@@ -76,7 +76,13 @@ class LocalLifecycle:
     def set_policy(self, target: str, rules: dict[str, Any]) -> dict[str, Any]:
         from registry.services import lifecycle as lifecycle_service
 
-        view = lifecycle_service.set_policy(self.rt.db, target, rules, principal=self.principal)
+        view = lifecycle_service.set_policy(
+            self.rt.db,
+            target,
+            rules,
+            principal=self.principal,
+            regions=self.rt.settings.region_names,
+        )
         return view.model_dump(mode="json")
 
     def namespace_history(self, namespace: str) -> list[EventInfo]:

@@ -14,6 +14,7 @@ from registry.client.library_ops import LocalLibrary
 from registry.client.lifecycle_ops import LocalLifecycle
 from registry.client.merge_ops import LocalMerge
 from registry.client.namespace_ops import LocalNamespaces
+from registry.client.region_ops import LocalRegions
 from registry.domain import (
     AdapterSummary,
     EvalRecord,
@@ -35,7 +36,13 @@ if TYPE_CHECKING:
 
 
 class LocalClient(
-    LocalLifecycle, LocalCompat, LocalMerge, LocalNamespaces, LocalLibrary, LocalExperiments
+    LocalLifecycle,
+    LocalCompat,
+    LocalMerge,
+    LocalNamespaces,
+    LocalLibrary,
+    LocalExperiments,
+    LocalRegions,
 ):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime

@@ -27,6 +27,7 @@ class LocalNamespaces:
 
     def delete(self, ref: str, *, reason: str | None, force: bool = False) -> ErasureReport:
         from registry.catalog import erase
+        from registry.services.regions import regional_stores
 
         return erase.erase(
             self.rt.db,
@@ -35,12 +36,14 @@ class LocalNamespaces:
             principal=self.principal,
             reason=reason,
             force=force,
+            regional=regional_stores(self.rt),
         )
 
     def delete_namespace(
         self, namespace: str, *, reason: str | None, force: bool = False
     ) -> ErasureReport:
         from registry.catalog import erase
+        from registry.services.regions import regional_stores
 
         return erase.erase(
             self.rt.db,
@@ -49,6 +52,7 @@ class LocalNamespaces:
             principal=self.principal,
             reason=reason,
             force=force,
+            regional=regional_stores(self.rt),
         )
 
     def namespace_info(self, namespace: str) -> NamespaceInfo:

@@ -17,6 +17,7 @@ from registry.client.experiment_ops import RemoteExperiments
 from registry.client.library_ops import RemoteLibrary
 from registry.client.merge_ops import RemoteMerge
 from registry.client.namespace_ops import RemoteNamespaces
+from registry.client.region_ops import RemoteRegions
 from registry.client.remote_lifecycle import RemoteLifecycle
 from registry.domain import (
     AdapterSummary,
@@ -38,7 +39,13 @@ RETRY_PAUSE_S = 0.05
 
 
 class RemoteClient(
-    RemoteLifecycle, RemoteCompat, RemoteMerge, RemoteNamespaces, RemoteLibrary, RemoteExperiments
+    RemoteLifecycle,
+    RemoteCompat,
+    RemoteMerge,
+    RemoteNamespaces,
+    RemoteLibrary,
+    RemoteExperiments,
+    RemoteRegions,
 ):
     def __init__(
         self,

@@ -294,11 +294,11 @@ CREATE TABLE "versions" (
 	created_at DATETIME NOT NULL, 
 	stage VARCHAR(16), kind VARCHAR(16) DEFAULT 'adapter' NOT NULL, 
 	CONSTRAINT pk_versions PRIMARY KEY (id), 
-	CONSTRAINT fk_versions_adapter_id_adapters FOREIGN KEY(adapter_id) REFERENCES adapters (id) ON DELETE RESTRICT, 
-	CONSTRAINT ck_versions_content_id_len CHECK (length(content_id) = 40), 
-	CONSTRAINT ck_versions_number_positive CHECK (number >= 1), 
 	CONSTRAINT fk_versions_parent_id_versions FOREIGN KEY(parent_id) REFERENCES versions (id) ON DELETE SET NULL, 
+	CONSTRAINT ck_versions_number_positive CHECK (number >= 1), 
+	CONSTRAINT fk_versions_adapter_id_adapters FOREIGN KEY(adapter_id) REFERENCES adapters (id) ON DELETE RESTRICT, 
 	CONSTRAINT uq_versions_adapter_number UNIQUE (adapter_id, number), 
+	CONSTRAINT ck_versions_content_id_len CHECK (length(content_id) = 40), 
 	CONSTRAINT ck_versions_stage_known CHECK (stage IS NULL OR stage IN ('staging', 'production', 'archived')), 
 	CONSTRAINT ck_versions_production_has_base CHECK (stage IS NULL OR stage <> 'production' OR base_model IS NOT NULL)
 );

@@ -7,6 +7,8 @@ adapter's own policy wins over its namespace's, and without either there are no 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -21,6 +23,7 @@ from registry.errors import InvalidInput
 from registry.principal import ROLES
 
 STAGES: tuple[str, ...] = tuple(Stage)
+_REGION_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")  # as LORAREG_REGIONS names
 
 
 class PolicyRules(BaseModel):
@@ -42,6 +45,8 @@ class PolicyRules(BaseModel):
     # adapter ("name" in this namespace, or "ns/name") -> the largest |cosine| over shared
     # modules allowed between the version and that adapter's production version.
     max_interference: dict[str, float] = Field(default_factory=dict, max_length=32)
+    # Regions (LORAREG_REGIONS names) that must hold every file of the version.
+    require_regions: list[str] = Field(default_factory=list, max_length=32)
 
     @field_validator("stages")
     @classmethod
@@ -62,6 +67,14 @@ class PolicyRules(BaseModel):
                 raise ValueError(f"bound {bound} for {target} is outside [0, 1] (a |cosine|)")
         return v
 
+    @field_validator("require_regions")
+    @classmethod
+    def _region_names(cls, v: list[str]) -> list[str]:
+        for region in v:
+            if not _REGION_RE.fullmatch(region):
+                raise ValueError(f"{region[:40]!r} is not a region name")
+        return sorted(set(v))
+
     @field_validator("role")
     @classmethod
     def _known_role(cls, v: str) -> str:
@@ -78,6 +91,16 @@ def parse_rules(doc: dict[str, Any]) -> PolicyRules:
             f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}" for e in exc.errors()
         )
         raise InvalidInput(f"invalid policy ({problems})") from None
+
+
+def check_regions(required: list[str], configured: Sequence[str]) -> list[str]:
+    """``required`` without the primary (``configured[0]``), which holds every file;
+    InvalidInput naming the regions when one is not configured."""
+    unknown = [r for r in required if r not in configured]
+    if unknown:
+        known = ", ".join(configured) if len(configured) > 1 else "none (set LORAREG_REGIONS)"
+        raise InvalidInput(f"require_regions: no region {unknown[0]!r}; regions: {known}")
+    return [r for r in required if r != configured[0]]
 
 
 def check_target(target: str) -> str:

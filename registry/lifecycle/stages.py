@@ -24,6 +24,7 @@ from registry.errors import GateFailed, InvalidInput, NotFound
 from registry.lifecycle.gates import compat_problems
 from registry.lifecycle.interference_gate import fill_interference, interference_problems
 from registry.lifecycle.policies import STAGES, PolicyRules, effective_policy, unmet_conditions
+from registry.lifecycle.region_gate import region_problems
 from registry.principal import Principal
 from registry.storage.base import BlobStore
 
@@ -102,6 +103,8 @@ def plan_promotion(
         )
         if rules.max_interference:
             unmet.extend(interference_problems(session, row, rules.max_interference))
+        if rules.require_regions:
+            unmet.extend(region_problems(session, row, rules.require_regions))
     blocked = None
     if to == "production" and row.base_model is None:
         blocked = (

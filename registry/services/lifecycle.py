@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -71,12 +72,26 @@ def effective_policy(db: Database, repo: Repo) -> EffectivePolicy:
 
 
 def set_policy(
-    db: Database, target: str, rules: dict[str, Any], *, principal: Principal
+    db: Database,
+    target: str,
+    rules: dict[str, Any],
+    *,
+    principal: Principal,
+    regions: Sequence[str] | None = None,
 ) -> PolicyView:
-    """Replace the policy of a namespace or ``ns/name`` (admins only)."""
+    """Replace the policy of a namespace or ``ns/name`` (admins only).
+
+    ``regions``: the configured region names, the primary's first (``Settings.region_names``);
+    ``require_regions`` must name some of them, and the primary, which holds every file, is
+    left out of the stored list."""
     if "/" in target:
         target = str(parse_repo(target))
-    parsed = policies.set_policy(db, target, policies.parse_rules(rules), actor=principal.name)
+    parsed = policies.parse_rules(rules)
+    if parsed.require_regions and regions is not None:
+        parsed = parsed.model_copy(
+            update={"require_regions": policies.check_regions(parsed.require_regions, regions)}
+        )
+    parsed = policies.set_policy(db, target, parsed, actor=principal.name)
     return PolicyView(target=target, rules=parsed.model_dump())
 
 

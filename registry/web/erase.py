@@ -97,4 +97,14 @@ def delete(
 def _erase(
     rt: RuntimeDep, user: Principal, target: erase.Target, *, reason: str, force: bool
 ) -> erase.ErasureReport:
-    return erase.erase(rt.db, rt.store, target, principal=user, reason=reason, force=force)
+    from registry.services.regions import regional_stores
+
+    return erase.erase(
+        rt.db,
+        rt.store,
+        target,
+        principal=user,
+        reason=reason,
+        force=force,
+        regional=regional_stores(rt),
+    )

@@ -20,6 +20,7 @@ namespace can shadow ``/api``, ``/docs``, ``/healthz``, ``/readyz`` or ``/metric
     /ui/-/bases/{name}             one base model (the name may hold a slash)
     /ui/-/delete?ref=|namespace=   confirm an erasure, typing its name (GET), do it (POST)
     /ui/-/namespaces?prefix=       the namespace picker's suggestions (JSON)
+    /ui/-/regions                  regions: state, replication backlog, lag, failures
     /ui/-/static/...               CSS and JS
 
 Handlers only parse, call the services (``registry.services``) and render; shaping lives
@@ -60,6 +61,7 @@ from registry.web import (
     job_pages,
     library,
     pickers,
+    regions,
 )
 from registry.web.actions import version_actions
 from registry.web.chart import eval_charts
@@ -97,6 +99,7 @@ for _pages in (
     erase.router,
     pickers.router,
     experiments.router,
+    regions.router,
 ):
     router.include_router(_pages)
 
@@ -261,6 +264,7 @@ def version(
         rt.db, repo, str(number), visible=user.namespaces, events_before=events_before
     )
     info, events = detail.version, detail.events
+    presence = regions.version_regions(rt, f"{repo}:{info.number}", user)
     checks = latest_checks(rt.db, Ref(repo, number=info.number))
     path = f"{PREFIX}/{repo}/v{info.number}"
     return render(
@@ -271,6 +275,7 @@ def version(
             "v": info,
             "checks": check_views(checks, trained_on=info.base_model),
             "lineage": detail.lineage,
+            "regions": presence,
             "experiments": experiments.version_experiments(rt, repo, info.number),
             "actions": version_actions(info, user),
             # Shown only while it is true: the redirect after a promotion lands here.

@@ -92,6 +92,10 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/interference?ref=acme/a:1"): "reader",
     ("GET", f"{ADAPTER}/analysis?ref=1"): "reader",
     ("POST", f"{ADAPTER}/compressions"): "writer",
+    # Regions: the list describes the deployment; the figures span every tenant.
+    ("GET", "/api/v1/regions"): "reader",
+    ("GET", "/api/v1/regions/status"): "admin",
+    ("GET", f"{ADAPTER}/versions/1/regions"): "reader",
 }
 for prefix in HF_PREFIXES:
     ROUTES.update(
@@ -144,7 +148,7 @@ def _template(path: str) -> str:
     p = p.replace("/namespaces/acme/", "/namespaces/{namespace}/")
     p = re.sub(r"/namespaces/acme$", "/namespaces/{namespace}", p)
     p = re.sub(r"/versions/2$", "/versions/{number}", p)
-    p = re.sub(r"/versions/1/(promote|evals|tags|experiments)", r"/versions/{number}/\1", p)
+    p = re.sub(r"/versions/1/(promote|evals|tags|experiments|regions)", r"/versions/{number}/\1", p)
     p = re.sub(r"/experiments/ab\b", "/experiments/{experiment}", p)
     p = re.sub(r"/versions/1/files/.*", "/versions/{revision}/files/{path}", p)
     p = re.sub(r"/versions/1(/checks)?$", r"/versions/{revision}\1", p)

@@ -219,6 +219,8 @@ def test_no_role_of_another_namespace_reaches_acme(
                 )
                 if template.endswith("/diff"):
                     query = {"a": "1", "b": "1"}
+                if template == "/api/v1/regions/status":
+                    query = {"ref": f"acme/{ACME_ADAPTER}:1"}
                 if "paths-info" in template:
                     calls.append((method, path, {"data": {"paths": [params["path"]]}}))
                 elif template == "/api/v1/blobs/{sha256}":

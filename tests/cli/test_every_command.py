@@ -128,6 +128,8 @@ def test_every_command_prints_json(
         ("experiment show", ["acme/ab", "t"]),
         ("experiment list", ["acme/ab"]),
         ("experiment conclude", ["acme/ab", "t", "--winner", "b"]),
+        ("regions", []),
+        ("regions status", ["--ref", "acme/voice:2"]),
         ("fsck", []),
         ("gc", ["--dry-run"]),
     ]  # fmt: skip

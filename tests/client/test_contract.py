@@ -86,6 +86,8 @@ READS: dict[str, Op] = {
     "namespace_info": lambda c, r: c.namespace_info("acme"),
     "list_tokens": lambda c, r: c.list_tokens(),
     "list_webhooks": lambda c, r: c.list_webhooks(),
+    "regions": lambda c, r: c.regions(),
+    "region_status": lambda c, r: c.region_status(ref=f"{r}:1"),
 }
 
 # Writes: local on acme/a, remote on acme/b (both made identically), in this order.

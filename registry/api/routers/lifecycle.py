@@ -109,14 +109,22 @@ def get_adapter_policy(rt: RuntimeDep, namespace: str, name: str) -> EffectivePo
 def set_namespace_policy(
     rt: RuntimeDep, user: CurrentUser, namespace: str, body: dict[str, Any]
 ) -> PolicyView:
-    return lifecycle_service.set_policy(rt.db, namespace, body, principal=user)
+    return lifecycle_service.set_policy(
+        rt.db, namespace, body, principal=user, regions=rt.settings.region_names
+    )
 
 
 @router.put("/policies/{namespace}/{name}", response_model=PolicyView, dependencies=[Admin])
 def set_adapter_policy(
     rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, body: dict[str, Any]
 ) -> PolicyView:
-    return lifecycle_service.set_policy(rt.db, str(_repo(namespace, name)), body, principal=user)
+    return lifecycle_service.set_policy(
+        rt.db,
+        str(_repo(namespace, name)),
+        body,
+        principal=user,
+        regions=rt.settings.region_names,
+    )
 
 
 @router.get(

@@ -20,6 +20,7 @@ from registry.catalog import erase, quotas
 from registry.catalog.erase import ErasureReport
 from registry.catalog.quotas import KEEP, MAX_LIMIT, NamespaceInfo
 from registry.catalog.refs import Repo, check_name
+from registry.services.regions import regional_stores
 
 router = APIRouter(prefix="/api/v1", tags=["namespaces"], responses=ERRORS)
 
@@ -40,7 +41,13 @@ def _erase(
     rt: RuntimeDep, user: CurrentUser, target: erase.Target, body: EraseRequest
 ) -> ErasureReport:
     return erase.erase(
-        rt.db, rt.store, target, principal=user, reason=body.reason, force=body.force
+        rt.db,
+        rt.store,
+        target,
+        principal=user,
+        reason=body.reason,
+        force=body.force,
+        regional=regional_stores(rt),
     )
 
 

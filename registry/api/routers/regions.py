@@ -1,0 +1,47 @@
+"""Regions: ``/api/v1/regions`` (every reader) and ``/api/v1/regions/status`` (unscoped
+admins: the figures span every namespace). A version's presence per region is also at
+``/api/v1/adapters/{namespace}/{name}/versions/{number}/regions`` for whoever sees it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from registry.api.deps import Admin, CurrentUser, NumberPath, Reader, RuntimeDep
+from registry.services import regions as regions_service
+from registry.services.region_models import RegionStatusReport, RegionView, VersionPresence
+
+router = APIRouter(prefix="/api/v1", tags=["regions"])
+
+RefQuery = Annotated[str | None, Query(max_length=300, description="ns/name:N, ns/name@label")]
+
+
+@router.get("/regions", response_model=list[RegionView], dependencies=[Reader])
+async def list_regions(request: Request, rt: RuntimeDep) -> list[RegionView]:
+    """Every region, the primary first, with whether its store answers now."""
+    regions = getattr(request.app.state, "regions", None)
+    return await run_in_threadpool(lambda: regions_service.list_regions(rt, regions=regions))
+
+
+@router.get("/regions/status", response_model=RegionStatusReport, dependencies=[Admin])
+def region_status(
+    request: Request, rt: RuntimeDep, user: CurrentUser, ref: RefQuery = None
+) -> RegionStatusReport:
+    """Backlog, replication lag and failures per region; with ``ref``, which regions hold
+    every file of that version and which files each other region misses."""
+    regions = getattr(request.app.state, "regions", None)
+    return regions_service.region_status(rt, principal=user, ref=ref, regions=regions)
+
+
+@router.get(
+    "/adapters/{namespace}/{name}/versions/{number}/regions",
+    response_model=VersionPresence,
+    dependencies=[Reader],
+)
+def version_regions(
+    rt: RuntimeDep, user: CurrentUser, namespace: str, name: str, number: NumberPath
+) -> VersionPresence:
+    """Which regions hold every file of one version."""
+    return regions_service.version_presence(rt, f"{namespace}/{name}:{number}", principal=user)
