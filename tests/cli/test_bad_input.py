@@ -29,6 +29,16 @@ BAD_STRINGS: dict[str, list[str]] = {
     "url": ["notaurl", "http://127.0.0.1:1"],
     "s3_endpoint_url": ["notaurl", "ftp://minio:9000"],
     "base_roots": ["relative/models", "/srv/models/../../etc"],
+    "regions": [
+        "notjson",
+        '{"name": "eu"}',
+        '[{"name": "Bad Name", "storage_url": "file:///tmp/x"}]',
+        '[{"name": "eu", "storage_url": "ftp://host/x"}]',
+        '[{"name": "primary", "storage_url": "file:///tmp/x"}]',
+    ],
+    "primary_region": ["Bad Name", "x" * 40],
+    "region": ["Bad Name"],
+    "region_fallback": ["Bad Name", "eu,eu"],
 }
 
 
