@@ -61,21 +61,13 @@ class LocalClient(
 
     def reader_store(self, sha256: str, region: str | None) -> Iterator[bytes]:
         """The blob's bytes from the reader's region (``region``, else LORAREG_REGION)
-        when its copy is there and answers, else from the next region or the primary."""
+        when its copy is there and answers, else from the next region or the primary; a
+        regional store failing mid-download is continued elsewhere (``ReadRouter.read``)."""
         if not (region or self.rt.settings.region) or not self.rt.settings.regions:
             if region and region != self.rt.settings.primary_region:
                 self.router.regions.get(region)  # UnknownRegion listing the regions
             return self.rt.store.iter_bytes(sha256)
-        from registry.errors import BlobNotFound, StorageUnavailable
-
-        reader = self.router.reader_region(region)
-        choice = self.router.store_for(reader, sha256)
-        while not choice.region.is_primary:
-            try:
-                return choice.region.store.iter_bytes(sha256)  # type: ignore[no-any-return]
-            except (StorageUnavailable, BlobNotFound):
-                choice = self.router.next_after(reader, sha256, choice.region.name)
-        return self.rt.store.iter_bytes(sha256)
+        return self.router.read(self.router.reader_region(region), sha256)  # type: ignore[no-any-return]
 
     @property
     def cache(self) -> BlobCache:

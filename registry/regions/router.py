@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from registry.db.database import Database
+from registry.errors import BlobNotFound, RangeNotSatisfiable, StorageUnavailable
 from registry.observability.metrics import REGION_FALLBACKS
 from registry.regions.copies import present_in
 from registry.regions.stores import Region, RegionSet
+from registry.storage.base import CHUNK, BlobStore
 
 # How long a region whose store failed stays out of the reading order before it is
 # tried again (a background probe or readyz may bring it back sooner).
@@ -152,3 +154,39 @@ class ReadRouter:
         the fallback and choose again."""
         self.health.mark_down(failed)
         return self.choose(reader, [sha256])[sha256]
+
+    def read(self, reader: str, sha256: str) -> Iterator[bytes]:
+        """The blob's bytes from ``store_for``'s choice. When that store fails part way (a
+        region going down in the middle of a download), the rest is read from the next
+        choice at the same offset, so the reader never sees a regional failure while
+        another copy answers (the caller verifies the whole blob's sha256 as always).
+        The primary's own failures are the caller's."""
+        choice = self.store_for(reader, sha256)
+        sent = 0
+        while True:
+            store = choice.region.store
+            try:
+                pieces = store.iter_bytes(sha256) if sent == 0 else _rest(store, sha256, sent)
+                for piece in pieces:
+                    sent += len(piece)
+                    yield piece
+                return
+            except (StorageUnavailable, BlobNotFound, OSError):
+                if choice.region.is_primary:
+                    raise
+                choice = self.next_after(reader, sha256, choice.region.name)
+
+
+def _rest(store: BlobStore, sha256: str, offset: int) -> Iterator[bytes]:
+    """The blob's bytes from ``offset`` on, a ranged read a chunk."""
+    while True:
+        try:
+            piece = store.read_range(sha256, offset, CHUNK)
+        except RangeNotSatisfiable:
+            return  # the first store's bytes ended exactly at the end
+        if not piece:
+            return
+        offset += len(piece)
+        yield piece
+        if len(piece) < CHUNK:
+            return

@@ -163,3 +163,30 @@ def test_token_and_server_default_regions(
     with LiveServer(create_app(rt, background=False)) as server:
         doc = httpx.get(f"{server.url}/api/v1/resolve/{REPO}").json()
         assert ports(doc) == {eu_link.port}
+
+
+def test_a_region_failing_mid_download_is_continued_elsewhere(
+    runtime: Runtime, adapter_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The eu copy answers, sends its first bytes, then its store fails: the pull goes on
+    from the next region at the same offset and ends with the verified version."""
+    from registry.errors import StorageUnavailable
+
+    version = push(runtime, adapter_dir)
+    drain(worker(runtime))
+    client = LocalClient(runtime)
+    eu = client.router.regions.get("eu").store
+    whole = eu.iter_bytes
+
+    def breaks_after_first_chunk(sha256: str, *, chunk_size: int = 1024) -> Iterator[bytes]:
+        pieces = whole(sha256, chunk_size=chunk_size)
+        yield next(iter(pieces))
+        raise StorageUnavailable("eu: connection reset by peer")
+
+    monkeypatch.setattr(eu, "iter_bytes", breaks_after_first_chunk)
+    before = fallbacks("eu", "unavailable") + fallbacks("eu", "missing")
+    pulled = client.pull(REPO, dest=tmp_path / "out", region="eu")
+    assert pulled.version.content_id == version.content_id
+    for f in version.files:
+        assert (tmp_path / "out" / f.path).stat().st_size == f.size
+    assert fallbacks("eu", "unavailable") + fallbacks("eu", "missing") > before
