@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from registry.catalog.refs import Repo, parse_repo
 from registry.domain import Stage
@@ -49,6 +50,19 @@ class SyncOptions:
     grace_s: float = 300.0  # how long a replaced version folder stays readable
     max_bytes: int | None = None  # disk budget of the blob cache (see ``budget``)
     pins: tuple[str, ...] = ()  # ``ns/name`` or ``ns/*``: never evicted
+
+    def pass_options(self) -> dict[str, Any]:
+        """What a pass's result depends on beyond the binding: a pass with other values
+        than the last one re-resolves every adapter (see ``Follower._start``)."""
+        return {
+            "ref": self.ref,
+            "base": self.base,
+            "namespace": self.namespace,
+            "model_name": self.model_name or self.base,
+            "prune": self.prune,
+            "max_bytes": self.max_bytes,
+            "pins": sorted(set(self.pins)),
+        }
 
     @property
     def binding(self) -> Binding:
@@ -104,6 +118,32 @@ class NodeSync:
         self.sync_experiments()
         self.collect()
         return failed
+
+    def sync_changed(self, repos: Iterable[Repo]) -> list[Repo]:
+        """``sync_all`` for a folder that was whole at its last pass: re-resolve only
+        ``repos`` (those the feed named since), what the state says is unfinished (failed
+        or named by the newest events last time) and what the budget left out (room may
+        have been made); returns those that failed."""
+        again = {parse_repo(k) for k in self.state.pending}
+        again |= {parse_repo(k) for k in self.state.left_out}
+        failed = self.apply(sorted(set(repos) | again, key=str))
+        self.sync_experiments()
+        self.collect()
+        return failed
+
+    def consistent(self) -> bool:
+        """The folder holds what the state says: every link is an adapter of the state
+        pointing at its recorded folder, which exists (nothing moved behind its back)."""
+        linked = dict(self.layout.linked())
+        if {str(r) for r in linked} != set(self.state.adapters):
+            return False
+        if set(self.state.left_out) & set(self.state.adapters):
+            return False
+        for key, entry in self.state.adapters.items():
+            folder = self.layout.root / entry.folder
+            if linked.get(parse_repo(key)) != folder or not folder.is_dir():
+                return False
+        return True
 
     def sync_experiments(self) -> list[str]:
         """Link every running A/B experiment's variants (see ``sync.experiments``)."""

@@ -52,6 +52,8 @@ class Target:
 class SyncSource(Protocol):
     # Names the registry, so a folder moved to another one does not reuse its cursor.
     identity: str
+    # A digest of the credentials sent (another token may see other namespaces), or None.
+    credentials: str | None
 
     def adapters(self, namespace: str | None) -> list[Repo]: ...
 
@@ -122,6 +124,7 @@ class LocalSource(ClientSource):
         # The catalog's URL may hold a password: keep only a digest of it.
         url = client.rt.settings.effective_database_url.encode()
         self.identity = f"embedded:{hashlib.sha256(url).hexdigest()[:16]}"
+        self.credentials: str | None = None
 
     def events(self, since: int, *, wait: float, namespace: str | None) -> list[EventInfo]:
         from registry.lifecycle.events import events_after
@@ -148,6 +151,8 @@ class RemoteSource(ClientSource):
     def __init__(self, client: Any, *, stream: bool = True) -> None:
         super().__init__(client)
         self.identity = str(client.base)
+        auth = client.http.headers.get("Authorization")
+        self.credentials = hashlib.sha256(auth.encode()).hexdigest()[:16] if auth else None
         self.streaming = stream
         self._stream: EventStream | None = None
 

@@ -1,8 +1,9 @@
 """``DIR/.lorareg/state.json``: what a synced folder holds and how far it has followed.
 
 Written with write-to-temp, fsync, rename, so a crash leaves the old state or the new one.
-The state is a cache of what is on disk plus the feed cursor: on start, sync re-resolves
-everything anyway, so a state that lags the disk by one change heals itself.
+The state is a cache of what is on disk plus the feed cursor: a pass re-resolves everything
+when the folder does not match the state (see ``NodeSync.consistent``), so a state that
+lags the disk by one change heals itself.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, Any
 
 from pydantic import BaseModel, Field
 
@@ -94,6 +95,12 @@ class SyncState(BaseModel):
     left_out: dict[str, LeftOut] = Field(default_factory=dict)
     # Keyed ``ns/name@experiment``.
     experiments: dict[str, ExperimentOnDisk] = Field(default_factory=dict)
+    # What the last complete pass ran with (``--max-bytes``, pins, ``--prune``...): a pass
+    # with other options re-resolves everything instead of only what the feed names.
+    pass_options: dict[str, Any] | None = None
+    # Adapters the next pass re-resolves whatever the feed says: those that failed, and
+    # those named by the newest events (a server's resolve cache may trail its feed).
+    pending: list[str] = Field(default_factory=list)
 
 
 def now() -> datetime:

@@ -85,3 +85,31 @@ def test_a_bad_token_stops_sync(secured: RestartableServer, tmp_path: Path) -> N
             pass
     finally:
         bad.close()
+
+
+def test_another_token_re_resolves_everything(
+    secured: RestartableServer,
+    runtime: Runtime,
+    adapter_library: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    """A pass with a token that may see more than the last one's cannot trust the events
+    the last one saw: it re-resolves every adapter."""
+    admin = RemoteClient(secured.url, token=token(runtime, "admin"))
+    narrow = RemoteClient(secured.url, token=token(runtime, "reader", ["acme"]))
+    wide = RemoteClient(secured.url, token=token(runtime, "reader"))
+    dest = tmp_path / "node"
+    try:
+        for repo in ("acme/voice", "other/bot"):
+            admin.push(adapter_library["v1"], repo, base=BASE)
+            admin.promote(f"{repo}:1", to="production")
+        for node, why in ((narrow, "no event cursor yet"), (wide, "options changed")):
+            lines: list[str] = []
+            Follower(
+                NodeLayout(dest), source_for(node), SyncOptions(base=BASE), log=lines.append
+            ).run(follow=False)
+            assert why in lines[-1], lines
+        assert synced_number(dest, "other/bot") == 1
+    finally:
+        for c in (admin, narrow, wide):
+            c.close()
