@@ -122,10 +122,11 @@ class LocalClient(
         )
         validate_metadata(req)
         if not strict:
-            # An unchanged folder: the catalog alone answers, with no request to storage
-            # (not even the S3 client is built). Same answer as the commit would give.
+            # An unchanged folder: the catalog answers, as the commit would. Only while every
+            # blob is still stored (a stat each locally, a HEAD on S3): a blob that fsck
+            # --repair deleted, or that was lost, must come back with this push.
             same = self._identical(req, local.base_model)
-            if same is not None:
+            if same is not None and all(self.rt.store.exists(f.sha256) for f in local.files):
                 return PushResult(version=same, created=False, blobs_reused=len(local.files))
         sent = uploaded = reused = 0
         with self.rt.db.read() as s:

@@ -156,16 +156,22 @@ def test_the_commit_from_hashed_bytes_records_what_storage_holds(
     assert pushed.content_id == slow.content_id
 
 
-class _NoStorage:
-    """A store that must not be used."""
+class _PresenceOnly:
+    """A store that may only say whether a blob is there."""
 
     url = "none://"
+
+    def __init__(self, real: object) -> None:
+        self._real = real
+
+    def exists(self, sha256: str) -> bool:
+        return bool(self._real.exists(sha256))  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> object:
         raise AssertionError(f"the store was used: {name}")
 
 
-def test_an_unchanged_push_is_answered_by_the_catalog_alone(
+def test_an_unchanged_push_is_answered_by_the_catalog_and_a_presence_check(
     runtime: Runtime, adapter_library: dict[str, Path]
 ) -> None:
     from dataclasses import replace
@@ -173,7 +179,7 @@ def test_an_unchanged_push_is_answered_by_the_catalog_alone(
     folder = adapter_library["v1"]
     client = LocalClient(runtime)
     first = client.push(folder, "acme/same")
-    offline = LocalClient(replace(runtime, store=_NoStorage()))  # type: ignore[arg-type]
+    offline = LocalClient(replace(runtime, store=_PresenceOnly(runtime.store)))  # type: ignore[arg-type]
     again = offline.push(folder, "acme/same")
     assert not again.created and again.version == first.version
     assert (again.bytes_uploaded, again.blobs_uploaded) == (0, 0)
@@ -186,3 +192,12 @@ def test_an_unchanged_push_is_answered_by_the_catalog_alone(
         offline.push(folder, "acme/same", base="other-base")
     with pytest.raises(AssertionError, match="the store was used"):
         offline.push(folder, "acme/elsewhere")
+    # A blob gone from storage (fsck --repair deleted it, or it was lost) comes back: the
+    # shortcut holds only while every blob is stored.
+    weights = next(f for f in first.version.files if f.path.endswith(".safetensors"))
+    runtime.store.delete(weights.sha256)
+    with pytest.raises(AssertionError, match="the store was used"):
+        offline.push(folder, "acme/same")
+    restored = client.push(folder, "acme/same")
+    assert not restored.created and restored.blobs_uploaded == 1
+    assert runtime.store.exists(weights.sha256)

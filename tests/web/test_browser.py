@@ -81,14 +81,17 @@ def test_filters_and_pagination(tab: Tab) -> None:
     page.get_by_label("Namespace").fill("acme")
     page.get_by_label("Tag", exact=True).fill("owner=marketing")
     page.get_by_role("button", name="Search").click()
-    assert page.locator("a.adapter-link").all_inner_texts() == ["brand-voice"]
+    # expect() waits for the navigation a click starts (a bare read raced it under load).
+    links = page.locator("a.adapter-link")
+    expect(links).to_have_text(["brand-voice"], timeout=10_000)
 
     page = tab.go("/ui/?limit=2")
-    assert page.locator("a.adapter-link").all_inner_texts() == ["brand-voice", "support-bot"]
+    links = page.locator("a.adapter-link")
+    expect(links).to_have_text(["brand-voice", "support-bot"], timeout=10_000)
     page.get_by_role("link", name="Next ›").click()
-    assert page.locator("a.adapter-link").all_inner_texts() == ["summarizer"]
+    expect(links).to_have_text(["summarizer"], timeout=10_000)
     page.get_by_role("link", name="‹ Previous").click()
-    assert page.locator("a.adapter-link").all_inner_texts() == ["brand-voice", "support-bot"]
+    expect(links).to_have_text(["brand-voice", "support-bot"], timeout=10_000)
 
 
 def test_keyboard_only(tab: Tab) -> None:

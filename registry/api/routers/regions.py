@@ -10,10 +10,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from registry.api.deps import Admin, CurrentUser, NumberPath, Reader, RuntimeDep
+from registry.api.responses import ERRORS
 from registry.services import regions as regions_service
 from registry.services.region_models import RegionStatusReport, RegionView, VersionPresence
 
-router = APIRouter(prefix="/api/v1", tags=["regions"])
+router = APIRouter(prefix="/api/v1", tags=["regions"], responses=ERRORS)
 
 RefQuery = Annotated[str | None, Query(max_length=300, description="ns/name:N, ns/name@label")]
 
