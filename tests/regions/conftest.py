@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -26,24 +24,7 @@ import pytest
 from botocore.config import Config
 
 from registry.config import Settings, load_settings
-from tests.fixtures.s3 import TEST_PART_SIZE, _stop, _wait_until_up, free_port
-
-
-def _moto(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    for _attempt in range(3):
-        port = free_port()
-        endpoint = f"http://127.0.0.1:{port}"
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        if _wait_until_up(proc, endpoint, deadline_s=30):
-            return proc, endpoint
-        _stop(proc)
-    pytest.fail(f"moto server did not start; see {log_path}")
+from tests.fixtures.s3 import TEST_PART_SIZE, _stop, free_port, start_moto
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +36,7 @@ def region_servers(
     procs = {}
     try:
         for name in ("eu", "us"):
-            procs[name] = _moto(folder / f"{name}.log")
+            procs[name] = start_moto(folder / f"{name}.log")
         yield {name: endpoint for name, (_, endpoint) in procs.items()}
     finally:
         for proc, _ in procs.values():

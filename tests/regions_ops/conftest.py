@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from botocore.config import Config
 from registry.config import Settings, load_settings
 from registry.runtime import Runtime, open_runtime
 from registry.storage.base import blob_key
-from tests.fixtures.s3 import TEST_PART_SIZE, _stop, _wait_until_up, free_port
+from tests.fixtures.s3 import TEST_PART_SIZE, _stop, start_moto
 
 REGIONS = ("eu", "us")
 
@@ -35,21 +34,7 @@ def region_servers(
     log = tmp_path_factory.mktemp("moto-regions") / "servers.log"
     try:
         for name in REGIONS:
-            for _attempt in range(3):
-                port = free_port()
-                endpoint = f"http://127.0.0.1:{port}"
-                with open(log, "ab") as out:
-                    proc = subprocess.Popen(
-                        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                    )
-                if _wait_until_up(proc, endpoint, deadline_s=30):
-                    break
-                _stop(proc)
-            else:
-                pytest.fail(f"moto server for region {name} did not start; see {log}")
+            proc, endpoint = start_moto(log)
             procs.append(proc)
             endpoints[name] = endpoint
         yield endpoints
