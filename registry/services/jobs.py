@@ -8,12 +8,16 @@ kinds above it are handed in from here."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict
 
 from registry.db.database import Database
 from registry.merge import job_queue
 from registry.merge.job_queue import JobInfo
-from registry.merge.worker import JobRunner
+
+if TYPE_CHECKING:  # the worker imports torch; the listings must work without it
+    from registry.merge.worker import JobRunner
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
