@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from registry.errors import Forbidden, NotFound
 
@@ -24,6 +25,9 @@ class Principal:
     token_id: int | None = None
     # Where this token's reads are served from when a request names no region.
     default_region: str | None = None
+    # When the token stops working (timezone-aware UTC; None: never). Authentication
+    # refuses an expired token; a cache of principals checks it again at each use.
+    expires_at: datetime | None = None
 
     def can(self, role: str) -> bool:
         return ROLES.index(self.role) >= ROLES.index(role)

@@ -148,10 +148,12 @@ def lookup_latency(url: str, refs: list[tuple[str, str]]) -> dict[str, float]:
     return _percentiles(samples)
 
 
-def http_latency(base: str, refs: list[tuple[str, str]]) -> dict[str, float]:
+def http_latency(
+    base: str, refs: list[tuple[str, str]], headers: dict[str, str]
+) -> dict[str, float]:
     """One connection, one request at a time, each for a reference not requested before."""
     samples = []
-    with httpx.Client(base_url=base) as http:
+    with httpx.Client(base_url=base, headers=headers) as http:
         for repo, ref in refs:
             t = time.perf_counter()
             r = http.get(f"/api/v1/resolve/{repo}", params={"ref": ref})
@@ -172,11 +174,14 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_lorareg(db_url: str, home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """``lorareg serve`` itself, on the generated catalog."""
+def start_lorareg(
+    db_url: str, home: Path, *, auth: bool = False
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``lorareg serve`` itself, on the generated catalog (``auth``: tokens required)."""
     port = free_port()
     env = {**os.environ, "LORAREG_DATABASE_URL": db_url, "LORAREG_HOME": str(home),
-           "LORAREG_STORAGE_URL": (home / "blobs").as_uri()}  # fmt: skip
+           "LORAREG_STORAGE_URL": (home / "blobs").as_uri(),
+           "LORAREG_AUTH": "required" if auth else "open"}  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
                             cwd=ROOT, env=env, stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -210,11 +215,16 @@ def serve_bare(port: int, doc_path: Path) -> None:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def run_wrk(url: str, paths: list[str], *, seconds: int, connections: int) -> dict[str, float]:
+def run_wrk(
+    url: str, paths: list[str], *, seconds: int, connections: int, token: str | None = None
+) -> dict[str, float]:
+    bearer = json.dumps(f"Bearer {token}")
+    headers = "{}" if token is None else "{Authorization = " + bearer + "}"
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write("local paths = {" + ",".join(json.dumps(p) for p in paths) + "}\n")
+        script.write(f"local headers = {headers}\n")
         script.write("local i = math.random(#paths)\nrequest = function()\n"
-                     "  i = i % #paths + 1\n  return wrk.format('GET', paths[i])\nend\n")  # fmt: skip
+                     "  i = i % #paths + 1\n  return wrk.format('GET', paths[i], headers)\nend\n")  # fmt: skip
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     os.unlink(script.name)
@@ -239,13 +249,23 @@ def bench_size(admin_url: str, n: int, args: argparse.Namespace) -> dict[str, An
     result: dict[str, Any] = {"versions": n, "build_s": round(built, 1)}
     result["lookup"] = lookup_latency(url, cold_refs[:500])
     procs: list[subprocess.Popen[bytes]] = []
+    token = None
+    if args.token:  # a serving node's reader token, as production runs
+        from registry.access import create_token
+
+        db = Database(url)
+        create_token(db, name="admin", role="admin", actor="bench")  # serve needs one
+        token = create_token(db, name="bench-node", role="reader", actor="bench")[0]
+        db.dispose()
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    result["token"] = bool(token)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            proc, base = start_lorareg(url, Path(tmp))
+            proc, base = start_lorareg(url, Path(tmp), auth=token is not None)
             procs.append(proc)
-            result["http_miss"] = http_latency(base, cold_refs[500:])
+            result["http_miss"] = http_latency(base, cold_refs[500:], auth)
             paths = [f"/api/v1/resolve/{repo}?ref={ref}" for repo, ref in load_refs]
-            with httpx.Client(base_url=base) as http:  # steady state: every key seen once
+            with httpx.Client(base_url=base, headers=auth) as http:  # every key seen once
                 doc = [http.get(p).json() for p in paths][0]
             doc_path = Path(tmp) / "doc.json"
             doc_path.write_text(json.dumps(doc))
@@ -253,14 +273,14 @@ def bench_size(admin_url: str, n: int, args: argparse.Namespace) -> dict[str, An
             procs.append(proc)
             targets = {"lorareg": (base, paths), "bare": (bare, ["/resolve"])}
             for where, load in targets.values():  # warm-up
-                run_wrk(where, load, seconds=2, connections=args.connections)
+                run_wrk(where, load, seconds=2, connections=args.connections, token=token)
             # Alternate the two servers and keep each one's median round: this machine's
             # other load then weighs on both alike.
             rounds: dict[str, list[dict[str, float]]] = {k: [] for k in targets}
             for _ in range(args.rounds):
                 for server, (where, load) in targets.items():
                     rounds[server].append(run_wrk(where, load, seconds=args.duration,
-                                                  connections=args.connections))  # fmt: skip
+                                                  connections=args.connections, token=token))  # fmt: skip
             for server, runs in rounds.items():
                 result[server] = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
                 result[f"{server}_rounds"] = [round(r["rps"]) for r in runs]
@@ -297,6 +317,9 @@ def main() -> None:
     ap.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the generated databases")
+    ap.add_argument("--token", action="store_true",
+                    help="require tokens: lorareg's requests carry a reader token (the bare"
+                         " endpoint gets the same header and ignores it)")  # fmt: skip
     ap.add_argument("--serve-bare", nargs=2, metavar=("PORT", "DOC"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_bare:

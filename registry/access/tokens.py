@@ -35,7 +35,8 @@ class TokenInfo:
     revoked_at: datetime | None
 
 
-def _hash(token: str) -> str:
+def token_digest(token: str) -> str:
+    """What the catalog keeps of a token (and what caches key it by): its sha256."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -71,7 +72,7 @@ def create_token(
     with db.write() as s:
         row = m.Token(
             name=name,
-            token_hash=_hash(plaintext),
+            token_hash=token_digest(plaintext),
             prefix=plaintext[:10],
             role=role,
             namespaces=sorted(set(namespaces)) if namespaces else None,
@@ -113,7 +114,7 @@ def revoke_token(
 
 def authenticate(db: Database, token: str) -> Principal:
     """The principal for a bearer token; Unauthorized when unknown, revoked or expired."""
-    digest = _hash(token)
+    digest = token_digest(token)
     with db.read() as s:
         row = s.scalar(select(m.Token).where(m.Token.token_hash == digest))
     # The lookup is by hash; compare again in constant time so timing reveals nothing.
@@ -134,6 +135,7 @@ def authenticate(db: Database, token: str) -> Principal:
         namespaces=scope,
         token_id=row.id,
         default_region=row.default_region,
+        expires_at=expires,
     )
 
 

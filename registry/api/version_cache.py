@@ -7,7 +7,9 @@ traffic flows (in the background, without holding requests), and right after thi
 process commits, so a promotion made through any replica is seen by every replica well
 within a second. Rendered responses (pre-encoded bytes) live in the same cache and are
 dropped with the versions they were rendered from; the presigned URLs inside one also
-age it out (``max_age_s``).
+age it out (``max_age_s``). Authenticated tokens are kept the same way (by digest), so a
+serving node's repeated lookups skip the token query: creating or revoking a token appends
+an event too, so a revocation reaches every replica's cache as a promotion does.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from registry.db.database import Database
 from registry.domain import VersionInfo
 from registry.lifecycle.events import last_event_id
 from registry.observability.metrics import RESOLVE_CACHE
+from registry.principal import Principal
 from registry.runtime import Runtime
 
 log = logging.getLogger("lorareg.api")
@@ -57,6 +60,7 @@ class VersionCache:
         self._max = max_entries
         self._entries: dict[Hashable, VersionInfo] = {}
         self._rendered: dict[Hashable, tuple[Any, float]] = {}
+        self._principals: dict[str, Principal] = {}
         self._stamp: int | None = None
         self._checked_at = float("-inf")
         self._checking = False
@@ -114,6 +118,31 @@ class VersionCache:
                 del self._rendered[next(iter(self._rendered))]
             self._rendered[key] = (value, time.monotonic() + max_age_s)
 
+    def peek_principal(self, digest: str) -> Principal | None:
+        """The principal authenticated earlier for the token with ``digest``, while the
+        catalog's newest event is the one it was authenticated under and the token has not
+        expired; else None (authenticate it again). No I/O; the route's ``peek`` starts the
+        background check, so a hit here is at most ``max_stale_s`` behind the catalog."""
+        if time.monotonic() - self._checked_at > self._max_stale:
+            return None
+        principal = self._principals.get(digest)
+        if principal is None:
+            return None
+        expires = principal.expires_at
+        if expires is not None and expires.timestamp() <= time.time():
+            return None
+        return principal
+
+    def keep_principal(self, digest: str, principal: Principal, *, generation: int) -> None:
+        """Keep a token's principal authenticated at ``generation`` (read before the query:
+        a token revoked meanwhile bumps it and the principal is not kept)."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            if len(self._principals) >= self._max:
+                del self._principals[next(iter(self._principals))]
+            self._principals[digest] = principal
+
     def refresh(self) -> None:
         """Check the newest event id now (the background half of ``peek``)."""
         try:
@@ -150,6 +179,7 @@ class VersionCache:
                 if stamp != self._stamp:
                     self._entries.clear()
                     self._rendered.clear()
+                    self._principals.clear()
                     self._generation += 1
                     self._stamp = stamp
                 # Fresh as of when the query started, unless a local commit landed since.

@@ -144,3 +144,73 @@ def test_what_it_does_not_understand_goes_to_the_route(
     assert same_document(blank, fresh_answer(runtime, {"ref": ""}, seen_at=str(http.base_url)))
     missing = http.get("/api/v1/resolve/acme/absent")
     assert missing.status_code == 404 and missing.json()["error"]["code"]
+
+
+@pytest.fixture
+def secured_http(runtime: Runtime) -> Iterator[httpx.Client]:
+    app = create_app(runtime, require_auth=True, background=False)
+    app.state.version_cache = VersionCache(runtime.db, check_interval_s=600, max_stale_s=600)
+    with (
+        LiveServer(app) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        yield client
+
+
+def test_tokens_the_route_authenticated_take_the_fast_path(
+    runtime: Runtime,
+    secured_http: httpx.Client,
+    renders: list[str],
+    adapter_library: dict[str, Path],
+) -> None:
+    local = LocalClient(runtime)
+    local.push(adapter_library["v1"], REPO)
+    local.push(adapter_library["v1"], "beta/other")
+    reader = local.create_token("node", "reader", namespaces=["acme"])
+    other = local.create_token("node2", "reader", namespaces=["acme"])
+    outsider = local.create_token("beta-node", "reader", namespaces=["beta"])
+
+    def get(token: str | None, url: str = URL) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return secured_http.get(url, headers=headers)
+
+    first, second, third = get(reader["token"]), get(reader["token"]), get(reader["token"])
+    assert first.status_code == 200 and same_answer(first, second) and same_answer(first, third)
+    assert renders == [f"{REPO}:1"] * 2  # the third came from the fast path
+    # The bytes serve every token that sees the adapter: the second token is authenticated
+    # by the route once (its first request), then answered from the same bytes.
+    assert same_answer(first, get(other["token"])) and same_answer(first, get(other["token"]))
+    assert len(renders) == 3
+    # What the fast path may not answer is the route's, every time, with the route's error.
+    for _ in range(2):
+        assert get(None).status_code == 401
+        assert get("lrg_forged").status_code == 401
+        hidden = get(outsider["token"])  # another tenant's token: as if it did not exist
+        assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "adapter_not_found"
+    assert get(outsider["token"], "/api/v1/resolve/beta/other").status_code == 200
+    assert same_document(first, fresh_answer(runtime, {}, seen_at=str(secured_http.base_url)))
+    # A revocation is an event: the kept principal goes with it, at once on this process.
+    local.revoke_token(reader["id"])
+    revoked = get(reader["token"])
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["error"]["message"]
+    assert get(other["token"]).status_code == 200
+
+
+def test_a_kept_principal_is_not_served_past_its_expiry(runtime: Runtime) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from registry.principal import Principal
+
+    cache = VersionCache(runtime.db, check_interval_s=600, max_stale_s=600)
+    cache.refresh()  # the first check: fresh for 600 s
+    now, gen = datetime.now(UTC), cache.generation
+    cache.keep_principal(
+        "a", Principal("a", "reader", expires_at=now + timedelta(hours=1)), generation=gen
+    )
+    cache.keep_principal(
+        "b", Principal("b", "reader", expires_at=now - timedelta(seconds=1)), generation=gen
+    )
+    cache.keep_principal("c", Principal("c", "reader"), generation=gen - 1)
+    assert cache.peek_principal("a") is not None
+    assert cache.peek_principal("b") is None  # expired: authenticate again (and be refused)
+    assert cache.peek_principal("c") is None  # authenticated before a change: not kept

@@ -5,7 +5,7 @@ response in the per-process ``registry.api.version_cache`` (dropped whenever the
 changes, so a change made through any replica reaches every replica within a second).
 ``ResolveFastPath``, an ASGI middleware in front of the router, answers a repeated lookup
 from those bytes without routing, validation or a threadpool hop; anything it is not
-sure of (a token, an unknown parameter, a miss) goes on to the route.
+sure of (a token not yet authenticated, an unknown parameter, a miss) goes on to the route.
 """
 
 from __future__ import annotations
@@ -20,14 +20,21 @@ from urllib.parse import parse_qsl, quote
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from registry.api.deps import allow, get_principal
+from registry.access.tokens import token_digest
+from registry.api.deps import allow, bearer_token, get_principal
 from registry.api.experiment_resolve import resolve_with_experiment
 from registry.api.regions import choose, read_router, request_region
 from registry.api.responses import ERRORS
-from registry.api.version_cache import cached_version, start_refresh, version_cache
+from registry.api.version_cache import (
+    VersionCache,
+    cached_version,
+    start_refresh,
+    version_cache,
+)
 from registry.catalog.refs import parse_repo
 from registry.catalog.resolve import resolve, resolve_document
 from registry.domain import FileEntry, VersionInfo
+from registry.errors import LoraregError
 from registry.observability.metrics import RESOLVE_CACHE
 from registry.principal import OPEN_ACCESS, Principal
 from registry.regions.router import ReadChoice
@@ -207,7 +214,13 @@ async def resolve_route(request: Request) -> Response:
     straight from the request (documented above through ``openapi_extra``), because
     FastAPI's per-request dependency solving costs more than the cached lookup itself.
     """
+    cache = version_cache(request.app)
+    # Before authenticating and resolving: a change meanwhile drops what we keep.
+    generation = cache.generation
     principal = await _READER(request, await get_principal(request))
+    token = bearer_token(request)
+    if token is not None and principal.token_id is not None:
+        cache.keep_principal(token_digest(token), principal, generation=generation)
     reader = request_region(request, principal)
     if "experiment" in request.query_params:  # A/B experiments: the subject's variant
         return await resolve_with_experiment(request, render=_render)
@@ -215,8 +228,6 @@ async def resolve_route(request: Request) -> Response:
     ref = request.query_params.get("ref", "latest")
     base = request.query_params.get("base")
     rt: Runtime = request.app.state.runtime
-    cache = version_cache(request.app)
-    generation = cache.generation  # before resolving: a change meanwhile drops what we keep
 
     def resolver() -> VersionInfo:
         return resolve(rt.db, parse_repo(f"{namespace}/{name}"), ref=ref, base=base)
@@ -230,8 +241,9 @@ async def resolve_route(request: Request) -> Response:
         choices = await choose(request, reader, [f.sha256 for f in version.files])
         body, max_age = _render(request, rt, version, choices)
     rendered = Rendered(etag=f'"{version.content_id}"', body=body)
-    # What the fast path will look up: no token (its default region is not in the key).
-    if set(request.query_params) <= _PARAMS and principal.token_id is None:
+    # What the fast path will look up. The body depends on no caller, only on the
+    # reader's region (in the key): one rendering serves every token that sees it.
+    if set(request.query_params) <= _PARAMS:
         cache.keep_rendered(
             (key, _origin(request.scope), reader, epoch),
             rendered,
@@ -251,8 +263,9 @@ def _etags(header: str | None) -> set[str]:
 
 
 class ResolveFastPath:
-    """ASGI middleware: a repeated ``GET /api/v1/resolve/...`` on an open server answered
-    from the bytes the route rendered, before routing. Goes on to the app (the route)
+    """ASGI middleware: a repeated ``GET /api/v1/resolve/...`` answered from the bytes the
+    route rendered, before routing, for an open server's callers and for tokens the route
+    authenticated (kept in the version cache, dropped with it). Goes on to the app (the route)
     whenever it cannot answer exactly as the route would."""
 
     def __init__(self, app: Any) -> None:
@@ -269,26 +282,30 @@ class ResolveFastPath:
 
     async def _answer(self, scope: dict[str, Any], send: Any) -> bool:
         app = scope["app"]
-        if app.state.auth_required or "principal" in scope.get("state", {}):
-            return False  # tokens and dashboard sessions: the route checks them
+        if "principal" in scope.get("state", {}):
+            return False  # dashboard sessions: the route checks them
         namespace, _, name = scope["path"][len(PREFIX) :].partition("/")
-        if not OPEN_ACCESS.sees(namespace) or not OPEN_ACCESS.can("reader"):
-            return False
         params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         if not params.keys() <= _PARAMS or "/" in name:
             return False
-        if_none_match = None
+        if_none_match = authorization = None
         for k, v in scope["headers"]:
             if k == b"authorization":
-                return False
-            if k == b"if-none-match":
+                authorization = v.decode("latin-1")
+            elif k == b"if-none-match":
                 if_none_match = v.decode("latin-1")
-        key = lookup_key(namespace, name, params.get("ref", "latest"), params.get("base"))
-        # The reader's region as the route names it: an explicit one, else the server's.
-        region = params.get("region") or read_router(app).regions.settings.region
-        router = read_router(app)
-        reader = region or router.regions.primary.name
         cache = version_cache(app)
+        principal = self._principal(app, cache, authorization)
+        if principal is None or not principal.sees(namespace) or not principal.can("reader"):
+            return False  # the route authenticates, and says what is wrong
+        router = read_router(app)
+        try:  # the reader's region exactly as the route names it
+            reader = router.reader_region(
+                params.get("region") or None, token_default=principal.default_region
+            )
+        except LoraregError:
+            return False
+        key = lookup_key(namespace, name, params.get("ref", "latest"), params.get("base"))
         rendered, refresh = cache.peek_rendered((key, _origin(scope), reader, router.health.epoch))
         if refresh:
             start_refresh(cache)
@@ -306,3 +323,14 @@ class ResolveFastPath:
         )
         await send({"type": "http.response.body", "body": b"" if fresh else rendered.body})
         return True
+
+    @staticmethod
+    def _principal(app: Any, cache: VersionCache, authorization: str | None) -> Principal | None:
+        """Who asks, when it is known without I/O: a token the route authenticated since
+        the catalog last changed, or anyone on an open server; else None (the route)."""
+        if authorization is None:
+            return None if app.state.auth_required else OPEN_ACCESS
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return cache.peek_principal(token_digest(token.strip()))
