@@ -98,3 +98,29 @@ def test_status_is_for_unscoped_admins(
         assert r.status_code == 404
         r = get("/api/v1/regions/status", "admin", ref="not a ref")
         assert r.status_code == 422
+
+
+def test_listing_probes_the_stores_at_most_every_few_seconds(
+    region_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any reader may list the regions as often as it likes: a burst costs one probe of
+    each store, not one per request."""
+    from registry.api.routers import regions as regions_route
+    from registry.storage.s3 import S3BlobStore
+
+    probes: list[str] = []
+    real = S3BlobStore.check
+
+    def counting(store: S3BlobStore) -> None:
+        probes.append(store.url)
+        real(store)
+
+    monkeypatch.setattr(S3BlobStore, "check", counting)
+    with LiveServer(create_app(region_runtime, background=False)) as srv:
+        burst = [httpx.get(f"{srv.url}/api/v1/regions", timeout=30) for _ in range(5)]
+        assert {r.status_code for r in burst} == {200}
+        assert len({r.content for r in burst}) == 1
+        assert len(probes) == 3  # the primary, eu and us, once
+        monkeypatch.setattr(regions_route, "LISTING_MAX_AGE_S", 0.0)
+        assert httpx.get(f"{srv.url}/api/v1/regions", timeout=30).status_code == 200
+        assert len(probes) == 6  # older than the limit: probed again

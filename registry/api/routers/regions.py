@@ -4,6 +4,8 @@ admins: the figures span every namespace). A version's presence per region is al
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -11,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from registry.api.deps import Admin, CurrentUser, NumberPath, Reader, RuntimeDep
 from registry.api.responses import ERRORS
+from registry.api.version_cache import app_singleton
 from registry.services import regions as regions_service
 from registry.services.region_models import RegionStatusReport, RegionView, VersionPresence
 
@@ -19,11 +22,33 @@ router = APIRouter(prefix="/api/v1", tags=["regions"], responses=ERRORS)
 RefQuery = Annotated[str | None, Query(max_length=300, description="ns/name:N, ns/name@label")]
 
 
+# A listing probes every region's store; any reader may ask, as often as it likes, so the
+# probes run at most this often per server (readyz's probes are as old, at most).
+LISTING_MAX_AGE_S = 5.0
+
+
+class _Listing:
+    """The last listing and when it was made; one probe at a time (others wait for it)."""
+
+    def __init__(self) -> None:
+        self.views: list[RegionView] | None = None
+        self.made_at = float("-inf")
+        self.lock = asyncio.Lock()
+
+
 @router.get("/regions", response_model=list[RegionView], dependencies=[Reader])
 async def list_regions(request: Request, rt: RuntimeDep) -> list[RegionView]:
-    """Every region, the primary first, with whether its store answers now."""
+    """Every region, the primary first, with whether its store answered (a probe at most
+    five seconds old)."""
     regions = getattr(request.app.state, "regions", None)
-    return await run_in_threadpool(lambda: regions_service.list_regions(rt, regions=regions))
+    listing = app_singleton(request.app, "region_listing", _Listing)
+    async with listing.lock:
+        if listing.views is None or time.monotonic() - listing.made_at > LISTING_MAX_AGE_S:
+            listing.views = await run_in_threadpool(
+                lambda: regions_service.list_regions(rt, regions=regions)
+            )
+            listing.made_at = time.monotonic()
+        return listing.views
 
 
 @router.get("/regions/status", response_model=RegionStatusReport, dependencies=[Admin])
