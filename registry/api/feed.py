@@ -261,9 +261,11 @@ class EventHub:
     def subscriber(self, audience: Audience, cursor: int, send: Send) -> Subscriber:
         """A stream's place in the hub (not yet joined: see ``join``)."""
         now = asyncio.get_running_loop().time()
-        # Jittered, so that thousands of streams opened together do not beat together.
+        # Jittered, so that thousands of streams opened together do not beat together, nor
+        # end (and reconnect, each re-authenticated) in the same instant.
         beat = self.heartbeat_s * random.uniform(0.5, 1.0)
-        return Subscriber(audience, cursor, send, beat_s=beat, ends_at=now + self.stream_max_s)
+        ends_at = now + self.stream_max_s * random.uniform(0.8, 1.0)
+        return Subscriber(audience, cursor, send, beat_s=beat, ends_at=ends_at)
 
     def join(self, sub: Subscriber) -> None:
         """From now on ``publish`` writes to ``sub``; whatever the hub holds after its
