@@ -1,26 +1,55 @@
-"""Entry point of the ``lorareg`` command: the group plus every subcommand module."""
+"""Entry point of the ``lorareg`` command: the group plus every subcommand module.
+
+``main()`` first offers the command line to ``cli.fast_path``, which answers the read
+commands (``list``, ``show``, ``history``, ``jobs``) without importing the command tree;
+anything it does not answer runs through click as always. ``from cli.main import cli``
+still gives the whole group (imported on first access).
+"""
 
 from __future__ import annotations
 
-from cli.app import cli
-from cli.commands import (  # noqa: F401  (importing registers the commands)
-    catalog,
-    compat,
-    experiments,
-    imports,
-    library,
-    lifecycle,
-    merge,
-    namespaces,
-    regions,
-    server,
-    sync,
-    upkeep,
-)
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import click
+
+
+def full_cli() -> click.Group:
+    """The ``lorareg`` group with every subcommand registered."""
+    from cli.app import cli
+    from cli.commands import (  # noqa: F401  (importing registers the commands)
+        catalog,
+        compat,
+        experiments,
+        imports,
+        library,
+        lifecycle,
+        merge,
+        namespaces,
+        regions,
+        server,
+        sync,
+        upkeep,
+    )
+
+    return cli
+
+
+def __getattr__(name: str) -> Any:
+    # ``cli.main.cli``, imported lazily so that importing this module (the console script
+    # does) costs nothing before the fast path has had its say.
+    if name == "cli":
+        return full_cli()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    cli(prog_name="lorareg")
+    from cli.fast_path import answer
+
+    if answer(sys.argv[1:]):
+        return
+    full_cli()(prog_name="lorareg")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,157 @@
+"""The read commands at start-up cost: ``list``, ``show``, ``history`` and ``jobs`` answered
+before click's command tree, pydantic, the settings and SQLAlchemy are imported.
+
+``lorareg list`` used to import every command module, pydantic-settings, SQLAlchemy's ORM and
+the catalog models before reading three rows (0.9 s on an idle machine). Here the command
+line is recognised by hand, the catalog read with ``sqlite3`` (``registry.client.fast_reads``)
+and printed by the same functions as the click commands (``cli.render``), so the output is
+the same bytes (``tests/cli/test_fast_reads.py`` compares every command both ways).
+
+Only what is plainly understood is answered here; everything else returns False and the
+normal path runs, as if this module did not exist:
+- an option or argument shape other than those below (``--help`` included);
+- a ``LORAREG_*`` variable other than those read here, or set to an empty value (the normal
+  path validates all of them and may refuse);
+- remote mode (``LORAREG_URL``), a catalog that is not a SQLite file, storage that is not a
+  local folder;
+- a catalog that does not exist yet or is not exactly at the schema head (the normal path
+  creates or migrates it), or that ``sqlite3`` cannot read.
+
+``LORAREG_FAST_READS=0`` turns it off (the exactness tests run both ways).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+SWITCH = "LORAREG_FAST_READS"
+# The settings this path understands; any other LORAREG_* variable sends the command to the
+# normal path, where Settings validates it (and may refuse the command).
+UNDERSTOOD = frozenset(
+    {
+        "LORAREG_HOME",
+        "LORAREG_DATABASE_URL",
+        "LORAREG_STORAGE_URL",
+        "LORAREG_CACHE_DIR",
+        "LORAREG_AUTHOR",
+        "LORAREG_TOKEN",
+        SWITCH,
+    }
+)
+
+
+class _NotHere(Exception):
+    """The command or the setup is not one this path answers: take the normal path."""
+
+
+def answer(argv: list[str]) -> bool:
+    """Run ``lorareg ARGV`` here when it is a read this path answers; True when it did
+    (output printed, or a refusal printed and SystemExit raised), False to fall through."""
+    if os.environ.get(SWITCH, "1") == "0" or not argv:
+        return False
+    try:
+        command = _parse(argv)
+        path = _catalog_path(os.environ)
+    except _NotHere:
+        return False
+    import sqlite3
+
+    from registry.client.fast_reads import open_catalog
+
+    conn = open_catalog(path)
+    if conn is None:
+        return False
+    try:
+        return _run(conn, *command)
+    except sqlite3.Error:
+        return False  # nothing printed yet: the normal path reads it, or explains
+    finally:
+        conn.close()
+
+
+def _parse(argv: list[str]) -> tuple[str, list[str], dict[str, Any]]:
+    """(command, positional arguments, options) for the shapes answered here."""
+    name, *rest = argv
+    if name not in ("list", "show", "history", "jobs"):
+        raise _NotHere
+    args: list[str] = []
+    opts: dict[str, Any] = {}
+    it = iter(rest)
+    for word in it:
+        if word == "--json" and "json" not in opts:
+            opts["json"] = True
+        elif name == "show" and "base" not in opts and word.startswith("--base="):
+            opts["base"] = word.removeprefix("--base=")
+        elif name == "show" and "base" not in opts and word == "--base":
+            value = next(it, None)
+            if value is None or value.startswith("-"):
+                raise _NotHere
+            opts["base"] = value
+        elif word.startswith("-"):
+            raise _NotHere  # --help, -h, --, unknown options: click's to answer
+        else:
+            args.append(word)
+    wanted = {"list": (0, 1), "show": (1, 1), "history": (1, 1), "jobs": (0, 0)}[name]
+    if not wanted[0] <= len(args) <= wanted[1]:
+        raise _NotHere
+    if name == "history" and "/" not in args[0]:
+        raise _NotHere  # a whole namespace's history: the normal path
+    return name, args, opts
+
+
+def _catalog_path(env: os._Environ[str] | dict[str, str]) -> str:
+    """The SQLite file of the embedded catalog, as ``Settings`` would name it."""
+    for key, value in env.items():
+        if key.upper().startswith("LORAREG_") and (key not in UNDERSTOOD or value == ""):
+            raise _NotHere
+    storage = env.get("LORAREG_STORAGE_URL")
+    if storage is not None:
+        parts = urlsplit(storage)
+        if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not parts.path:
+            raise _NotHere
+    url = env.get("LORAREG_DATABASE_URL")
+    if url is None:
+        from pathlib import Path
+
+        home = Path(env["LORAREG_HOME"]) if "LORAREG_HOME" in env else Path.home() / ".lorareg"
+        return str(home / "catalog.db")
+    if not url.startswith("sqlite:///") or "?" in url:
+        raise _NotHere
+    path = url.removeprefix("sqlite:///")
+    if path in ("", ":memory:"):
+        raise _NotHere
+    return path
+
+
+def _run(conn: Any, name: str, args: list[str], opts: dict[str, Any]) -> bool:
+    import click
+
+    from cli import render
+    from registry.catalog.refs import check_name, parse_ref, parse_repo
+    from registry.client import fast_reads as reads
+    from registry.errors import LoraregError
+
+    as_json = bool(opts.get("json"))
+    try:
+        if name == "list":
+            namespace = args[0] if args else None
+            if namespace is not None:
+                check_name(namespace, what="namespace")
+            render.print_adapters(reads.list_adapters(conn, namespace), namespace, as_json=as_json)
+        elif name == "show":
+            vid = reads.version_id(conn, parse_ref(args[0]), base=opts.get("base"))
+            render.print_version(
+                reads.version_info(conn, vid), reads.latest_checks(conn, vid), as_json=as_json
+            )
+        elif name == "history":
+            events = reads.history(conn, parse_repo(args[0]))
+            render.print_history(events, whole_namespace=False, as_json=as_json)
+        else:
+            render.print_jobs(reads.jobs(conn), as_json=as_json)
+    except LoraregError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    return True
