@@ -38,6 +38,7 @@ UNDERSTOOD = frozenset(
         "LORAREG_CACHE_DIR",
         "LORAREG_AUTHOR",
         "LORAREG_TOKEN",
+        "LORAREG_URL",
         SWITCH,
     }
 )
@@ -54,6 +55,9 @@ def answer(argv: list[str]) -> bool:
         return False
     try:
         command = _parse(argv)
+        _check_settings(os.environ)
+        if os.environ.get("LORAREG_URL"):
+            return _remote(os.environ, *command)
         path = _catalog_path(os.environ)
     except _NotHere:
         return False
@@ -102,11 +106,18 @@ def _parse(argv: list[str]) -> tuple[str, list[str], dict[str, Any]]:
     return name, args, opts
 
 
-def _catalog_path(env: os._Environ[str] | dict[str, str]) -> str:
-    """The SQLite file of the embedded catalog, as ``Settings`` would name it."""
+Env = os._Environ[str] | dict[str, str]
+
+
+def _check_settings(env: Env) -> None:
+    """Only the settings read here, none empty (``Settings`` would read them otherwise)."""
     for key, value in env.items():
         if key.upper().startswith("LORAREG_") and (key not in UNDERSTOOD or value == ""):
             raise _NotHere
+
+
+def _catalog_path(env: Env) -> str:
+    """The SQLite file of the embedded catalog, as ``Settings`` would name it."""
     storage = env.get("LORAREG_STORAGE_URL")
     if storage is not None:
         parts = urlsplit(storage)
@@ -124,6 +135,64 @@ def _catalog_path(env: os._Environ[str] | dict[str, str]) -> str:
     if path in ("", ":memory:"):
         raise _NotHere
     return path
+
+
+# What httpx (the normal path's client) reads from the environment besides the trust store:
+# proxies. With one set, the normal path answers.
+_PROXIES = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def _remote(env: Env, name: str, args: list[str], opts: dict[str, Any]) -> bool:
+    """The read against ``LORAREG_URL`` (``registry.client.fast_http``), or False."""
+    import re
+
+    url = env["LORAREG_URL"]
+    # Settings' own check of LORAREG_URL; anything else is its to refuse.
+    if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", url):
+        raise _NotHere
+    if any(k.lower() in _PROXIES and v for k, v in env.items()):
+        raise _NotHere
+    import click
+
+    from cli import render
+    from registry.client.fast_http import FastApi, NotAnswered
+    from registry.errors import LoraregError
+
+    api = FastApi(url, token=env.get("LORAREG_TOKEN"), actor=_author(env))
+    as_json = bool(opts.get("json"))
+    try:
+        if name == "list":
+            namespace = args[0] if args else None
+            adapters = api.list_adapters(namespace)
+            render.print_adapters(adapters, namespace, as_json=as_json)
+        elif name == "show":
+            v = api.show(args[0], base=opts.get("base"))
+            render.print_version(v, api.checks(v.ref), as_json=as_json)
+        elif name == "history":
+            events = api.history(args[0])
+            render.print_history(events, whole_namespace=False, as_json=as_json)
+        else:
+            render.print_jobs(api.jobs(), as_json=as_json)
+    except NotAnswered:
+        return False  # nothing printed yet: the normal path asks again and reports
+    except LoraregError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    finally:
+        api.close()
+    return True
+
+
+def _author(env: Env) -> str:
+    """``Settings.effective_author``."""
+    if env.get("LORAREG_AUTHOR"):
+        return env["LORAREG_AUTHOR"]
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"
 
 
 def _run(conn: Any, name: str, args: list[str], opts: dict[str, Any]) -> bool:
