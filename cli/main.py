@@ -2,8 +2,9 @@
 
 ``main()`` first offers the command line to ``cli.fast_path``, which answers the read
 commands (``list``, ``show``, ``history``, ``jobs``) without importing the command tree;
-anything it does not answer runs through click as always. ``from cli.main import cli``
-still gives the whole group (imported on first access).
+anything it does not answer runs through click, which imports only the module of the command
+that runs (``cli.app.LazyGroup``). ``from cli.main import cli`` gives the group with every
+command imported (tests walk it).
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def main() -> None:
 
     if answer(sys.argv[1:]):
         return
-    full_cli()(prog_name="lorareg")
+    from cli.app import cli  # each command's module is imported when it runs
+
+    cli(prog_name="lorareg")
 
 
 if __name__ == "__main__":
