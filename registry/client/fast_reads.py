@@ -200,6 +200,23 @@ def version_id(conn: sqlite3.Connection, ref: Ref, *, base: str | None = None) -
     return int(row[0])
 
 
+def identical_version_id(
+    conn: sqlite3.Connection, repo: Repo, content_id: str, base: str | None
+) -> int | None:
+    """The id of ``repo``'s version with this content id and base model (None: none), as
+    ``registry.catalog.push.identical_version`` finds it: what a push of the same files
+    would answer with ``created=False``. ``version_info(conn, id)`` gives the version;
+    ``VersionInfo.model_validate(record)`` the domain model."""
+    on_base = "base_model IS NULL" if base is None else "base_model = ?"
+    row = conn.execute(
+        "SELECT v.id FROM versions v JOIN adapters a ON a.id = v.adapter_id"
+        " JOIN namespaces n ON n.id = a.namespace_id"
+        f" WHERE n.name = ? AND a.name = ? AND v.content_id = ? AND v.{on_base}",
+        (repo.namespace, repo.name, content_id, *(() if base is None else (base,))),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
 def _label_version(
     conn: sqlite3.Connection, repo: Repo, aid: int, label: str, *, base: str | None
 ) -> int:

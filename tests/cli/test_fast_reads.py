@@ -403,3 +403,48 @@ def test_remote_records_have_the_models_fields(fields: str, model: str) -> None:
         if not info.is_required():
             defaults = {**fast_http.VERSION_DEFAULTS, **fast_http.EVAL_DEFAULTS}
             assert defaults[name] == info.get_default(call_default_factory=True), name
+
+
+def test_identical_version_answers_as_the_push_check(catalog: dict[str, str]) -> None:
+    """The unchanged re-push check (``catalog.push.identical_version``), read with sqlite3."""
+    from sqlalchemy import text
+
+    from registry.catalog.manifest import content_id
+    from registry.catalog.push import identical_version
+    from registry.catalog.refs import Repo
+    from registry.db.database import Database
+    from registry.domain import FileEntry, VersionInfo
+
+    path = Path(catalog["LORAREG_HOME"]) / "catalog.db"
+    db = Database(f"sqlite:///{path}")
+    conn = fast_reads.open_catalog(path)
+    assert conn is not None
+    try:
+        with db.read() as s:
+            cids = s.scalars(text("SELECT DISTINCT content_id FROM versions")).all()
+        for cid in cids:
+            with db.read() as s:
+                vid = s.scalar(
+                    text("SELECT min(id) FROM versions WHERE content_id = :c"), {"c": cid}
+                )
+                rows = s.execute(
+                    text("SELECT path, sha256, size FROM version_files WHERE version_id = :v"),
+                    {"v": vid},
+                ).all()
+            files = [FileEntry(path=p, sha256=h, size=n) for p, h, n in rows]
+            assert content_id(files) == cid
+            for repo in (Repo("acme", "voice"), Repo("acme", "zeta"), Repo("acme", "none")):
+                for base in (None, "tiny-llama", "other"):
+                    with db.read() as s:
+                        row = identical_version(s, repo, files, base)
+                        want = None if row is None else row.id
+                    assert fast_reads.identical_version_id(conn, repo, cid, base) == want
+        found = fast_reads.identical_version_id(
+            conn, Repo("acme", "voice"), catalog["content_id"], "tiny-llama"
+        )
+        assert found is not None
+        v = VersionInfo.model_validate(fast_reads.version_info(conn, found))
+        assert v.ref == "acme/voice:2"
+    finally:
+        conn.close()
+        db.dispose()
