@@ -1,23 +1,29 @@
 """The read commands at start-up cost: ``list``, ``show``, ``history`` and ``jobs`` answered
-before click's command tree, pydantic, the settings and SQLAlchemy are imported.
+before click's command tree, pydantic, the settings, SQLAlchemy and httpx are imported.
 
 ``lorareg list`` used to import every command module, pydantic-settings, SQLAlchemy's ORM and
 the catalog models before reading three rows (0.9 s on an idle machine). Here the command
-line is recognised by hand, the catalog read with ``sqlite3`` (``registry.client.fast_reads``)
-and printed by the same functions as the click commands (``cli.render``), so the output is
-the same bytes (``tests/cli/test_fast_reads.py`` compares every command both ways).
+line is recognised by hand; an embedded SQLite catalog is read with ``sqlite3``
+(``registry.client.fast_reads``), a server (``LORAREG_URL``) asked with ``http.client``
+(``registry.client.fast_http``); the result is printed by the same functions as the click
+commands (``cli.render``), so the output is the same bytes (``tests/cli/test_fast_reads.py``
+compares every command both ways, embedded and over a live server).
 
-Only what is plainly understood is answered here; everything else returns False and the
-normal path runs, as if this module did not exist:
-- an option or argument shape other than those below (``--help`` included);
+Shapes answered: ``list [NS] [--json]``, ``show REF [--base B] [--json]``,
+``history REPO|NS [--json]``, ``jobs [--json]``. Everything else returns False and the normal
+path runs, as if this module did not exist:
+- any other option or argument shape (``--help`` included);
 - a ``LORAREG_*`` variable other than those read here, or set to an empty value (the normal
-  path validates all of them and may refuse);
-- remote mode (``LORAREG_URL``), a catalog that is not a SQLite file, storage that is not a
-  local folder;
+  path validates all of them and may refuse); a proxy variable in remote mode;
+- a catalog that is not a SQLite file, storage that is not a local folder;
 - a catalog that does not exist yet or is not exactly at the schema head (the normal path
-  creates or migrates it), or that ``sqlite3`` cannot read.
+  creates or migrates it), or that ``sqlite3`` cannot read;
+- a server that cannot be reached or answers other than lorareg's JSON (the normal path asks
+  again through httpx and reports).
 
-``LORAREG_FAST_READS=0`` turns it off (the exactness tests run both ways).
+``LORAREG_FAST_READS=0`` turns it off (the exactness tests run both ways). The settings are
+read from the environment here, not through ``registry.config`` (whose pydantic-settings
+import is what this path avoids); ``UNDERSTOOD`` lists the few it reads.
 """
 
 from __future__ import annotations
@@ -101,8 +107,6 @@ def _parse(argv: list[str]) -> tuple[str, list[str], dict[str, Any]]:
     wanted = {"list": (0, 1), "show": (1, 1), "history": (1, 1), "jobs": (0, 0)}[name]
     if not wanted[0] <= len(args) <= wanted[1]:
         raise _NotHere
-    if name == "history" and "/" not in args[0]:
-        raise _NotHere  # a whole namespace's history: the normal path
     return name, args, opts
 
 
@@ -169,8 +173,9 @@ def _remote(env: Env, name: str, args: list[str], opts: dict[str, Any]) -> bool:
             v = api.show(args[0], base=opts.get("base"))
             render.print_version(v, api.checks(v.ref), as_json=as_json)
         elif name == "history":
-            events = api.history(args[0])
-            render.print_history(events, whole_namespace=False, as_json=as_json)
+            whole = "/" not in args[0]
+            events = api.namespace_history(args[0]) if whole else api.history(args[0])
+            render.print_history(events, whole_namespace=whole, as_json=as_json)
         else:
             render.print_jobs(api.jobs(), as_json=as_json)
     except NotAnswered:
@@ -216,8 +221,12 @@ def _run(conn: Any, name: str, args: list[str], opts: dict[str, Any]) -> bool:
                 reads.version_info(conn, vid), reads.latest_checks(conn, vid), as_json=as_json
             )
         elif name == "history":
-            events = reads.history(conn, parse_repo(args[0]))
-            render.print_history(events, whole_namespace=False, as_json=as_json)
+            whole = "/" not in args[0]
+            if whole:
+                events = reads.namespace_history(conn, args[0])
+            else:
+                events = reads.history(conn, parse_repo(args[0]))
+            render.print_history(events, whole_namespace=whole, as_json=as_json)
         else:
             render.print_jobs(reads.jobs(conn), as_json=as_json)
     except LoraregError as exc:

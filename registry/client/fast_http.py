@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -49,6 +50,9 @@ EVAL_DEFAULTS: dict[str, Any] = {
     "dataset": None, "higher_is_better": True, "recorded_by": None, "created_at": None,
 }  # fmt: skip
 FILE_ENTRY = ("path", "sha256", "size")
+
+
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class NotAnswered(Exception):
@@ -153,6 +157,13 @@ class FastApi:
 
     def history(self, repo: str) -> list[Record]:
         docs = _list(self.get(f"/api/v1/adapters/{parse_repo(repo)}/history"))
+        return [_model(e, EVENT_INFO) for e in docs]
+
+    def namespace_history(self, namespace: str) -> list[Record]:
+        # The name goes into the path as written: only names that need no escaping here.
+        if not _PLAIN_SEGMENT.fullmatch(namespace) or namespace in (".", ".."):
+            raise NotAnswered
+        docs = _list(self.get(f"/api/v1/namespaces/{namespace}/history"))
         return [_model(e, EVENT_INFO) for e in docs]
 
     def jobs(self) -> list[Any]:

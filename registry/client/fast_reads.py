@@ -344,6 +344,20 @@ def latest_checks(conn: sqlite3.Connection, vid: int) -> list[dict[str, Any]]:
 def history(conn: sqlite3.Connection, repo: Repo) -> list[Record]:
     """Every event of an adapter, oldest first, as ``EventInfo``s (``queries.history``)."""
     adapter_id(conn, repo)
+    return _events(
+        conn, "namespace = ? AND adapter = ?", (repo.namespace, repo.name), HISTORY_LIMIT
+    )
+
+
+def namespace_history(conn: sqlite3.Connection, namespace: str) -> list[Record]:
+    """Every event of a namespace, oldest first (``lifecycle.events.namespace_history``:
+    the name is not checked; an unknown one has no events)."""
+    return _events(conn, "namespace = ?", (namespace,), HISTORY_LIMIT)
+
+
+def _events(
+    conn: sqlite3.Connection, where: str, args: tuple[Any, ...], limit: int
+) -> list[Record]:
     return [
         Record(
             id=eid,
@@ -357,8 +371,8 @@ def history(conn: sqlite3.Connection, repo: Repo) -> list[Record]:
         )
         for eid, kind, ns, adapter, version, actor, payload, created in conn.execute(
             "SELECT id, kind, namespace, adapter, version, actor, payload, created_at"
-            " FROM events WHERE namespace = ? AND adapter = ? ORDER BY id LIMIT ?",
-            (repo.namespace, repo.name, HISTORY_LIMIT),
+            f" FROM events WHERE {where} ORDER BY id LIMIT ?",
+            (*args, limit),
         )
     ]
 

@@ -164,6 +164,10 @@ CASES = [
     ["history", "acme/zeta"],
     ["history", "acme/none"],
     ["history", "a/b/c"],
+    ["history", "acme"],
+    ["history", "acme", "--json"],
+    ["history", "beta"],
+    ["history", "nobody"],
     ["jobs"],
     ["jobs", "--json"],
 ]
@@ -205,7 +209,6 @@ def _digest(path: Path) -> str:
         ["show", "acme/voice", "--base", "--json"],
         ["show"],
         ["show", "a/b", "c/d"],
-        ["history", "acme"],  # a whole namespace: the normal path
         ["jobs", "show", "1"],
         ["jobs", "--all"],
         ["list", "--json", "--json"],
