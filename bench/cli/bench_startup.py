@@ -11,6 +11,11 @@ interleaved with the baselines (``python -c "import click, sqlalchemy"`` for emb
 ``python -c "import click, httpx"`` for remote), so the machine's other load weighs on
 all alike; medians are reported, with each command's ratio to its baseline. Goal: every
 command <= 0.3 s on an idle machine.
+
+Each read command also runs with ``LORAREG_FAST_READS=0`` (the ``slow:`` rows: the click
+commands, as before the read fast path), interleaved too, so before and after are measured
+in the same conditions; and the floors: a bare ``python -c pass`` and ``import click``.
+The load average is printed with the results.
 """
 
 from __future__ import annotations
@@ -38,6 +43,11 @@ COMMANDS = {
     "show": ["show", "bench/a0"],
     "history": ["history", "bench/a0"],
     "jobs": ["jobs"],
+}
+READS = ("list", "show", "history", "jobs")
+FLOORS = {
+    "python -c pass": [sys.executable, "-c", "pass"],
+    "import click": [sys.executable, "-c", "import click"],
 }
 BASELINES = {
     "embedded": [sys.executable, "-c", "import click, sqlalchemy"],
@@ -69,13 +79,19 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def measure(env: dict[str, str], baseline: list[str], runs: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"baseline": [], **{name: [] for name in COMMANDS}}
-    for cmd in (baseline, *([*LORAREG, *a] for a in COMMANDS.values())):
-        wall(cmd, env)  # warm the page cache and .pyc files
+    slow_env = {**env, "LORAREG_FAST_READS": "0"}
+    runs_of: dict[str, tuple[list[str], dict[str, str]]] = {"baseline": (baseline, env)}
+    runs_of.update({k: (cmd, env) for k, cmd in FLOORS.items()})
+    for name, cmd_args in COMMANDS.items():
+        runs_of[name] = ([*LORAREG, *cmd_args], env)
+        if name in READS:
+            runs_of[f"slow: {name}"] = ([*LORAREG, *cmd_args], slow_env)
+    for cmd, cmd_env in runs_of.values():
+        wall(cmd, cmd_env)  # warm the page cache and .pyc files
+    times: dict[str, list[float]] = {name: [] for name in runs_of}
     for _ in range(runs):
-        times["baseline"].append(wall(baseline, env))
-        for name, cmd_args in COMMANDS.items():
-            times[name].append(wall([*LORAREG, *cmd_args], env))
+        for name, (cmd, cmd_env) in runs_of.items():
+            times[name].append(wall(cmd, cmd_env))
     return times
 
 
@@ -84,6 +100,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--json", type=Path, help="also write the medians here")
     args = ap.parse_args()
+    load_before = os.getloadavg()
 
     with tempfile.TemporaryDirectory(prefix="lorareg-cli-bench-") as tmp:
         work = Path(tmp)
@@ -106,13 +123,16 @@ def main() -> None:
             server.terminate()
             server.wait(10)
 
+    load = os.getloadavg()
     medians = {mode: {k: statistics.median(v) for k, v in t.items()} for mode, t in results.items()}
-    print(f"{'mode':9} {'command':9} {'median s':>9} {'min s':>7} {'x baseline':>11}")
+    print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f};"
+          f" after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} CPUs)")  # fmt: skip
+    print(f"{'mode':9} {'command':15} {'median s':>9} {'min s':>7} {'x baseline':>11}")
     for mode, times in results.items():
         base = medians[mode]["baseline"]
         for name, samples in times.items():
             label = " ".join(BASELINES[mode][2:]) if name == "baseline" else name
-            print(f"{mode:9} {label[:28]:9} {medians[mode][name]:9.3f} {min(samples):7.3f}"
+            print(f"{mode:9} {label[:28]:15} {medians[mode][name]:9.3f} {min(samples):7.3f}"
                   f" {medians[mode][name] / base:11.2f}")  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

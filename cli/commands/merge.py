@@ -8,7 +8,8 @@ import click
 
 from cli.app import Context, cli, handle_errors, json_option, pass_ctx
 from cli.job_wait import exit_unless_succeeded, follow_job, wait_options
-from cli.output import emit_json, human_size, table
+from cli.output import emit_json, human_size
+from cli.render import print_jobs
 from registry.domain import MergeMethod
 
 
@@ -122,24 +123,7 @@ def jobs(click_ctx: click.Context, ctx: Context, as_json: bool) -> None:
     """Merge jobs: list; `jobs show ID`; `jobs cancel ID`."""
     if click_ctx.invoked_subcommand is not None:
         return
-    docs = ctx.client.jobs()
-    if as_json:
-        emit_json(docs)
-        return
-    table(
-        ["ID", "STATE", "PROGRESS", "OUTPUT", "INPUTS", "CREATED"],
-        [
-            (
-                d["id"],
-                d["state"],
-                f"{d['progress'] * 100:.0f}%",
-                d["output"] or d["spec"]["output"],
-                ",".join(i["ref"] for i in d["spec"]["inputs"]),
-                d["created_at"][:19].replace("T", " "),
-            )
-            for d in docs
-        ],
-    )
+    print_jobs(ctx.client.jobs(), as_json=as_json)
 
 
 @jobs.command("show")

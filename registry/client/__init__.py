@@ -1,10 +1,17 @@
 """The Python SDK: ``connect(settings)`` gives a remote client when ``LORAREG_URL`` is set,
-else an in-process one on the configured catalog and storage."""
+else an in-process one on the configured catalog and storage.
+
+Nothing is imported up front: ``registry.client.fast_reads`` (the CLI's read fast path)
+lives in this package and must not pay for pydantic and the settings.
+"""
 
 from __future__ import annotations
 
-from registry.client.base import RegistryClient
-from registry.config import Settings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from registry.client.base import RegistryClient
+    from registry.config import Settings
 
 
 def connect(settings: Settings) -> RegistryClient:
@@ -23,6 +30,14 @@ def connect(settings: Settings) -> RegistryClient:
     from registry.runtime import open_runtime
 
     return LocalClient(open_runtime(settings))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RegistryClient":
+        from registry.client.base import RegistryClient
+
+        return RegistryClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["RegistryClient", "connect"]

@@ -13,11 +13,14 @@ import ast
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+# SQLAlchemy is imported by the functions that query: the CLI's read fast path
+# (registry/client/fast_reads.py) reads the heads without loading it.
+if TYPE_CHECKING:
+    from sqlalchemy.exc import DBAPIError
 
-from registry.db.database import Database
+    from registry.db.database import Database
 
 # migrations/ sits beside the registry package in the source tree (installed editable).
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -77,6 +80,9 @@ def _alembic_heads() -> frozenset[str]:
 
 def stored_revisions(db: Database) -> frozenset[str]:
     """The revisions the database says it is at; empty for a catalog never migrated."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
     try:
         with db.engine.connect() as conn:
             rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
