@@ -12,21 +12,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from registry.api.regions import choose, read_router
 from registry.api.version_cache import app_singleton, cached_version
 from registry.catalog.refs import parse_repo
 from registry.catalog.resolve import resolve
 from registry.domain import VersionInfo
 from registry.errors import InvalidInput, InvalidSubject
 from registry.experiments.serving import DefinitionCache, ExperimentDef, load_definition
+from registry.regions.router import ReadChoice
 from registry.runtime import Runtime
 
-# The plain resolve's rendering: the document's bytes and how long they may be served.
-Render = Callable[[Request, Runtime, VersionInfo], tuple[bytes, float]]
+# The plain resolve's rendering: the document's bytes and how long they may be served;
+# its last argument is each blob's region (None: the primary's).
+Render = Callable[
+    [Request, Runtime, VersionInfo, Mapping[str, ReadChoice] | None], tuple[bytes, float]
+]
 log = logging.getLogger("lorareg.api")
 
 
@@ -59,8 +64,9 @@ async def _definition(
     )
 
 
-async def resolve_with_experiment(request: Request, *, render: Render) -> Response:
-    """The resolve answer for ``?experiment=&subject=`` (the caller checked the reader role)."""
+async def resolve_with_experiment(request: Request, *, reader: str, render: Render) -> Response:
+    """The resolve answer for ``?experiment=&subject=`` (the caller checked the reader role),
+    its download URLs for a reader in region ``reader``, as the plain resolve's."""
     namespace, name = request.path_params["namespace"], request.path_params["name"]
     params = request.query_params
     if "ref" in params:
@@ -88,7 +94,10 @@ async def resolve_with_experiment(request: Request, *, render: Render) -> Respon
         "variant": variant,
         "bucket": bucket,
     }
-    body, _ = render(request, rt, version)
+    choices = None
+    if reader != read_router(request.app).regions.primary.name:
+        choices = await choose(request, reader, [f.sha256 for f in version.files])
+    body, _ = render(request, rt, version, choices)
     # The cached plain document, with one member added before its closing brace.
     body = body[:-1] + b',"experiment":' + json.dumps(extra, separators=(",", ":")).encode() + b"}"
     return Response(body, media_type="application/json", headers=headers)

@@ -52,7 +52,7 @@ def running(argv: list[str], env: dict[str, str], log: Path) -> Iterator[str]:
     with log.open("wb") as err:
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a worker imports torch: slow on a loaded machine
         while not (found := re.search(r"metrics on (http://\S+)", log.read_text())):
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "no metrics line in the log"
@@ -67,10 +67,10 @@ def running(argv: list[str], env: dict[str, str], log: Path) -> Iterator[str]:
             proc.wait()
 
 
-def scrape_until(url: str, check: Any, timeout: float = 30) -> dict[Any, float]:
+def scrape_until(url: str, check: Any, timeout: float = 90) -> dict[Any, float]:
     deadline = time.monotonic() + timeout
     while True:
-        got = samples(httpx.get(url, timeout=5).text)
+        got = samples(httpx.get(url, timeout=30).text)
         if check(got) or time.monotonic() > deadline:
             return got
         time.sleep(0.1)

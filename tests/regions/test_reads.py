@@ -190,3 +190,22 @@ def test_a_region_failing_mid_download_is_continued_elsewhere(
     for f in version.files:
         assert (tmp_path / "out" / f.path).stat().st_size == f.size
     assert fallbacks("eu", "unavailable") + fallbacks("eu", "missing") > before
+
+
+def test_an_experiments_variant_is_read_from_the_readers_region(
+    runtime: Runtime, http: httpx.Client, adapter_dir: Path, eu_link: Relay
+) -> None:
+    """``?experiment=&subject=`` answers the variant's document with the same download
+    URLs as the plain resolve for that reader's region."""
+    local = LocalClient(runtime)
+    push(runtime, adapter_dir)
+    local.promote(f"{REPO}:1", to="production")
+    local.experiment_create(
+        REPO, "t", variants=[("control", "@production"), ("same", "1")], split="50,50", metric="m"
+    )
+    drain(worker(runtime))
+    primary = port_of(runtime.settings.s3_endpoint_url or "")
+    params = {"experiment": "t", "subject": "client-1"}
+    doc = http.get(f"/api/v1/resolve/{REPO}", params={**params, "region": "eu"}).json()
+    assert doc["experiment"]["name"] == "t" and ports(doc) == {eu_link.port}
+    assert ports(http.get(f"/api/v1/resolve/{REPO}", params=params).json()) == {primary}

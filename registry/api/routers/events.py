@@ -105,8 +105,8 @@ class FeedStream(StreamingResponse):
     It writes the past from the catalog itself (when the hub no longer holds it), then
     joins the hub, which writes every later event to it as it is published (see
     ``registry.api.feed``); this task only waits for the stream to end: the client leaves,
-    the server stops, the stream reaches its end (``hub.stream_max_s``, less up to a fifth: spread). Its wait slot is given back
-    however it ends (even if it never started).
+    the server stops, the stream reaches its end (``hub.stream_max_s``, less up to a
+    fifth: spread). Its wait slot is given back however it ends (even if it never started).
     """
 
     def __init__(

@@ -223,7 +223,7 @@ async def resolve_route(request: Request) -> Response:
         cache.keep_principal(token_digest(token), principal, generation=generation)
     reader = request_region(request, principal)
     if "experiment" in request.query_params:  # A/B experiments: the subject's variant
-        return await resolve_with_experiment(request, render=_render)
+        return await resolve_with_experiment(request, reader=reader, render=_render)
     namespace, name = request.path_params["namespace"], request.path_params["name"]
     ref = request.query_params.get("ref", "latest")
     base = request.query_params.get("base")
