@@ -196,7 +196,7 @@ def child_peft(base: Path, adapter: Path, out: Path, device: str) -> dict[str, A
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
     if device.startswith("cuda"):
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers 5 types .to oddly
     merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     merged.save_pretrained(out, max_shard_size=f"{_dir_bytes(base) // SHARDS // 2**20 + 1}MB")
     if device.startswith("cuda"):
