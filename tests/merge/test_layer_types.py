@@ -65,7 +65,10 @@ def test_the_table_is_what_transformers_builds(model_type: str) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        config = AutoConfig.for_model(model_type)
+        try:
+            config = AutoConfig.for_model(model_type)
+        except ValueError:  # an older transformers (the dev extra allows >= 4.45)
+            pytest.skip(f"this transformers does not know {model_type}")
         for layers in ("num_hidden_layers", "n_layer"):
             if hasattr(config, layers):
                 setattr(config, layers, 2)
