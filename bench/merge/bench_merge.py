@@ -10,6 +10,8 @@ Then runs each contender in its own child process and reads that child's wall ti
 RSS (``os.wait4``):
 
 - ``cp -r`` of the base folder (the floor: bytes in, bytes out);
+- ``python -c 'import torch'``: not a merge, the start-up time and memory every torch-based
+  contender pays before its first byte (what bounds the goals' ratios on a small base);
 - ``lorareg merge REF --base B --wait`` (embedded, the whole command, start-up included: the
   job runs in the CLI's own process and its output is stored as a new version), against a
   registry set up once under --work-dir (base registered, adapter pushed; not timed);
@@ -45,6 +47,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "1b": dict(hidden=2048, inter=8192, layers=16, heads=32, kv_heads=8, vocab=128256),
 }
 SHARDS = 4
+TORCH_IMPORT = "python -c 'import torch'"
 RANK, ALPHA = 16, 32
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -193,7 +196,7 @@ def child_peft(base: Path, adapter: Path, out: Path, device: str) -> dict[str, A
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
     if device.startswith("cuda"):
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers 5 types .to oddly
     merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     merged.save_pretrained(out, max_shard_size=f"{_dir_bytes(base) // SHARDS // 2**20 + 1}MB")
     if device.startswith("cuda"):
@@ -355,6 +358,9 @@ def main() -> None:
             print(f"no `lorareg merge --wait` run: setup failed:\n{exc.stderr[-1500:]}")
             args.skip_cli = True
     contenders: list[tuple[str, list[str] | None]] = [("cp -r", ["cp", "-r", str(base), str(out)])]
+    # Not a contender: the floor any torch-based merge pays (start-up and memory) before
+    # reading a byte, to show what bounds the ratios to cp -r and to PEFT's peak memory.
+    contenders.append((TORCH_IMPORT, [sys.executable, "-c", "import torch"]))
     if not args.skip_cli:
         contenders.append((f"lorareg merge --wait ({device})", None))
     ours = [*me, "--child", "ours", "--device", device, str(base), str(adapter), str(out)]
@@ -422,6 +428,13 @@ def main() -> None:
         ratios["ours/PEFT time"] = ours_r["wall_s"] / peft_r["wall_s"]
         ratios["ours/PEFT time (in-process)"] = ours_r["internal_s"] / peft_r["internal_s"]
         ratios["ours/PEFT peak RSS"] = ours_r["peak_rss_mb"] / peft_r["peak_rss_mb"]
+    floor = results.get(TORCH_IMPORT)
+    if floor and "error" not in floor:
+        ratios["torch import/cp time (floor)"] = floor["wall_s"] / cp_r["wall_s"]
+        if peft_r and "error" not in peft_r:
+            ratios["torch import/PEFT peak RSS (floor)"] = (
+                floor["peak_rss_mb"] / peft_r["peak_rss_mb"]
+            )
     for k, v in ratios.items():
         print(f"  {k:<36}{v:8.3f}")
     print(f"  verification max error / rounding bound: {ours_r['verify_max_error_ratio']:.3f}")

@@ -73,6 +73,12 @@ def merge(
     as_json: bool,
 ) -> None:
     """Merge REF[,REF...] into a base model; prints the interference report first."""
+    if not ctx.settings.url:
+        # Embedded: this process checks the adapters with torch (and runs the merge with
+        # --wait); its import takes seconds, so it starts now, beside the catalog's opening.
+        from registry.merge.preload import import_torch_in_background
+
+        import_torch_in_background()
     ref_list = [r.strip() for r in refs.split(",") if r.strip()]
     doc = ctx.client.merge(
         ref_list,

@@ -153,8 +153,9 @@ def merge_adapters(
     tmp = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     sample = choose_sample((j.plan for j in jobs), verify_modules)
-    # The verification's second opinion on layer types imports transformers and builds the
-    # model on the meta device: seconds, so it runs beside the merge instead of after it.
+    # The verification's second opinion on layer types: a table for known architectures
+    # (instant), else transformers building the model on the meta device in a child
+    # process (seconds), so it runs beside the merge instead of after it.
     kinds = _Background(layer_types, base.architecture, sample) if sample else None
     t_plan = time.perf_counter()
     try:

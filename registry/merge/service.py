@@ -9,7 +9,6 @@ comes back with the job, so the user sees it before the merge runs.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from registry.lifecycle.gates import latest_check
 from registry.merge.adapters import AdapterInput, load_adapters
 from registry.merge.job_queue import JobInfo, enqueue
 from registry.merge.methods import METHODS, check_options
+from registry.merge.preload import import_torch_in_background
 from registry.runtime import Runtime
 
 
@@ -114,27 +114,6 @@ def torch_installed() -> bool:
 
 # The README's pinned install: a loose `pip install torch` pulls a multi-GB CUDA build.
 TORCH_INSTALL = "pip install torch==2.13.0 && pip install 'lorareg[merge]'"
-
-
-def import_torch_in_background() -> None:
-    """Start importing torch (seconds) in a thread, so it overlaps the catalog queries and
-    the adapters' download that come first; whoever imports it next waits for it there.
-
-    Not a daemon: a process that exits early (a refused request) waits for the import to
-    end rather than tearing the interpreter down under a half-initialised extension."""
-    import sys
-    import threading
-
-    if "torch" not in sys.modules:
-        threading.Thread(target=_import_torch, name="import-torch").start()
-
-
-def _import_torch() -> None:
-    import importlib
-
-    # A broken install fails again, with its message, where the merge imports torch itself.
-    with contextlib.suppress(Exception):
-        importlib.import_module("torch")
 
 
 def require_torch() -> None:

@@ -27,6 +27,8 @@ PROBES = 4
 SAMPLED_OUTPUTS = 256
 # Slack for the merge's own fp32 arithmetic (sums over a few thousand terms, DoRA norms).
 _FP32_SLACK = 64 * UNIT_ROUNDOFF["F32"]
+# fp64 elements per block of sampled weights (1 MiB): the check's memory, whatever the layer.
+_BLOCK_ELEMS = 2**17
 
 
 @dataclass(frozen=True)
@@ -118,10 +120,16 @@ def check_tensor(
     def blocks() -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
         # (inputs start, stop, base, merged): the sampled outputs' weights, (k, stop - start).
         if not transposed:
+            # The sampled rows in their stored dtype, then fp64 a block of inputs at a time:
+            # whole rows in fp64 took four times the memory (tens of MB for a wide layer).
             rows = _runs(outs.tolist())
-            w = torch.cat([base.read_rows(source, a, b) for a, b in rows]).to(torch.float64)
-            new = torch.cat([out.read_rows(name, a, b) for a, b in rows]).to(torch.float64)
-            yield 0, n_in, w, new
+            w16 = torch.cat([base.read_rows(source, a, b) for a, b in rows])
+            new16 = torch.cat([out.read_rows(name, a, b) for a, b in rows])
+            step = max(1, _BLOCK_ELEMS // max(1, len(outs)))
+            for start in range(0, n_in, step):
+                stop = min(n_in, start + step)
+                w = w16[:, start:stop].to(torch.float64)
+                yield start, stop, w, new16[:, start:stop].to(torch.float64)
             return
         for start in range(0, n_rows, chunk_rows):
             stop = min(n_rows, start + chunk_rows)

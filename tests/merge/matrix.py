@@ -253,7 +253,12 @@ def _untouched_tied_side(cell: Cell, base_state: dict[str, torch.Tensor]) -> lis
 def record(outcome: Outcome) -> None:
     """Write the cell's row and regenerate the table from every row written so far."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / f"{outcome.cell}.json").write_text(json.dumps(outcome.__dict__))
+    # Written aside and renamed: a parallel worker reading every row must never see a
+    # half-written one (an empty file failed a cell whose parity had passed).
+    row = ARTIFACTS / f"{outcome.cell}.json"
+    part = row.with_name(f".{row.name}.{os.getpid()}.part")
+    part.write_text(json.dumps(outcome.__dict__))
+    os.replace(part, row)
     rows = [json.loads(p.read_text()) for p in sorted(ARTIFACTS.glob("*.json"))]
     lines = [
         "# Merge parity matrix",

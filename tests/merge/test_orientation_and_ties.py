@@ -76,7 +76,8 @@ def test_verification_asks_transformers_not_lorareg_s_own_table(
     gpt2_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A table that forgot GPT-2 is Conv1D: the merge transposes the square c_proj, and the
-    # verification, which takes the layer type from transformers' own modules, refuses it.
+    # verification, which takes the layer type from transformers' own modules (through
+    # layer_types' table, itself checked against them), refuses it.
     import registry.compat.architectures as architectures
 
     adapter = make_adapter(tmp_path / "a", base=make_gpt2(), target_modules=["attn.c_proj"])
