@@ -67,8 +67,6 @@ def answer(argv: list[str]) -> bool:
         path = _catalog_path(os.environ)
     except _NotHere:
         return False
-    import sqlite3
-
     from registry.client.fast_reads import open_catalog
 
     conn = open_catalog(path)
@@ -76,8 +74,6 @@ def answer(argv: list[str]) -> bool:
         return False
     try:
         return _run(conn, *command)
-    except sqlite3.Error:
-        return False  # nothing printed yet: the normal path reads it, or explains
     finally:
         conn.close()
 
@@ -156,6 +152,9 @@ def _remote(env: Env, name: str, args: list[str], opts: dict[str, Any]) -> bool:
         raise _NotHere
     if any(k.lower() in _PROXIES and v for k, v in env.items()):
         raise _NotHere
+    from collections.abc import Callable
+    from functools import partial
+
     import click
 
     from cli import render
@@ -164,27 +163,31 @@ def _remote(env: Env, name: str, args: list[str], opts: dict[str, Any]) -> bool:
 
     api = FastApi(url, token=env.get("LORAREG_TOKEN"), actor=_author(env))
     as_json = bool(opts.get("json"))
-    try:
+    show: Callable[[], None]
+    try:  # every request first, then print: a request not answered here leaves no output
         if name == "list":
             namespace = args[0] if args else None
             adapters = api.list_adapters(namespace)
-            render.print_adapters(adapters, namespace, as_json=as_json)
+            show = partial(render.print_adapters, adapters, namespace, as_json=as_json)
         elif name == "show":
             v = api.show(args[0], base=opts.get("base"))
-            render.print_version(v, api.checks(v.ref), as_json=as_json)
+            checks = api.checks(v.ref)
+            show = partial(render.print_version, v, checks, as_json=as_json)
         elif name == "history":
             whole = "/" not in args[0]
             events = api.namespace_history(args[0]) if whole else api.history(args[0])
-            render.print_history(events, whole_namespace=whole, as_json=as_json)
+            show = partial(render.print_history, events, whole_namespace=whole, as_json=as_json)
         else:
-            render.print_jobs(api.jobs(), as_json=as_json)
+            docs = api.jobs()
+            show = partial(render.print_jobs, docs, as_json=as_json)
     except NotAnswered:
-        return False  # nothing printed yet: the normal path asks again and reports
+        return False  # the normal path asks again (reads are idempotent) and reports
     except LoraregError as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
     finally:
         api.close()
+    show()
     return True
 
 
@@ -201,6 +204,12 @@ def _author(env: Env) -> str:
 
 
 def _run(conn: Any, name: str, args: list[str], opts: dict[str, Any]) -> bool:
+    """Read everything first, then print: a row this path cannot read (``sqlite3.Error``,
+    a timestamp or JSON value it does not parse) falls through before any output."""
+    import sqlite3
+    from collections.abc import Callable
+    from functools import partial
+
     import click
 
     from cli import render
@@ -209,27 +218,32 @@ def _run(conn: Any, name: str, args: list[str], opts: dict[str, Any]) -> bool:
     from registry.errors import LoraregError
 
     as_json = bool(opts.get("json"))
+    show: Callable[[], None]
     try:
         if name == "list":
             namespace = args[0] if args else None
             if namespace is not None:
                 check_name(namespace, what="namespace")
-            render.print_adapters(reads.list_adapters(conn, namespace), namespace, as_json=as_json)
+            adapters = reads.list_adapters(conn, namespace)
+            show = partial(render.print_adapters, adapters, namespace, as_json=as_json)
         elif name == "show":
             vid = reads.version_id(conn, parse_ref(args[0]), base=opts.get("base"))
-            render.print_version(
-                reads.version_info(conn, vid), reads.latest_checks(conn, vid), as_json=as_json
-            )
+            version, checks = reads.version_info(conn, vid), reads.latest_checks(conn, vid)
+            show = partial(render.print_version, version, checks, as_json=as_json)
         elif name == "history":
             whole = "/" not in args[0]
             if whole:
                 events = reads.namespace_history(conn, args[0])
             else:
                 events = reads.history(conn, parse_repo(args[0]))
-            render.print_history(events, whole_namespace=whole, as_json=as_json)
+            show = partial(render.print_history, events, whole_namespace=whole, as_json=as_json)
         else:
-            render.print_jobs(reads.jobs(conn), as_json=as_json)
+            docs = reads.jobs(conn)
+            show = partial(render.print_jobs, docs, as_json=as_json)
     except LoraregError as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
+    except (sqlite3.Error, ValueError, TypeError, KeyError):
+        return False  # nothing printed yet: the normal path reads it, or explains
+    show()
     return True

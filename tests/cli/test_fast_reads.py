@@ -123,6 +123,8 @@ def _fast(
         except SystemExit as exc:
             answered, code = True, int(exc.code or 0)
         out, err = capsys.readouterr()
+    if not answered:  # falling through prints nothing: the normal path prints it all
+        assert (out, err) == ("", ""), argv
     return (out, err, code) if answered else None
 
 
@@ -451,3 +453,18 @@ def test_identical_version_answers_as_the_push_check(catalog: dict[str, str]) ->
     finally:
         conn.close()
         db.dispose()
+
+
+def test_a_value_it_cannot_read_falls_through_before_any_output(
+    catalog: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    copy = tmp_path / "home"
+    copy.mkdir()
+    src = sqlite3.connect(Path(catalog["LORAREG_HOME"]) / "catalog.db")
+    with sqlite3.connect(copy / "catalog.db") as dst:
+        src.backup(dst)
+        dst.execute("UPDATE versions SET created_at = 'not a time' WHERE number = 2")
+    src.close()
+    env = {**catalog, "LORAREG_HOME": str(copy)}
+    assert _fast(env, ["list"], monkeypatch, capsys) is None  # and printed nothing
+    assert _fast(env, ["show", "acme/voice:1"], monkeypatch, capsys) is not None
