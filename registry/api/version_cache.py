@@ -143,6 +143,19 @@ class VersionCache:
                 del self._principals[next(iter(self._principals))]
             self._principals[digest] = principal
 
+    def load_principal(self, digest: str, authenticate: Callable[[], Principal]) -> Principal:
+        """Blocking: check the catalog when due (one query, shared), then the kept principal
+        or ``authenticate()``'s (kept). A burst of requests after the cache went stale waits
+        on one check instead of each querying its token."""
+        self._check(force=False)
+        hit = self.peek_principal(digest)
+        if hit is not None:
+            return hit
+        generation = self._generation
+        principal = authenticate()
+        self.keep_principal(digest, principal, generation=generation)
+        return principal
+
     def refresh(self) -> None:
         """Check the newest event id now (the background half of ``peek``)."""
         try:

@@ -19,8 +19,9 @@ from typing import Annotated, Any, cast
 from urllib.parse import parse_qsl, quote
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
-from registry.access.tokens import token_digest
+from registry.access.tokens import authenticate, token_digest
 from registry.api.deps import allow, bearer_token, get_principal
 from registry.api.experiment_resolve import resolve_with_experiment
 from registry.api.regions import choose, read_router, request_region
@@ -215,12 +216,9 @@ async def resolve_route(request: Request) -> Response:
     FastAPI's per-request dependency solving costs more than the cached lookup itself.
     """
     cache = version_cache(request.app)
-    # Before authenticating and resolving: a change meanwhile drops what we keep.
+    # Before resolving: a change meanwhile drops what we keep.
     generation = cache.generation
-    principal = await _READER(request, await get_principal(request))
-    token = bearer_token(request)
-    if token is not None and principal.token_id is not None:
-        cache.keep_principal(token_digest(token), principal, generation=generation)
+    principal = await _READER(request, await _caller(request, cache))
     reader = request_region(request, principal)
     if "experiment" in request.query_params:  # A/B experiments: the subject's variant
         return await resolve_with_experiment(request, reader=reader, render=_render)
@@ -254,6 +252,24 @@ async def resolve_route(request: Request) -> Response:
     if rendered.etag in _etags(request.headers.get("if-none-match")):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="application/json", headers=headers)
+
+
+async def _caller(request: Request, cache: VersionCache) -> Principal:
+    """``get_principal``, with tokens authenticated through the version cache: the fast
+    path then knows them, and a burst that finds the cache stale shares one catalog check
+    instead of querying its token each."""
+    token = bearer_token(request)
+    if token is None or getattr(request.state, "principal", None) is not None:
+        return await get_principal(request)
+    digest = token_digest(token)
+    principal = cache.peek_principal(digest)
+    if principal is None:
+        db = request.app.state.runtime.db
+        principal = await run_in_threadpool(
+            cache.load_principal, digest, lambda: authenticate(db, token)
+        )
+    request.state.principal = principal
+    return principal
 
 
 def _etags(header: str | None) -> set[str]:
