@@ -15,7 +15,10 @@ object is fresh, so gc's grace period keeps it until the push records it; an exi
 is left to the normal path, which records the reuse before checking it is there); a file
 changed after it was hashed is either refused by the verified upload or hashed again by
 ``prepare_push``, and its stale blob is only an orphan for gc. A failure here is dropped:
-the normal path uploads that blob again and reports its own error.
+the normal path uploads that blob again and reports its own error. A push that fails
+after this started (the catalog cannot be opened, an interrupt) may leave blobs or an
+unfinished multipart upload behind, as a push killed mid-upload always could: ``lorareg
+gc`` removes them after its grace period.
 """
 
 from __future__ import annotations
