@@ -90,12 +90,6 @@ def push(
     # Hash the files on another core while the client starts (imports, catalog, S3).
     hash_ahead(folder, HashIndex.in_cache(ctx.settings.effective_cache_dir))
     with progress("uploading", _folder_size(folder)) as bar:
-        if not ctx.settings.url:
-            # Embedded: send the new blobs while the catalog is being opened.
-            from registry.catalog.upload_ahead import upload_ahead, wait_ready
-
-            upload_ahead(folder, ctx.settings, progress=bar)
-            wait_ready(folder)
         result = ctx.client.push(
             folder, repo, base=base, description=description, tags=tag_map, evals=eval_list,
             progress=bar, strict=strict,

@@ -104,14 +104,12 @@ class LocalClient(
         from registry.catalog.hash_index import HashIndex
         from registry.catalog.push import PushRequest, validate_metadata
         from registry.catalog.transfer import Hashed, KnownBlobs, prepare_push
-        from registry.catalog.upload_ahead import take_upload_ahead
         from registry.catalog.uploads import readable_blobs, record_upload
         from registry.services.catalog import commit_push
 
         target = parse_repo(repo)
         limit = self.rt.settings.max_header_bytes
         index = HashIndex.in_cache(self.rt.settings.effective_cache_dir)
-        ahead = take_upload_ahead(folder)
         local = prepare_push(folder, max_header_bytes=limit, index=index)
         req = PushRequest(
             repo=target,
@@ -123,9 +121,7 @@ class LocalClient(
             evals=evals or [],
         )
         validate_metadata(req)
-        # Blobs an ``upload_ahead`` stored (new ones, each verified by its upload).
-        early = ahead.join() if ahead is not None else {}
-        if not strict and not early:
+        if not strict:
             # An unchanged folder: the catalog answers, as the commit would. Only while every
             # blob is still stored (a stat each locally, a HEAD on S3): a blob that fsck
             # --repair deleted, or that was lost, must come back with this push.
@@ -148,13 +144,7 @@ class LocalClient(
             # put_file looks the blob up first (one request, not an exists() and a second
             # look-up inside put_file) and stores nothing unless the bytes it sends hash to
             # f.sha256.
-            if f.sha256 in early and f.sha256 not in sent_now:
-                sent += f.size  # its progress was reported as it was sent
-                uploaded += 1
-                sent_now.add(f.sha256)
-                if f.sha256 in local.read:
-                    stored[f.sha256] = local.read[f.sha256]
-            elif f.sha256 in sent_now or not self.rt.store.put_file(
+            if f.sha256 in sent_now or not self.rt.store.put_file(
                 f.sha256, local.paths[f.path], progress=progress
             ):
                 reused += 1
