@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -269,6 +271,36 @@ class Settings(BaseSettings):
             return getpass.getuser()
         except Exception:  # no passwd entry in some containers
             return "unknown"
+
+
+@dataclass(frozen=True)
+class StaticAwsKeys:
+    """AWS keys given in the environment, as botocore's first provider reads them."""
+
+    access_key: str
+    secret_key: str
+    session_token: str | None
+    region: str
+    # The CA bundle boto3 verifies HTTPS endpoints with (AWS_CA_BUNDLE); None: the system's.
+    ca_bundle: str | None = None
+
+
+def static_aws_keys() -> StaticAwsKeys | None:
+    """The keys boto3 would sign with when they come plainly from the environment, with
+    nothing that could make boto3 send its requests differently (a profile, a proxy, a
+    bundle other than AWS_CA_BUNDLE, which comes along); None otherwise. Only for
+    ``storage.s3_probe``'s presence check, which falls back to boto3 whenever it cannot
+    be sure."""
+    env = os.environ
+    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if not key or not secret:
+        return None
+    unsure = ("AWS_PROFILE", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+    if any(env.get(n) or env.get(n.lower()) for n in unsure):
+        return None
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    token = env.get("AWS_SESSION_TOKEN") or None
+    return StaticAwsKeys(key, secret, token, region, env.get("AWS_CA_BUNDLE") or None)
 
 
 def load_settings(**overrides: object) -> Settings:

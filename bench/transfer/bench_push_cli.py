@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -37,10 +38,19 @@ for i, path in enumerate(sys.argv[3:]):
 """
 
 
-def wall(cmd: list[str], env: dict[str, str]) -> float:
+CPU: dict[str, list[float]] = {"boto3": [], "push": [], "re-push": []}
+
+
+def wall(cmd: list[str], env: dict[str, str], what: str) -> float:
+    """The command's wall time; its CPU time (user + system) goes to ``CPU[what]``: on a
+    machine where moto's server and the client share two cores, the client's CPU is what
+    it takes from the server."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True)
     took = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU[what].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[:4]} failed: {proc.stderr.decode()[-2000:]}")
     return took
@@ -84,13 +94,15 @@ def main() -> None:
         time.sleep(2.5)  # older than the index's racy window, as a trained adapter is
         base, first, again = [], [], []
         for r in range(args.rounds):
-            base.append(wall([sys.executable, "-c", BOTO3, endpoint, f"r{r}", *files], env))
+            base.append(
+                wall([sys.executable, "-c", BOTO3, endpoint, f"r{r}", *files], env, "boto3")
+            )
             run_env = {**env, "LORAREG_HOME": str(work / f"home{r}"),
                        "LORAREG_CACHE_DIR": str(work / f"cache{r}"),
                        "LORAREG_STORAGE_URL": f"s3://lorareg/r{r}"}  # fmt: skip
             push = [sys.executable, "-m", "cli.main", "push", str(folder), "bench/adapter"]
-            first.append(wall(push, run_env))
-            again.append(wall(push, run_env))
+            first.append(wall(push, run_env, "push"))
+            again.append(wall(push, run_env, "re-push"))
             print(f"round {r + 1}: boto3 {base[-1]:.2f} s, push {first[-1]:.2f} s,"
                   f" re-push {again[-1]:.2f} s", flush=True)  # fmt: skip
         b, f, a = (statistics.median(x) for x in (base, first, again))
@@ -99,6 +111,8 @@ def main() -> None:
             f"lorareg push {f:.2f} s ({size / 1e6 / f:.0f} MB/s)  ratio {b / f:.2f} (goal >= 1.0)"
         )
         print(f"re-push unchanged {a:.2f} s (goal <= 0.5 s)")
+        cpu = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in CPU.items())
+        print(f"CPU (user + system) medians: {cpu}")
     finally:
         moto.terminate()
         moto.wait()

@@ -73,6 +73,18 @@ def push(
     printed; a failing check still stores the version (exit 0) unless --strict."""
     tag_map = parse_pairs(tags, "--tag")
     eval_list = _evals(evals)
+    if not strict and not as_json:
+        # An unchanged folder: answered from the hash index and one SQLite read, without
+        # opening the client (imports of the ORM and boto3); None: push as usual.
+        from registry.client.repush import unchanged_push
+
+        same = unchanged_push(
+            ctx.settings, folder, repo, base=base, description=description, tags=tag_map,
+            evals=eval_list,
+        )  # fmt: skip
+        if same is not None:
+            click.echo(_unchanged(same.ref, same.content_id))
+            return
     from registry.catalog.hash_index import HashIndex
     from registry.catalog.transfer import hash_ahead
 
@@ -94,11 +106,13 @@ def push(
             f" {result.blobs_reused} blob(s) reused)"
         )
     else:
-        click.echo(
-            f"unchanged: identical to {v.ref} (content {v.content_id[:12]}); nothing created"
-        )
+        click.echo(_unchanged(v.ref, v.content_id))
     if result.check:
         _print_check(v.ref, result.check)
+
+
+def _unchanged(ref: str, content_id: str) -> str:
+    return f"unchanged: identical to {ref} (content {content_id[:12]}); nothing created"
 
 
 def _print_check(ref: str, check: dict) -> None:  # type: ignore[type-arg]

@@ -61,14 +61,9 @@ class HashIndex:
         with ``hash_file`` (and remembered unless the file is racily new)."""
         key = str(path.resolve())
         before = os.stat(key)
-        entry = self._entries.get(key)
-        if (
-            isinstance(entry, list)
-            and len(entry) == 2
-            and entry[0] == _signature(before)
-            and isinstance(entry[1], str)
-        ):
-            return entry[1], before.st_size
+        known = self._remembered(key, before)
+        if known is not None:
+            return known, before.st_size
         started = time.time_ns()
         digest = hash_file(path)
         after = os.stat(key)
@@ -78,6 +73,25 @@ class HashIndex:
             self._entries[key] = [_signature(after), digest]
             self._dirty = True
         return digest, before.st_size
+
+    def known(self, path: Path) -> tuple[str, int] | None:
+        """(sha256, size) of ``path`` when its signature still matches the remembered one;
+        None otherwise (nothing is read or hashed)."""
+        key = str(path.resolve())
+        st = os.stat(key)
+        digest = self._remembered(key, st)
+        return None if digest is None else (digest, st.st_size)
+
+    def _remembered(self, key: str, st: os.stat_result) -> str | None:
+        entry = self._entries.get(key)
+        if (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and entry[0] == _signature(st)
+            and isinstance(entry[1], str)
+        ):
+            return entry[1]
+        return None
 
     def save(self) -> None:
         """Write the index if it changed; failures are ignored (it is only a hint)."""

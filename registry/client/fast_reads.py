@@ -85,7 +85,7 @@ def open_catalog(path: str | Path) -> sqlite3.Connection | None:
     """A read-only connection to the SQLite catalog at ``path`` when it exists and its schema
     is at the migrations' head (one query); None otherwise (missing, older or newer schema,
     locked, not a database), and the caller takes the normal path."""
-    from registry.db.schema_version import head_revisions
+    from registry.db.heads import head_revisions
 
     p = Path(path)
     if not p.is_file():
