@@ -86,15 +86,18 @@ def push(
             click.echo(_unchanged(same.ref, same.content_id))
             return
     from registry.catalog.hash_index import HashIndex
-    from registry.catalog.transfer import hash_ahead
+    from registry.catalog.transfer import drop_ahead, hash_ahead
 
     # Hash the files on another core while the client starts (imports, catalog, S3).
     hash_ahead(folder, HashIndex.in_cache(ctx.settings.effective_cache_dir))
-    with progress("uploading", _folder_size(folder)) as bar:
-        result = ctx.client.push(
-            folder, repo, base=base, description=description, tags=tag_map, evals=eval_list,
-            progress=bar, strict=strict,
-        )  # fmt: skip
+    try:
+        with progress("uploading", _folder_size(folder)) as bar:
+            result = ctx.client.push(
+                folder, repo, base=base, description=description, tags=tag_map,
+                evals=eval_list, progress=bar, strict=strict,
+            )  # fmt: skip
+    finally:
+        drop_ahead(folder)
     if as_json:
         emit_json(result)
         return

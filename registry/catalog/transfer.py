@@ -10,6 +10,7 @@ nothing behind. A local cache keyed by sha256 makes a repeated pull a local copy
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -141,6 +142,14 @@ def hash_ahead(folder: Path, index: HashIndex | None) -> None:
         return
     if key.is_dir() and key not in _AHEAD:
         _AHEAD[key] = HashAhead(key, index)
+
+
+def drop_ahead(folder: Path) -> None:
+    """Forget a ``hash_ahead`` of ``folder`` no ``prepare_push`` used (the push ended
+    before it: refused, or answered without hashing), so it cannot answer a later push
+    in the same process."""
+    with contextlib.suppress(OSError):
+        _AHEAD.pop(folder.resolve(), None)
 
 
 def _hash_one(
