@@ -199,25 +199,28 @@ class RemoteClient(
         version = self.show(ref)
         out = dest if dest is not None else Path(version.name)
         where = region or self.region
-        params = {"region": where} if where else None
 
         def fetch(entry: FileEntry) -> Iterator[bytes]:
             path = (
                 f"/api/v1/adapters/{version.namespace}/{version.name}/versions/"
                 f"{version.number}/files/{quote(entry.path)}"
             )
+            if not where:
+                yield from self._download(path, entry.path, None)
+                return
+            sent = 0
             try:
-                with self.http.stream("GET", path, params=params, follow_redirects=False) as resp:
-                    if resp.status_code in (301, 302, 303, 307, 308):
-                        resp.read()
-                        yield from self._stream_storage(resp.headers["location"])
-                        return
-                    if resp.status_code >= 400:
-                        resp.read()
-                        _raise_for_error(resp)
-                    yield from resp.iter_bytes(CHUNK)
-            except httpx.TransportError as exc:
-                raise Unavailable(f"download of {entry.path} broke off: {exc}") from None
+                for chunk in self._download(path, entry.path, {"region": where}):
+                    sent += len(chunk)
+                    yield chunk
+                return
+            except (Unavailable, _StorageRefused):
+                # The region's store failed (down, or lost its copy) where the server could
+                # not see it: the presigned URL goes to the store directly. Go on from the
+                # primary, through the server, at the same offset; the whole file is still
+                # verified against its sha256.
+                pass
+            yield from self._download(path, entry.path, None, offset=sent)
 
         down, cached = write_version(
             version, out, fetch=fetch, cache=self.cache, force=force, progress=progress
@@ -226,12 +229,33 @@ class RemoteClient(
             version=version, path=str(out.resolve()), bytes_downloaded=down, bytes_from_cache=cached
         )
 
-    def _stream_storage(self, url: str) -> Iterator[bytes]:
-        with self.storage_http.stream("GET", url) as resp:
+    def _download(
+        self, path: str, name: str, params: dict[str, str] | None, *, offset: int = 0
+    ) -> Iterator[bytes]:
+        """A version file's bytes from ``offset`` on: from the server, or from the storage
+        URL it redirects to."""
+        try:
+            with self.http.stream("GET", path, params=params, follow_redirects=False) as resp:
+                if resp.status_code in (301, 302, 303, 307, 308):
+                    resp.read()
+                    yield from self._stream_storage(resp.headers["location"], offset=offset)
+                    return
+                if resp.status_code >= 400:
+                    resp.read()
+                    _raise_for_error(resp)
+                yield from _skip(resp.iter_bytes(CHUNK), offset)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"download of {name} broke off: {exc}") from None
+
+    def _stream_storage(self, url: str, *, offset: int = 0) -> Iterator[bytes]:
+        headers = {"Range": f"bytes={offset}-"} if offset else None
+        with self.storage_http.stream("GET", url, headers=headers) as resp:
             if resp.status_code >= 400:
                 resp.read()
-                raise LoraregError(f"storage answered {resp.status_code} for a download")
-            yield from resp.iter_bytes(CHUNK)
+                raise _StorageRefused(f"storage answered {resp.status_code} for a download")
+            chunks = resp.iter_bytes(CHUNK)
+            # 206: the store honoured the range; 200: it sent the whole file.
+            yield from chunks if resp.status_code == 206 else _skip(chunks, offset)
 
     def show(self, ref: str, *, base: str | None = None) -> VersionInfo:
         r = parse_ref(ref)
@@ -307,3 +331,17 @@ def _raise_for_error(resp: httpx.Response) -> None:
             f"server answered {resp.status_code}: {resp.text[:200] or resp.reason_phrase}"
         ) from None
     raise error_for_code(code)(message)
+
+
+class _StorageRefused(LoraregError):
+    """A presigned storage URL answered an error (the same code as any LoraregError)."""
+
+
+def _skip(chunks: Iterator[bytes], count: int) -> Iterator[bytes]:
+    """``chunks`` without their first ``count`` bytes."""
+    for chunk in chunks:
+        if count >= len(chunk):
+            count -= len(chunk)
+            continue
+        yield chunk[count:] if count else chunk
+        count = 0

@@ -209,3 +209,72 @@ def test_an_experiments_variant_is_read_from_the_readers_region(
     doc = http.get(f"/api/v1/resolve/{REPO}", params={**params, "region": "eu"}).json()
     assert doc["experiment"]["name"] == "t" and ports(doc) == {eu_link.port}
     assert ports(http.get(f"/api/v1/resolve/{REPO}", params=params).json()) == {primary}
+
+
+class _BreaksAfter(httpx.SyncByteStream):
+    """A response body that sends its first ``keep`` bytes, then breaks off."""
+
+    def __init__(self, inner: httpx.SyncByteStream, keep: int) -> None:
+        self.inner, self.keep = inner, keep
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        for chunk in self.inner:
+            if sent + len(chunk) >= self.keep:
+                yield chunk[: self.keep - sent]
+                raise httpx.ReadError("connection reset by peer")
+            sent += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _Partition(httpx.HTTPTransport):
+    """The reader's own network: the store on ``port`` breaks off every download after
+    ``keep`` bytes (0: refuses to connect), where the server still reaches it."""
+
+    def __init__(self, port: int, keep: int) -> None:
+        super().__init__()
+        self.port, self.keep, self.broken = port, keep, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.port != self.port:
+            return super().handle_request(request)
+        self.broken += 1
+        if not self.keep:
+            raise httpx.ConnectError("connection refused")
+        resp = super().handle_request(request)
+        assert isinstance(resp.stream, httpx.SyncByteStream)
+        return httpx.Response(
+            resp.status_code, headers=resp.headers, stream=_BreaksAfter(resp.stream, self.keep)
+        )
+
+
+@pytest.mark.parametrize("keep", [0, 100])
+def test_a_remote_pull_goes_on_from_the_primary_when_its_regions_store_fails(
+    runtime: Runtime, adapter_dir: Path, tmp_path: Path, eu_link: Relay, keep: int
+) -> None:
+    """The server sends a remote reader to the eu store with a presigned URL; the reader
+    cannot reach that store (or loses it after ``keep`` bytes) where the server still can.
+    The pull goes on from the primary at the same offset and ends with the verified
+    version; a region the server does not know is still refused."""
+    from registry.client.remote import RemoteClient
+    from registry.errors import UnknownRegion
+
+    version = push(runtime, adapter_dir)
+    drain(worker(runtime))
+    with LiveServer(create_app(runtime, background=False)) as server:
+        client = RemoteClient(server.url, actor="reader")
+        partition = _Partition(eu_link.port, keep)
+        client.storage_http = httpx.Client(transport=partition, timeout=30)
+        try:
+            pulled = client.pull(REPO, dest=tmp_path / "out", region="eu")
+            assert partition.broken == len(version.files)  # every file tried eu first
+            assert pulled.version.content_id == version.content_id
+            for f in version.files:
+                assert (tmp_path / "out" / f.path).stat().st_size == f.size
+            with pytest.raises(UnknownRegion):
+                client.pull(REPO, dest=tmp_path / "other", region="mars")
+        finally:
+            client.close()
