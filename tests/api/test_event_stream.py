@@ -6,6 +6,7 @@ wakes readers through LISTEN/NOTIFY, SQLite through one poller."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -353,3 +354,38 @@ def test_a_stream_that_stops_reading_holds_back_no_other_and_loses_nothing(
     finally:
         slow.close()
         fast.close()
+
+
+def test_a_long_poll_whose_client_left_gives_its_slot_back_at_once(runtime: Runtime) -> None:
+    rt = Runtime(
+        runtime.settings.model_copy(update={"max_waits_per_token": 2}),
+        db=runtime.db,
+        store=runtime.store,
+    )
+    one, _ = create_token(runtime.db, name="one", role="reader", actor="t")
+    app = create_app(rt, require_auth=True, background=False)
+    tail = events.last_event_id(runtime.db)
+    with LiveServer(app) as srv:
+        host, port = srv.url.removeprefix("http://").rsplit(":", 1)
+        polls = []
+        for _ in range(2):  # the cap, each waiting up to a minute
+            s = socket.create_connection((host, int(port)), timeout=30)
+            s.sendall(
+                f"GET /api/v1/events?since={tail}&wait=60 HTTP/1.1\r\nHost: {host}\r\n"
+                f"Authorization: Bearer {one}\r\n\r\n".encode()
+            )
+            polls.append(s)
+        key = _key(runtime, "one")
+        deadline = time.monotonic() + 10
+        while app.state.waits.active.get(key, 0) < 2:
+            assert time.monotonic() < deadline, app.state.waits.active
+            time.sleep(0.05)
+        for s in polls:
+            s.close()
+        while app.state.waits.active.get(key, 0):  # well before the minute is up
+            assert time.monotonic() < deadline + 10, app.state.waits.active
+            time.sleep(0.05)
+        again = httpx.get(
+            f"{srv.url}/api/v1/events?since={tail}&wait=0.2", headers=_as(one), timeout=10
+        )
+        assert again.status_code == 200 and again.json() == []

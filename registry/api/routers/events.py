@@ -93,7 +93,18 @@ async def follow_events(
     elif answer[0]:
         return answer[0]  # found at once: never counts as a wait
     with limiter.hold(wait_key(user)):
-        answer = await hub.wait(cursor, audience, timeout=wait, limit=limit)
+        waiting = asyncio.ensure_future(hub.wait(cursor, audience, timeout=wait, limit=limit))
+        # A client that leaves gives its slot back now, not when its wait would have ended.
+        left = asyncio.ensure_future(_disconnected(request.receive))
+        try:
+            await asyncio.wait((waiting, left), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            left.cancel()
+            if not waiting.done():
+                waiting.cancel()
+        if waiting.cancelled():
+            return []  # nobody is there to read it
+        answer = waiting.result()
         if answer is None:  # a burst larger than the hub holds passed while we waited
             return await run_in_threadpool(_read, rt.db, cursor, audience, limit)
         return answer[0]
