@@ -29,7 +29,7 @@ from registry.domain import (
     UploadPlan,
     VersionInfo,
 )
-from registry.errors import LoraregError, Unavailable, error_for_code
+from registry.errors import LoraregError, StorageUnavailable, Unavailable, error_for_code
 from registry.storage.base import Progress
 
 CHUNK = 1024 * 1024
@@ -214,7 +214,7 @@ class RemoteClient(
                     sent += len(chunk)
                     yield chunk
                 return
-            except (Unavailable, _StorageRefused):
+            except Unavailable:  # StorageUnavailable included
                 # The region's store failed (down, or lost its copy) where the server could
                 # not see it: the presigned URL goes to the store directly. Go on from the
                 # primary, through the server, at the same offset; the whole file is still
@@ -252,7 +252,7 @@ class RemoteClient(
         with self.storage_http.stream("GET", url, headers=headers) as resp:
             if resp.status_code >= 400:
                 resp.read()
-                raise _StorageRefused(f"storage answered {resp.status_code} for a download")
+                raise StorageUnavailable(f"storage answered {resp.status_code} for a download")
             chunks = resp.iter_bytes(CHUNK)
             # 206: the store honoured the range; 200: it sent the whole file.
             yield from chunks if resp.status_code == 206 else _skip(chunks, offset)
@@ -331,10 +331,6 @@ def _raise_for_error(resp: httpx.Response) -> None:
             f"server answered {resp.status_code}: {resp.text[:200] or resp.reason_phrase}"
         ) from None
     raise error_for_code(code)(message)
-
-
-class _StorageRefused(LoraregError):
-    """A presigned storage URL answered an error (the same code as any LoraregError)."""
 
 
 def _skip(chunks: Iterator[bytes], count: int) -> Iterator[bytes]:

@@ -93,7 +93,7 @@ def test_resolve_headers_match_the_hub(hub: str, voice: list[VersionInfo]) -> No
     v1 = voice[0]
     f = next(f for f in v1.files if f.path == "adapter_model.safetensors")
     url = f"{hub}/{REPO}/resolve/v1/{f.path}"
-    head = httpx.head(url)
+    head = httpx.head(url, timeout=30)
     if head.status_code == 302:  # S3: the redirect carries the metadata
         assert head.headers["location"].startswith("http")
     else:
@@ -101,5 +101,5 @@ def test_resolve_headers_match_the_hub(hub: str, voice: list[VersionInfo]) -> No
     assert head.headers["x-repo-commit"] == v1.content_id
     assert head.headers["etag"] == head.headers["x-linked-etag"] == f'"{f.sha256}"'
     assert head.headers["x-linked-size"] == str(f.size)
-    body = httpx.get(url, follow_redirects=True)
+    body = httpx.get(url, follow_redirects=True, timeout=30)
     assert hashlib.sha256(body.content).hexdigest() == f.sha256
